@@ -15,7 +15,11 @@ from components.kubernetes.storage import SCRIPT, SCRIPT_DIR, Storage, StorageAr
 from components.kubernetes.traffic import SERVICE_PORT, RouteArgs, router_for
 from components.release import ReleasePlan, Track
 from components.settings import (
-    AutoscalingSettings, ResourceSettings, SiteSettings, StorageSettings, TrafficSettings,
+    AutoscalingSettings,
+    ResourceSettings,
+    SiteSettings,
+    StorageSettings,
+    TrafficSettings,
 )
 
 APP_PORT = 3000

@@ -39,7 +39,7 @@ def _server_config(kind: str, password: pulumi.Output[str]) -> pulumi.Output[str
     """The server's config file; it carries the password, so it lives in a Secret."""
     port = PORTS[kind]
     if kind == "kvrocks":
-        lines = [f"bind 0.0.0.0", f"port {port}", f"dir {DATA_DIRS[kind]}",
+        lines = ["bind 0.0.0.0", f"port {port}", f"dir {DATA_DIRS[kind]}",
                  "pidfile /tmp/kvrocks.pid", "daemonize no"]
     else:
         lines = ["bind 0.0.0.0", f"port {port}", f"dir {DATA_DIRS[kind]}", "appendonly yes",

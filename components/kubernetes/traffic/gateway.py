@@ -7,7 +7,11 @@ import pulumi_kubernetes as k8s
 
 from components import naming
 from components.kubernetes.traffic import (
-    CRON_PATH, SERVICE_PORT, RouteArgs, preview_host, routed_tracks,
+    CRON_PATH,
+    SERVICE_PORT,
+    RouteArgs,
+    preview_host,
+    routed_tracks,
 )
 
 API_VERSION = "gateway.networking.k8s.io/v1"

@@ -39,7 +39,7 @@ class NginxRouter:
         t, plan = args.traffic, args.plan
         opts = pulumi.ResourceOptions(parent=parent)
         annotations: dict[str, str] = {}
-        tls: list[dict] = []
+        tls: list[k8s.networking.v1.IngressTLSArgsDict] = []
         if t.tls.issuer:
             annotations["cert-manager.io/cluster-issuer"] = t.tls.issuer
         if t.tls.secret_name or t.tls.issuer:
@@ -47,8 +47,10 @@ class NginxRouter:
             tls = [{"hosts": hosts, "secretName": t.tls.secret_name or "moontv-tls"}]
 
         def ingress(suffix: str, host: str, paths: list[dict], extra: dict[str, str]) -> None:
-            spec: dict = {"ingressClassName": t.ingress_class,
-                          "rules": [{"host": host, "http": {"paths": paths}}]}
+            spec: k8s.networking.v1.IngressSpecArgsDict = {
+                "ingressClassName": t.ingress_class,
+                "rules": [{"host": host, "http": {"paths": paths}}],
+            }
             if tls:
                 spec["tls"] = tls
             k8s.networking.v1.Ingress(
