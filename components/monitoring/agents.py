@@ -19,13 +19,23 @@ def _host_port_tls(endpoint: str, default_port: int) -> tuple[str, int, bool]:
     return url.hostname or "", url.port or (443 if tls else default_port), tls
 
 
+def log_target(logs: LogShipping) -> tuple[str, int, bool]:
+    """Host, port and TLS flag of the log store (Loki defaults to 3100, Elasticsearch 9200)."""
+    return _host_port_tls(logs.endpoint or "", 3100 if logs.kind == "loki" else 9200)
+
+
+def trace_port(traces: TraceExport) -> int:
+    """Port of the trace endpoint (OTLP defaults: 4317 gRPC, 4318 HTTP)."""
+    default = OTLP_GRPC_PORT if traces.protocol == "grpc" else OTLP_HTTP_PORT
+    return _host_port_tls(traces.endpoint or "", default)[1]
+
+
 def fluent_bit_config(logs: LogShipping, namespace: str) -> str:
     """``fluent-bit.conf``: tail the containers of ``namespace``, enrich with Kubernetes
     metadata, ship to Loki or Elasticsearch."""
     if not logs.enabled or logs.endpoint is None:
         raise ValueError("fluent_bit_config needs logs.enabled with an endpoint")
-    default_port = 3100 if logs.kind == "loki" else 9200
-    host, port, tls = _host_port_tls(logs.endpoint, default_port)
+    host, port, tls = log_target(logs)
     sections = [
         ("SERVICE", {
             "Flush": "5", "Log_Level": "info", "HTTP_Server": "On",

@@ -151,7 +151,8 @@ class MonitoringSettings(_Model):
     # running (its selectors must match `selectorLabels`).
     mode: Literal["install", "existing"] = "install"
     chart_version: str = KUBE_PROMETHEUS_STACK_VERSION
-    install_namespace: str = "monitoring"
+    # Where kube-prometheus-stack runs: installed there (mode install) or already there (existing).
+    monitoring_namespace: str = "monitoring"
     selector_labels: dict[str, str] = Field(default_factory=dict)
     probe_interval: Duration = "15s"
     thresholds: Thresholds = Field(default_factory=Thresholds)
