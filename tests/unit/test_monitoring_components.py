@@ -3,6 +3,7 @@ appear in plain text."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,6 +19,11 @@ from components.monitoring.config import NULL_RECEIVER
 from components.monitoring.kubernetes import Monitoring, MonitoringArgs
 from components.monitoring.model import KUBE_PROMETHEUS_STACK_VERSION, MonitoringSettings
 from components.monitoring.rules import TRACK_DOWN, RuleScope, alert_rules
+from components.monitoring.swarm import (
+    SwarmMonitoring,
+    SwarmMonitoringArgs,
+    SwarmMonitoringImages,
+)
 
 K8S_VERSION = "1.35.0"
 NS = "moontv"
@@ -310,3 +316,99 @@ def test_declared_kubernetes_objects_pass_strict_schema_validation() -> None:
             checked += 1
         assert kind  # every type token is well formed
     assert checked >= 12
+
+
+# --- Swarm ------------------------------------------------------------------------------------
+
+def swarm_args(**changes: Any) -> SwarmMonitoringArgs:
+    base: dict[str, Any] = {
+        "tracks": CANARY, "settings": settings(), "network": "moontv-net",
+        "receiver_secrets": {n: pulumi.Output.secret(v) for n, v in SECRET_VALUES.items()},
+        "storage_exporter": "moontv-storage-exporter:9121",
+        "images": SwarmMonitoringImages(prometheus="local/prometheus:test",
+                                        blackbox_exporter="local/blackbox:test",
+                                        alertmanager="local/alertmanager:test"),
+    }
+    return SwarmMonitoringArgs(**{**base, **changes})
+
+
+def deploy_swarm(args: SwarmMonitoringArgs) -> Recorder:
+    return run(lambda: SwarmMonitoring("monitoring", args))
+
+
+def configs_by_key(recorder: Recorder) -> dict[str, dict[str, Any]]:
+    return recorder.of("docker:index/serviceConfig:ServiceConfig")
+
+
+def test_swarm_declares_prometheus_blackbox_and_alertmanager_with_the_given_images() -> None:
+    services = deploy_swarm(swarm_args()).of("docker:index/service:Service")
+    images = {name: s["taskSpec"]["containerSpec"]["image"] for name, s in services.items()}
+    assert images == {"moontv-prometheus": "local/prometheus:test",
+                      "moontv-blackbox": "local/blackbox:test",
+                      "moontv-alertmanager": "local/alertmanager:test"}
+    for service in services.values():
+        assert service["taskSpec"]["networksAdvanceds"][0]["name"] == "moontv-net"
+        assert service["taskSpec"]["containerSpec"]["readOnly"] is True
+    ports = services["moontv-prometheus"]["endpointSpec"]["ports"]
+    assert ports == [{"targetPort": 9090, "publishedPort": 9090, "publishMode": "host",
+                      "protocol": "tcp"}]
+
+
+def test_swarm_prometheus_config_probes_each_track_and_loads_the_rules() -> None:
+    recorder = deploy_swarm(swarm_args())
+    configs = configs_by_key(recorder)
+    prometheus = yaml.safe_load(configs["moontv-prometheus-yml"]["dataRaw"])
+    probe = prometheus["scrape_configs"][0]
+    assert {c["labels"]["track"]: c["targets"] for c in probe["static_configs"]} == {
+        "stable": ["http://moontv-stable:3000/login"],
+        "canary": ["http://moontv-canary:3000/login"],
+    }
+    assert probe["relabel_configs"][-1]["replacement"] == "moontv-blackbox:9115"
+    assert prometheus["scrape_configs"][1]["static_configs"][0]["targets"] == [
+        "moontv-storage-exporter:9121"
+    ]
+    assert prometheus["rule_files"] == ["/etc/prometheus/moontv-rules.yml"]
+    rules = yaml.safe_load(configs["moontv-rules-yml"]["dataRaw"])
+    assert rules == alert_rules(CANARY, settings(), RuleScope(storage=True))
+    mounted = recorder.of("docker:index/service:Service")["moontv-prometheus"]
+    files = {c["fileName"] for c in mounted["taskSpec"]["containerSpec"]["configs"]}
+    assert files == {"/etc/prometheus/prometheus.yml", "/etc/prometheus/moontv-rules.yml"}
+
+
+def test_swarm_config_names_change_with_their_content() -> None:
+    first = configs_by_key(deploy_swarm(swarm_args()))["moontv-prometheus-yml"]["name"]
+    again = configs_by_key(deploy_swarm(swarm_args()))["moontv-prometheus-yml"]["name"]
+    changed = configs_by_key(deploy_swarm(swarm_args(settings=settings(probeInterval="5s"))))
+    assert first == again
+    assert first.startswith("moontv-prometheus-yml-")
+    assert changed["moontv-prometheus-yml"]["name"] != first
+
+
+def test_swarm_alertmanager_config_is_a_secret_and_no_url_is_plain_text() -> None:
+    recorder = deploy_swarm(swarm_args())
+    (secret,) = recorder.of("docker:index/secret:Secret").values()
+    assert is_secret(secret["data"])
+    text = base64.b64decode(unwrap(secret["data"])).decode()
+    am = yaml.safe_load(text)
+    hook = next(r for r in am["receivers"] if r["name"] == "hook")
+    assert hook["webhook_configs"][0]["url"] == SECRET_VALUES["hook"]
+    for resource in recorder.resources:
+        plain = "\n".join(plain_strings(resource.inputs))
+        for value in SECRET_VALUES.values():
+            assert value not in plain, f"{resource.typ} {resource.name} leaks a receiver secret"
+    service = recorder.of("docker:index/service:Service")["moontv-alertmanager"]
+    (mounted,) = service["taskSpec"]["containerSpec"]["secrets"]
+    assert mounted["fileName"] == "/etc/alertmanager/alertmanager.yml"
+
+
+def test_swarm_without_storage_exporter_has_no_storage_job_or_alert() -> None:
+    configs = configs_by_key(deploy_swarm(swarm_args(storage_exporter=None)))
+    prometheus = yaml.safe_load(configs["moontv-prometheus-yml"]["dataRaw"])
+    assert [j["job_name"] for j in prometheus["scrape_configs"]] == ["moontv-probe"]
+    rules = yaml.safe_load(configs["moontv-rules-yml"]["dataRaw"])
+    assert [g["name"] for g in rules["groups"]] == ["moontv-tracks"]
+
+
+def test_swarm_given_receiver_without_secret_then_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="no secret value for oncall"):
+        SwarmMonitoring("monitoring", swarm_args(receiver_secrets={"hook": "x", "mail": "y"}))
