@@ -55,15 +55,18 @@ class AlertWindows(_Model):
 
 
 class Thresholds(_Model):
-    success_rate: float = Field(0.99, gt=0, le=1)
-    p99_latency_ms: int = Field(500, gt=0)
+    success_rate: float = Field(default=0.99, gt=0, le=1)
+    p99_latency_ms: int = Field(default=500, gt=0)
     # Range of the success-rate average; the rollout health gate uses the same window.
     success_window: Duration = "1m"
     # Range over which the p99 of probe durations is taken.
     latency_window: Duration = "5m"
-    restarts: int = Field(3, ge=1, description="container restarts within 15m")
-    volume_used_ratio: float = Field(0.85, gt=0, lt=1)
-    for_: AlertWindows = Field(default_factory=AlertWindows, alias="for")
+    restarts: int = Field(default=3, ge=1, description="container restarts within 15m")
+    volume_used_ratio: float = Field(default=0.85, gt=0, lt=1)
+    # `for` is a Python keyword: the field is for_, the config key stays `for`.
+    for_: AlertWindows = Field(
+        default_factory=AlertWindows, validation_alias="for", serialization_alias="for"
+    )
 
 
 class _Receiver(_Model):

@@ -194,7 +194,9 @@ def alert_rules(
     tracks: Sequence[TrackLike], settings: MonitoringSettings, scope: RuleScope = RuleScope()
 ) -> dict[str, Any]:
     """Prometheus rule groups (the ``spec`` of a PrometheusRule, or a rules file)."""
-    groups = [{"name": "moontv-tracks", "rules": _track_rules(tracks, settings)}]
+    groups: list[dict[str, Any]] = [
+        {"name": "moontv-tracks", "rules": _track_rules(tracks, settings)}
+    ]
     if scope.storage:
         groups.append({"name": "moontv-storage", "rules": _storage_rules(settings)})
     if scope.namespace:
