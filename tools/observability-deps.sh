@@ -75,8 +75,9 @@ cleanup() { if [[ $created_policy -eq 1 ]]; then $SUDO rm -f "$policy_rc"; fi; }
 trap cleanup EXIT
 
 echo "observability-deps: apt-get update"
-$SUDO apt-get update -qq
+$SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
 echo "observability-deps: installing ${missing_packages[*]}"
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+  --no-install-recommends \
   "${missing_packages[@]}"
 echo "observability-deps: installed ${missing_packages[*]}"

@@ -24,6 +24,7 @@ from components.monitoring.swarm import (
     SwarmMonitoringArgs,
     SwarmMonitoringImages,
 )
+from tests.program import unwrap
 
 K8S_VERSION = "1.35.0"
 NS = "moontv"
@@ -76,7 +77,7 @@ class Recorder(pulumi.runtime.Mocks):
                 r.inputs.get("kind") == kind}
 
 
-def run(program: Callable[[], Any]) -> Recorder:
+def run_program(program: Callable[[], Any]) -> Recorder:
     """Run ``program`` as a Pulumi program under mocks; return everything it registered."""
     recorder = Recorder()
     pulumi.runtime.set_mocks(recorder, preview=False)
@@ -105,7 +106,7 @@ def k8s_args(**changes: Any) -> MonitoringArgs:
 
 
 def deploy(args: MonitoringArgs) -> Recorder:
-    return run(lambda: Monitoring("monitoring", args))
+    return run_program(lambda: Monitoring("monitoring", args))
 
 
 def is_secret(value: Any) -> bool:
@@ -125,16 +126,6 @@ def plain_strings(value: Any) -> Iterator[str]:
     elif isinstance(value, list | tuple):
         for item in value:
             yield from plain_strings(item)
-
-
-def unwrap(value: Any) -> Any:
-    if is_secret(value):
-        return unwrap(value["value"])
-    if isinstance(value, dict):
-        return {k: unwrap(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [unwrap(v) for v in value]
-    return value
 
 
 # --- Kubernetes -------------------------------------------------------------------------------
@@ -333,7 +324,7 @@ def swarm_args(**changes: Any) -> SwarmMonitoringArgs:
 
 
 def deploy_swarm(args: SwarmMonitoringArgs) -> Recorder:
-    return run(lambda: SwarmMonitoring("monitoring", args))
+    return run_program(lambda: SwarmMonitoring("monitoring", args))
 
 
 def configs_by_key(recorder: Recorder) -> dict[str, dict[str, Any]]:
