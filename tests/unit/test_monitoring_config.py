@@ -278,7 +278,7 @@ def test_given_targets_then_probe_job_goes_through_blackbox_with_track_labels() 
         blackbox="blackbox:9115", alertmanagers=["alertmanager:9093"],
         storage_exporter="storage-exporter:9121",
     )
-    config = prometheus_config(targets, MonitoringSettings(probeInterval="10s"), ["rules.yml"])
+    config = prometheus_config(targets, MonitoringSettings.model_validate({"probeInterval": "10s"}), ["rules.yml"])
     probe, storage = config["scrape_configs"]
     assert config["global"]["scrape_interval"] == "10s"
     assert probe["static_configs"] == [
@@ -332,7 +332,8 @@ def test_given_kubernetes_then_dashboard_shows_replicas_hpa_restarts_storage() -
 def test_given_log_endpoint_then_fluent_bit_ships_there(
     kind: str, endpoint: str, expected: list[str]
 ) -> None:
-    conf = fluent_bit_config(LogShipping(enabled=True, kind=kind, endpoint=endpoint), "moontv")
+    logs = LogShipping.model_validate({"enabled": True, "kind": kind, "endpoint": endpoint})
+    conf = fluent_bit_config(logs, "moontv")
     lines = [line.strip() for line in conf.splitlines()]
     for line in expected:
         assert line in lines
@@ -341,7 +342,9 @@ def test_given_log_endpoint_then_fluent_bit_ships_there(
 
 @pytest.mark.parametrize(("protocol", "exporter"), [("grpc", "otlp"), ("http", "otlphttp")])
 def test_given_trace_endpoint_then_collector_exports_otlp(protocol: str, exporter: str) -> None:
-    traces = TraceExport(enabled=True, endpoint="http://jaeger:4317", protocol=protocol)
+    traces = TraceExport.model_validate(
+        {"enabled": True, "endpoint": "http://jaeger:4317", "protocol": protocol}
+    )
     conf = otel_collector_config(traces)
     assert conf["exporters"] == {exporter: {"endpoint": "http://jaeger:4317",
                                             "tls": {"insecure": True}}}
