@@ -134,11 +134,13 @@ class SwarmMonitoring(pulumi.ComponentResource):
             )
         self.register_outputs({"probeTargets": self.probe_targets})
 
-    def _labels(self, component: str) -> list[dict[str, str]]:
+    def _labels(self, component: str) -> list[docker.ServiceLabelArgsDict]:
         return [{"label": k, "value": v}
                 for k, v in naming.labels(naming.APP, component).items()]
 
-    def _config(self, key: str, content: str, path: str) -> dict[str, Any]:
+    def _config(
+        self, key: str, content: str, path: str
+    ) -> docker.ServiceTaskSpecContainerSpecConfigArgsDict:
         config = docker.ServiceConfig(
             naming.resource_name(naming.APP, key),
             name=naming.resource_name(naming.APP, key, _digest(content)),
@@ -149,13 +151,16 @@ class SwarmMonitoring(pulumi.ComponentResource):
         return {"config_id": config.id, "config_name": config.name, "file_name": path,
                 "file_mode": 0o444}
 
-    def _alertmanager_secret(self) -> dict[str, Any]:
+    def _alertmanager_secret(self) -> docker.ServiceTaskSpecContainerSpecSecretArgsDict:
         receivers = self._args.settings.receivers
         needed = {n: self._args.receiver_secrets[n]
                   for n in self._args.settings.secret_receivers()}
-        content = pulumi.Output.secret(pulumi.Output.all(**needed).apply(
-            lambda values: _yaml(alertmanager_config(receivers, values))
-        ))
+
+        def render(values: dict[str, str]) -> str:
+            return _yaml(alertmanager_config(receivers, values))
+
+        rendered: pulumi.Output[str] = pulumi.Output.all(**needed).apply(render)
+        content = pulumi.Output.secret(rendered)
         secret = docker.Secret(
             naming.resource_name(naming.APP, "alertmanager-yml"),
             # The name carries a short content hash so a change rolls to a new secret; the hash
@@ -175,15 +180,16 @@ class SwarmMonitoring(pulumi.ComponentResource):
 
     def _service(
         self, name: str, image: str, port: int, service_args: list[str], *,
-        configs: Sequence[dict[str, Any]] = (), secrets: Sequence[dict[str, Any]] = (),
+        configs: Sequence[docker.ServiceTaskSpecContainerSpecConfigArgsDict] = (),
+        secrets: Sequence[docker.ServiceTaskSpecContainerSpecSecretArgsDict] = (),
         volume: tuple[str, str] | None = None, published: int | None = None,
     ) -> docker.Service:
         component = name.removeprefix(f"{naming.APP}-")
-        mounts = []
+        mounts: list[docker.ServiceTaskSpecContainerSpecMountArgsDict] = []
         if volume:
             mounts.append({"type": "volume", "source": naming.resource_name(naming.APP, volume[0]),
                            "target": volume[1]})
-        endpoint: dict[str, Any] = {"mode": "dnsrr"}
+        endpoint: docker.ServiceEndpointSpecArgsDict = {"mode": "dnsrr"}
         if published:
             endpoint["ports"] = [{"target_port": port, "published_port": published,
                                   "publish_mode": "host", "protocol": "tcp"}]

@@ -278,7 +278,8 @@ def test_given_targets_then_probe_job_goes_through_blackbox_with_track_labels() 
         blackbox="blackbox:9115", alertmanagers=["alertmanager:9093"],
         storage_exporter="storage-exporter:9121",
     )
-    config = prometheus_config(targets, MonitoringSettings.model_validate({"probeInterval": "10s"}), ["rules.yml"])
+    settings = MonitoringSettings.model_validate({"probeInterval": "10s"})
+    config = prometheus_config(targets, settings, ["rules.yml"])
     probe, storage = config["scrape_configs"]
     assert config["global"]["scrape_interval"] == "10s"
     assert probe["static_configs"] == [
