@@ -303,8 +303,8 @@ class Promotion:
 def set_weight(cfg: Mapping[str, Any] | None, weight: object) -> dict[str, Any]:
     """Send ``weight`` % of default traffic to the canary."""
     _require_canary(cfg, "set-weight")
-    if isinstance(weight, str) and weight.strip().isdigit():
-        weight = int(weight)
+    if isinstance(weight, str) and re.fullmatch(r"\s*-?[0-9]+\s*", weight):
+        weight = int(weight)  # as typed on a command line
     return _edit(cfg, ("canary", "weight"), weight)
 
 

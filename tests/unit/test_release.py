@@ -295,7 +295,7 @@ def test_given_numeric_strings_from_config_then_they_are_integers() -> None:
 def test_release_settings_are_frozen() -> None:
     settings = r.parse(canary(10))
     with pytest.raises(pydantic.ValidationError):
-        settings.strategy = "rolling"  # type: ignore[misc]
+        settings.strategy = "rolling"
 
 
 def test_version_helpers_round_trip() -> None:

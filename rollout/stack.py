@@ -1,0 +1,140 @@
+"""The stack the CLI operates on: read and write ``moontv:`` config objects, preview, up.
+
+:class:`PulumiStack` drives the real engine through the Automation API; anything with the same
+methods (:class:`Stack`) can stand in for it, which is how the decision logic is tested.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+RELEASE_KEY = "moontv:release"
+IMAGE_KEY = "moontv:image"
+
+
+class UsageError(Exception):
+    """Bad input from the operator: exit status 2, config untouched."""
+
+
+class EngineError(Exception):
+    """``pulumi`` failed (preview, up, config): exit status 1."""
+
+
+class Stack(Protocol):
+    name: str
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The config object under ``key``, or None when it is not set."""
+
+    def write(self, sets: Mapping[str, str], removes: list[str]) -> None:
+        """Set these config paths (``moontv:release.canary.weight``) and remove those."""
+
+    def up(self) -> None: ...
+
+    def preview(self) -> None: ...
+
+
+def diff(
+    key: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
+) -> tuple[dict[str, str], list[str]]:
+    """Config path edits turning object ``old`` into ``new``: (paths to set, paths to remove).
+
+    A key that disappears is removed whole (``moontv:release.lastDecision``), never leaf by
+    leaf, which would leave an empty object behind. Values are rendered the way
+    ``pulumi config set --path`` reads them back (``true``, ``25``).
+    """
+    sets: dict[str, str] = {}
+    removes: list[str] = []
+    old, new = old or {}, new or {}
+    for name, before in old.items():
+        if name not in new or isinstance(before, Mapping) != isinstance(new[name], Mapping):
+            removes.append(f"{key}.{name}")
+    for name, after in new.items():
+        path = f"{key}.{name}"
+        before = old.get(name)
+        if isinstance(after, Mapping):
+            nested = before if isinstance(before, Mapping) else {}
+            more_sets, more_removes = diff(path, nested, after)
+            sets |= more_sets
+            removes += more_removes
+        elif name not in old or before != after or type(before) is not type(after):
+            sets[path] = _render(after)
+    return sets, removes
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class PulumiStack:
+    """A stack of the Pulumi project in ``work_dir``, through ``pulumi.automation``."""
+
+    def __init__(self, name: str, work_dir: Path, on_output: Callable[[str], None] = print):
+        from pulumi import automation
+
+        self.name = name
+        self._auto = automation
+        self._on_output = on_output
+        if not (work_dir / "Pulumi.yaml").is_file():
+            raise UsageError(f"--cwd: no Pulumi.yaml in {work_dir}")
+        try:
+            self._stack = automation.select_stack(stack_name=name, work_dir=str(work_dir))
+        except automation.StackNotFoundError:
+            raise UsageError(
+                f"--stack: no stack named {name!r} in {work_dir} (`pulumi stack ls` lists them)"
+            ) from None
+        except FileNotFoundError:
+            raise UsageError("the pulumi CLI is not on PATH (see tools/ to build it)") from None
+        except automation.CommandError as exc:
+            raise EngineError(_stderr(exc)) from None
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        try:
+            value = self._stack.get_config(key)
+        except self._auto.CommandError as exc:
+            if "not found" in str(exc):
+                return None
+            raise EngineError(_stderr(exc)) from None
+        try:
+            parsed = json.loads(value.value)
+        except json.JSONDecodeError:
+            parsed = value.value
+        if not isinstance(parsed, dict):
+            raise UsageError(f"{key}: must be an object (set it with --path), got {value.value!r}")
+        return parsed
+
+    def write(self, sets: Mapping[str, str], removes: list[str]) -> None:
+        config = self._auto.ConfigValue
+        try:
+            if removes:
+                self._stack.remove_all_config(removes, path=True)
+            if sets:
+                self._stack.set_all_config(
+                    {path: config(value=value) for path, value in sets.items()}, path=True
+                )
+        except self._auto.CommandError as exc:
+            raise EngineError(_stderr(exc)) from None
+
+    def up(self) -> None:
+        try:
+            self._stack.up(on_output=self._on_output, color="never")
+        except self._auto.CommandError as exc:
+            raise EngineError(_stderr(exc)) from None
+
+    def preview(self) -> None:
+        try:
+            self._stack.preview(on_output=self._on_output, color="never", diff=True)
+        except self._auto.CommandError as exc:
+            raise EngineError(_stderr(exc)) from None
+
+
+def _stderr(exc: Exception) -> str:
+    text = str(exc)
+    _, _, stderr = text.partition(" stderr: ")
+    lines = [line for line in (stderr or text).strip().splitlines() if line.strip()]
+    return "\n".join(lines[-15:]) or text
