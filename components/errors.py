@@ -22,6 +22,16 @@ _CONFIG_ERROR = "moontv_config"
 _NO_VALUE = object()
 
 
+class ConfigError(Exception):
+    """Invalid stack configuration; ``problems`` holds one message per bad key."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__(
+            "invalid stack configuration:\n" + "\n".join(f"  - {p}" for p in self.problems)
+        )
+
+
 class ConfigModel(pydantic.BaseModel):
     """Base of every model of a ``moontv:`` config object: frozen, camelCase keys, no extras.
 

@@ -19,7 +19,6 @@ This module imports nothing from Pulumi.
 from __future__ import annotations
 
 import copy
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -263,7 +262,8 @@ def _canary(canary: CanarySettings, stable_version: str, replicas: int) -> Relea
         return ReleasePlan(
             "canary", (stable,), "stable", None, HEADER, MappingProxyType({}), canary.cookie
         )
-    canary_replicas = canary.replicas or max(1, math.ceil(replicas * weight / 100))
+    # Full size unless set: the weight is then a routing edit only, and 100 % fits.
+    canary_replicas = canary.replicas or replicas
     track = Track("canary", canary.version, canary_replicas, weight, "canary")
     routes = MappingProxyType({"always": "canary", "never": "stable"})
     return ReleasePlan("canary", (stable, track), "stable", "canary", HEADER, routes, canary.cookie)
