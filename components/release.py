@@ -33,7 +33,7 @@ from components.errors import ConfigModel, config_error, format_errors, int_rang
 Role = Literal["primary", "canary", "preview", "idle"]
 Strategy = Literal["rolling", "blue-green", "canary"]
 Colour = Literal["blue", "green"]
-Action = Literal["set-weight", "promote", "rollback", "abort", "switch"]
+Action = Literal["stage", "set-weight", "promote", "rollback", "abort", "switch"]
 
 KEY = "moontv:release"
 HEADER: Literal["x-moontv-canary"] = "x-moontv-canary"
@@ -298,6 +298,28 @@ class Promotion:
     release: dict[str, Any]
     image: dict[str, Any]
     summary: str
+
+
+def stage(cfg: Mapping[str, Any] | None, version: object) -> dict[str, Any]:
+    """Deploy ``version`` as the release candidate without sending it default traffic.
+
+    Canary: ``canary.version`` at weight 0 (refused while another canary version takes
+    traffic). Blue-green: the inactive colour gets the version (the preview).
+    """
+    settings = parse(cfg, allow_latest=True)
+    if settings.strategy == "canary":
+        canary = settings.canary
+        if canary is not None and canary.weight > 0 and canary.version != str(version):
+            raise ReleaseError(
+                f"{KEY}.canary.version: {canary.version} takes {canary.weight}% of traffic; "
+                "promote, roll back or abort it before staging another version"
+            )
+        release = _edit(cfg, ("canary", "version"), version)
+        return _edit(release, ("canary", "weight"), 0)
+    if settings.strategy == "blue-green":
+        assert settings.blue_green is not None
+        return _edit(cfg, ("blueGreen", settings.blue_green.inactive), version)
+    raise _wrong_strategy("stage", settings.strategy, "canary or blue-green")
 
 
 def set_weight(cfg: Mapping[str, Any] | None, weight: object) -> dict[str, Any]:

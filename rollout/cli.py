@@ -139,6 +139,14 @@ def parser() -> argparse.ArgumentParser:
         help="Prometheus base URL; when given, show each track's health",
     )
 
+    stage = sub.add_parser(
+        "stage",
+        parents=[common],
+        help="deploy VERSION as the release candidate: canary at weight 0, or the inactive "
+        "blue-green colour (preview)",
+    )
+    stage.add_argument("version", metavar="VERSION", help="image tag, or tag@sha256:<digest>")
+
     weight = sub.add_parser(
         "set-weight", parents=[common], help="send N%% of traffic to the canary"
     )
@@ -216,6 +224,8 @@ def run(args: argparse.Namespace, stack: Stack) -> int:
     policy = _policy(args)
     if args.command == "status":
         return commands.status(ctx, policy)
+    if args.command == "stage":
+        return commands.stage(ctx, args.version)
     if args.command == "set-weight":
         return commands.set_weight(ctx, args.weight)
     if args.command == "promote":

@@ -10,8 +10,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from components import release as rel
+from components import settings
+from components.errors import ConfigError
 from rollout.health import HealthPolicy, QueryError, check, query
-from rollout.stack import IMAGE_KEY, RELEASE_KEY, EngineError, Stack, UsageError, diff
+from rollout.stack import (
+    IMAGE_KEY,
+    NAMESPACE,
+    RELEASE_KEY,
+    EngineError,
+    Stack,
+    UsageError,
+    diff,
+)
 
 OK, FAILED, USAGE = 0, 1, 2
 
@@ -31,11 +41,31 @@ class Context:
 
 
 def _read(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
-    return _release(ctx), ctx.stack.get(IMAGE_KEY) or {}
+    config = ctx.stack.config()
+    return _object(config, RELEASE_KEY), _object(config, IMAGE_KEY)
 
 
 def _release(ctx: Context) -> dict[str, Any]:
-    return ctx.stack.get(RELEASE_KEY) or {}
+    return _read(ctx)[0]
+
+
+def _object(config: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = config.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UsageError(f"{key}: must be an object (set its keys with --path), got {value!r}")
+    return value
+
+
+def _preflight(config: Mapping[str, Any]) -> None:
+    """The whole stack config after the change must pass the program's own validation."""
+    raw = {key[len(NAMESPACE) :]: value for key, value in config.items()}
+    try:
+        settings.validate(raw)
+    except ConfigError as exc:
+        problems = "\n".join(f"  - {problem}" for problem in exc.problems)
+        raise UsageError(f"the change would make the stack config invalid:\n{problems}") from None
 
 
 def _settings(cfg: Mapping[str, Any]) -> rel.ReleaseSettings:
@@ -61,9 +91,11 @@ def apply(
 ) -> dict[str, Any]:
     """Record the decision, write the config change and run ``up`` (``--dry-run``: preview, then
     restore the previous config). Returns the release config now in effect."""
-    old_release, old_image = _read(ctx)
+    config = ctx.stack.config()
+    old_release, old_image = _object(config, RELEASE_KEY), _object(config, IMAGE_KEY)
     new_release = rel.record(release, action, reason, ctx.now())
-    new_image = old_image if image is None else image
+    new_image = old_image if image is None else dict(image)
+    _preflight({**config, RELEASE_KEY: new_release, IMAGE_KEY: new_image})
     sets, removes = _changes((old_release, old_image), (new_release, new_image))
     for path, value in sets.items():
         ctx.out(f"  set {path} = {value}")
@@ -121,6 +153,14 @@ def status(ctx: Context, policy: HealthPolicy | None = None) -> int:
         for track in plan.tracks:
             if track.role != "idle":
                 ctx.out(f"health {track.name}: {check(policy, track.name).summary}")
+    return OK
+
+
+def stage(ctx: Context, version: str) -> int:
+    release = _release(ctx)
+    new = _transition(lambda: rel.stage(release, version))
+    ctx.out(f"staging {version} as the release candidate (no default traffic)")
+    apply(ctx, new, "stage", ctx.reason or f"staged {version}")
     return OK
 
 

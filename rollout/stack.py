@@ -11,8 +11,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+NAMESPACE = "moontv:"
 RELEASE_KEY = "moontv:release"
 IMAGE_KEY = "moontv:image"
+SECRET = "[secret]"
+"""Stand-in for secret values: the CLI never reads them."""
 
 
 class UsageError(Exception):
@@ -26,8 +29,8 @@ class EngineError(Exception):
 class Stack(Protocol):
     name: str
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        """The config object under ``key``, or None when it is not set."""
+    def config(self) -> dict[str, Any]:
+        """Every ``moontv:*`` key, objects decoded, secret values replaced by ``SECRET``."""
 
     def write(self, sets: Mapping[str, str], removes: list[str]) -> None:
         """Set these config paths (``moontv:release.canary.weight``) and remove those."""
@@ -65,6 +68,24 @@ def diff(
     return sets, removes
 
 
+def decode_config(entries: Mapping[str, Any]) -> dict[str, Any]:
+    """``pulumi config --json`` output to ``{key: value}`` for the ``moontv:`` keys."""
+    config: dict[str, Any] = {}
+    for key, entry in entries.items():
+        if not key.startswith(NAMESPACE):
+            continue
+        if entry.get("secret"):
+            config[key] = SECRET
+        elif "objectValue" in entry:
+            config[key] = entry["objectValue"]
+        else:
+            try:
+                config[key] = json.loads(entry["value"])
+            except (TypeError, ValueError):
+                config[key] = entry.get("value")
+    return config
+
+
 def _render(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -93,20 +114,18 @@ class PulumiStack:
         except automation.CommandError as exc:
             raise EngineError(_stderr(exc)) from None
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def config(self) -> dict[str, Any]:
+        workspace = self._stack.workspace
+        env = {"PULUMI_HOME": workspace.pulumi_home} if workspace.pulumi_home else {}
         try:
-            value = self._stack.get_config(key)
+            result = workspace.pulumi_command.run(  # `pulumi config --json`, secrets hidden
+                ["config", "--json", "--stack", self.name],
+                str(workspace.work_dir),
+                {**env, **workspace.env_vars},
+            )
         except self._auto.CommandError as exc:
-            if "not found" in str(exc):
-                return None
             raise EngineError(_stderr(exc)) from None
-        try:
-            parsed = json.loads(value.value)
-        except json.JSONDecodeError:
-            parsed = value.value
-        if not isinstance(parsed, dict):
-            raise UsageError(f"{key}: must be an object (set it with --path), got {value.value!r}")
-        return parsed
+        return decode_config(json.loads(result.stdout))
 
     def write(self, sets: Mapping[str, str], removes: list[str]) -> None:
         config = self._auto.ConfigValue

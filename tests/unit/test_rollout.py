@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from rollout import commands
 from rollout.cli import main
 from rollout.health import HealthPolicy, QueryError, check, query
 from rollout.stack import EngineError, diff
 
+ROOT = Path(__file__).resolve().parents[2]
 DIGEST = "sha256:" + "cd" * 32
 CANARY = {"strategy": "canary", "canary": {"version": "v2", "weight": 0}}
 BLUE_GREEN = {
@@ -31,20 +33,30 @@ IMAGE = {"repository": "registry.local/moontv", "tag": "v1"}
 
 
 class FakeStack:
-    """In-memory stack config with `pulumi config set --path` typing; records writes and ups."""
+    """A shipped stack file's config in memory, with `pulumi config set --path` typing;
+    records writes, previews and ups."""
 
-    def __init__(self, release: dict[str, Any] | None, fail_up: set[int] | None = None):
-        self.name = "dev"
-        self.config: dict[str, Any] = {"moontv:image": copy.deepcopy(IMAGE)}
+    def __init__(
+        self,
+        release: dict[str, Any] | None,
+        fail_up: set[int] | None = None,
+        stack: str = "dev",
+        image: dict[str, Any] | None = None,
+    ):
+        self.name = stack
+        shipped = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+        self.data: dict[str, Any] = shipped
+        self.data["moontv:image"] = copy.deepcopy(IMAGE if image is None else image)
+        self.data.pop("moontv:release", None)
         if release is not None:
-            self.config["moontv:release"] = copy.deepcopy(release)
+            self.data["moontv:release"] = copy.deepcopy(release)
         self.ups: list[dict[str, Any]] = []
         self.previews: list[dict[str, Any]] = []
         self.writes = 0
         self._fail_up = fail_up or set()
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        return copy.deepcopy(self.config.get(key))
+    def config(self) -> dict[str, Any]:
+        return copy.deepcopy(self.data)
 
     def write(self, sets: Mapping[str, str], removes: list[str]) -> None:
         self.writes += 1
@@ -57,7 +69,7 @@ class FakeStack:
 
     def _walk(self, path: str) -> list[Any]:
         key, *parts = path.split(".")
-        node = self.config.setdefault(key, {})
+        node = self.data.setdefault(key, {})
         nodes: list[Any] = [node]
         for part in parts[:-1]:
             node = node.setdefault(part, {})
@@ -74,14 +86,14 @@ class FakeStack:
         if len(self.ups) + 1 in self._fail_up:
             self.ups.append({})
             raise EngineError("error: update failed: resource moontv-canary timed out")
-        self.ups.append(copy.deepcopy(self.config))
+        self.ups.append(copy.deepcopy(self.data))
 
     def preview(self) -> None:
-        self.previews.append(copy.deepcopy(self.config))
+        self.previews.append(copy.deepcopy(self.data))
 
     @property
     def release(self) -> dict[str, Any]:
-        release: dict[str, Any] = self.config.get("moontv:release", {})
+        release: dict[str, Any] = self.data.get("moontv:release", {})
         return release
 
     def weights_at_each_up(self) -> list[int | None]:
@@ -157,7 +169,7 @@ def prometheus() -> Iterator[FakePrometheus]:
 
 
 def run(stack: FakeStack, *argv: str) -> int:
-    return main([*argv, "--stack", "dev"], open_stack=lambda name, cwd: stack)
+    return main([*argv, "--stack", stack.name], open_stack=lambda name, cwd: stack)
 
 
 def auto(stack: FakeStack, prom: FakePrometheus, *extra: str) -> int:
@@ -209,16 +221,78 @@ def test_given_bad_input_then_exit_2_with_message_and_config_untouched(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     stack = FakeStack(release)
-    before = copy.deepcopy(stack.config)
+    before = copy.deepcopy(stack.data)
     assert run(stack, *argv) == 2
     assert message in capsys.readouterr().err
-    assert (stack.config, stack.writes, stack.ups) == (before, 0, [])
+    assert (stack.data, stack.writes, stack.ups) == (before, 0, [])
+
+
+@pytest.mark.parametrize(
+    ("release", "version", "expected"),
+    [
+        (CANARY, "v3", {"version": "v3", "weight": 0}),
+        ({"strategy": "canary"}, "latest", {"version": "latest", "weight": 0}),
+    ],
+)
+def test_given_canary_when_staged_then_candidate_runs_at_weight_0(
+    release: dict[str, Any], version: str, expected: dict[str, Any]
+) -> None:
+    stack = FakeStack(release)
+    assert run(stack, "stage", version) == 0
+    assert stack.ups[0]["moontv:release"]["canary"] == expected
+    assert stack.release["lastDecision"]["action"] == "stage"
+
+
+@pytest.mark.parametrize(
+    ("stack_name", "release", "image", "version", "message"),
+    [
+        (
+            "staging",
+            CANARY,
+            IMAGE,
+            "latest",
+            "moontv:release.canary.version: must not be the mutable tag 'latest'",
+        ),
+        (
+            "prod",
+            {"strategy": "blue-green", "blueGreen": {"blue": f"v1@{DIGEST}", "active": "blue"}},
+            {**IMAGE, "digest": DIGEST},
+            "v2",
+            "moontv:release.blueGreen.green: prod requires a digest-pinned version",
+        ),
+    ],
+)
+def test_given_change_the_environment_refuses_then_exit_2_and_config_untouched(
+    stack_name: str,
+    release: dict[str, Any],
+    image: dict[str, Any],
+    version: str,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stack = FakeStack(release, stack=stack_name, image=image)
+    before = copy.deepcopy(stack.data)
+    assert run(stack, "stage", version) == 2
+    err = capsys.readouterr().err
+    assert "the change would make the stack config invalid" in err
+    assert message in err
+    assert (stack.data, stack.writes, stack.ups) == (before, 0, [])
+
+
+def test_given_prod_when_staging_a_pinned_version_then_green_previews_it() -> None:
+    stack = FakeStack(
+        {"strategy": "blue-green", "blueGreen": {"blue": f"v1@{DIGEST}", "active": "blue"}},
+        stack="prod",
+        image={**IMAGE, "digest": DIGEST},
+    )
+    assert run(stack, "stage", f"v2@{DIGEST}") == 0
+    assert stack.ups[0]["moontv:release"]["blueGreen"]["green"] == f"v2@{DIGEST}"
 
 
 def test_given_canary_when_promoted_then_image_takes_the_canary_version() -> None:
     stack = FakeStack({"strategy": "canary", "canary": {"version": f"v2@{DIGEST}", "weight": 50}})
     assert run(stack, "promote") == 0
-    assert stack.config["moontv:image"] == {**IMAGE, "tag": "v2", "digest": DIGEST}
+    assert stack.data["moontv:image"] == {**IMAGE, "tag": "v2", "digest": DIGEST}
     assert stack.release["canary"] == {"weight": 0}
     assert stack.release["lastDecision"]["action"] == "promote"
     assert len(stack.ups) == 1
@@ -234,7 +308,7 @@ def test_given_canary_when_aborted_then_canary_version_removed() -> None:
     stack = FakeStack({"strategy": "canary", "canary": {"version": "v2", "weight": 50}})
     assert run(stack, "abort") == 0
     assert stack.release["canary"] == {"weight": 0}
-    assert stack.config["moontv:image"] == IMAGE
+    assert stack.data["moontv:image"] == IMAGE
 
 
 @pytest.mark.parametrize(
@@ -260,11 +334,11 @@ def test_given_blue_green_when_switching_to_active_colour_then_nothing_changes(
 
 def test_given_dry_run_then_preview_sees_the_change_and_config_is_restored() -> None:
     stack = FakeStack(CANARY)
-    before = copy.deepcopy(stack.config)
+    before = copy.deepcopy(stack.data)
     assert run(stack, "promote", "--dry-run") == 0
     assert stack.ups == []
     assert stack.previews[0]["moontv:image"]["tag"] == "v2"
-    assert stack.config == before
+    assert stack.data == before
 
 
 def test_status_shows_strategy_versions_weights_and_health(
@@ -320,7 +394,7 @@ def test_given_healthy_canary_when_auto_then_weight_reaches_100_and_promotes(
     stack = FakeStack(CANARY)
     assert auto(stack, prometheus, "--steps", "10,50,100") == 0
     assert stack.weights_at_each_up() == [10, 50, 100, 0]
-    assert stack.config["moontv:image"]["tag"] == "v2"
+    assert stack.data["moontv:image"]["tag"] == "v2"
     assert "version" not in stack.release["canary"]
     assert stack.release["lastDecision"]["action"] == "promote"
 
@@ -365,7 +439,7 @@ def test_given_unhealthy_canary_when_auto_then_weight_back_to_0_and_reason_recor
     decision = stack.release["lastDecision"]
     assert decision["action"] == "rollback"
     assert decision["reason"].startswith(reason)
-    assert stack.config["moontv:image"] == IMAGE
+    assert stack.data["moontv:image"] == IMAGE
 
 
 def test_given_canary_already_at_25_when_auto_then_it_continues_from_there(
@@ -434,11 +508,11 @@ def test_given_dry_run_when_auto_then_one_preview_and_config_restored(
     prometheus: FakePrometheus,
 ) -> None:
     stack = FakeStack(CANARY)
-    before = copy.deepcopy(stack.config)
+    before = copy.deepcopy(stack.data)
     assert auto(stack, prometheus, "--dry-run") == 0
     assert stack.ups == []
     assert stack.previews[0]["moontv:release"]["canary"]["weight"] == 10
-    assert stack.config == before
+    assert stack.data == before
 
 
 @pytest.mark.parametrize(
