@@ -7,6 +7,7 @@ methods (:class:`Stack`) can stand in for it, which is how the decision logic is
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -103,11 +104,15 @@ class PulumiStack:
         self._on_output = on_output
         if not (work_dir / "Pulumi.yaml").is_file():
             raise UsageError(f"--cwd: no Pulumi.yaml in {work_dir}")
+        options = automation.LocalWorkspaceOptions(env_vars=engine_env(name, work_dir))
         try:
-            self._stack = automation.select_stack(stack_name=name, work_dir=str(work_dir))
+            self._stack = automation.select_stack(
+                stack_name=name, work_dir=str(work_dir), opts=options
+            )
         except automation.StackNotFoundError:
             raise UsageError(
-                f"--stack: no stack named {name!r} in {work_dir} (`pulumi stack ls` lists them)"
+                f"--stack: no stack named {name!r} in the backend; create it with "
+                f"`make up STACK={name}` (`pulumi stack ls` lists the stacks)"
             ) from None
         except FileNotFoundError:
             raise UsageError("the pulumi CLI is not on PATH (see tools/ to build it)") from None
@@ -150,6 +155,23 @@ class PulumiStack:
             self._stack.preview(on_output=self._on_output, color="never", diff=True)
         except self._auto.CommandError as exc:
             raise EngineError(_stderr(exc)) from None
+
+
+def engine_env(stack: str, work_dir: Path) -> dict[str, str]:
+    """The engine settings of ``tools/stack.sh``, so the CLI and ``make up`` share state:
+    a local file backend in ``.pulumi-state/`` unless ``PULUMI_BACKEND_URL`` is set, and the
+    empty passphrase for dev when none is given."""
+    env = {"PULUMI_SKIP_UPDATE_CHECK": "true"}
+    if "PULUMI_BACKEND_URL" not in os.environ:
+        state = work_dir / ".pulumi-state"
+        state.mkdir(exist_ok=True)
+        env["PULUMI_BACKEND_URL"] = f"file://{state}"
+    no_passphrase = "PULUMI_CONFIG_PASSPHRASE" not in os.environ and not os.environ.get(
+        "PULUMI_CONFIG_PASSPHRASE_FILE"
+    )
+    if no_passphrase and stack == "dev":
+        env["PULUMI_CONFIG_PASSPHRASE"] = ""
+    return env
 
 
 def _stderr(exc: Exception) -> str:
