@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
 import threading
 import urllib.parse
 from collections.abc import Iterator, Mapping
@@ -20,7 +21,7 @@ import yaml
 from rollout import commands
 from rollout.cli import main
 from rollout.health import HealthPolicy, QueryError, check, query
-from rollout.stack import EngineError, diff
+from rollout.stack import EngineError, diff, engine_env
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGEST = "sha256:" + "cd" * 32
@@ -623,3 +624,33 @@ def test_check_reports_measurements_when_healthy(prometheus: FakePrometheus) -> 
     health = check(HealthPolicy(prometheus.url), "canary")
     assert health.ok
     assert health.summary == "success 0.995 (min 0.99), p99 250 ms (max 500)"
+
+
+def test_engine_env_defaults_to_the_project_file_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    assert engine_env("dev", tmp_path) == {
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_BACKEND_URL": f"file://{tmp_path}/.pulumi-state",
+        "PULUMI_CONFIG_PASSPHRASE": "",
+    }
+    assert "PULUMI_CONFIG_PASSPHRASE" not in engine_env("prod", tmp_path)
+    monkeypatch.setenv("PULUMI_BACKEND_URL", "file:///elsewhere")
+    assert "PULUMI_BACKEND_URL" not in engine_env("dev", tmp_path)
+
+
+@pytest.mark.parametrize("script", ["canary-deploy.sh", "blue-green-deploy.sh"])
+def test_deploy_scripts_have_help_and_refuse_missing_arguments(script: str) -> None:
+    path = ROOT / "scripts" / script
+    shown = subprocess.run(
+        ["bash", str(path), "--help"], check=False, capture_output=True, text=True
+    )
+    assert shown.returncode == 0
+    assert shown.stdout.startswith(f"Usage: scripts/{script} --stack STACK --version VERSION")
+    missing = subprocess.run(
+        ["bash", str(path), "--stack", "dev"], check=False, capture_output=True, text=True
+    )
+    assert missing.returncode == 2
+    assert "--stack and --version are required" in missing.stderr
