@@ -7,7 +7,6 @@ import argparse
 import os
 import re
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -220,7 +219,7 @@ def _policy(args: argparse.Namespace) -> HealthPolicy | None:
 
 
 def run(args: argparse.Namespace, stack: Stack) -> int:
-    ctx = Context(stack=stack, dry_run=args.dry_run, out=_say, sleep=time.sleep, reason=args.reason)
+    ctx = Context(stack=stack, dry_run=args.dry_run, out=_say, reason=args.reason)
     policy = _policy(args)
     if args.command == "status":
         return commands.status(ctx, policy)

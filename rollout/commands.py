@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,7 +37,7 @@ class Context:
     dry_run: bool = False
     out: Callable[[str], None] = print
     now: Callable[[], str] = utc_now
-    sleep: Callable[[float], None] = lambda seconds: None
+    sleep: Callable[[float], None] = time.sleep
     reason: str | None = None  # operator's reason for a manual decision
 
 

@@ -115,7 +115,10 @@ class PulumiStack:
                 f"`make up STACK={name}` (`pulumi stack ls` lists the stacks)"
             ) from None
         except FileNotFoundError:
-            raise UsageError("the pulumi CLI is not on PATH (see tools/ to build it)") from None
+            raise UsageError(
+                "the pulumi CLI is not on PATH: `make toolchain` builds it "
+                "(then `source tools/env.sh`)"
+            ) from None
         except automation.CommandError as exc:
             raise EngineError(_stderr(exc)) from None
 
