@@ -8,10 +8,11 @@
 * ``blue-green`` – ``blue`` and ``green``; the ``active`` colour gets all traffic, the other one
   is reachable through the preview Service.
 
-:func:`plan` turns the settings into a :class:`ReleasePlan` both platforms render. Promotion,
-rollback, abort and switching are edits of the raw config mapping (:func:`set_weight`,
-:func:`promote`, :func:`rollback`, :func:`abort`, :func:`switch`): each validates its input and
-returns the new mapping, so the operator CLI only writes what this module accepted.
+:func:`plan` turns the settings into a :class:`ReleasePlan` both platforms render. Staging,
+promotion, rollback, abort and switching are edits of the raw config mapping (:func:`stage`,
+:func:`set_weight`, :func:`promote`, :func:`rollback`, :func:`abort`, :func:`switch`): each
+validates its input and returns the new mapping, so the operator CLI only writes what this
+module accepted.
 
 This module imports nothing from Pulumi.
 """
