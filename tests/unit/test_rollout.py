@@ -21,7 +21,7 @@ import yaml
 from rollout import commands
 from rollout.cli import main
 from rollout.health import HealthPolicy, QueryError, check, query
-from rollout.stack import EngineError, diff, engine_env
+from rollout.stack import EngineError, decode_config, diff, engine_env
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGEST = "sha256:" + "cd" * 32
@@ -654,3 +654,23 @@ def test_deploy_scripts_have_help_and_refuse_missing_arguments(script: str) -> N
     )
     assert missing.returncode == 2
     assert "--stack and --version are required" in missing.stderr
+
+
+def test_decode_config_reads_objects_scalars_and_hides_secrets() -> None:
+    entries = {
+        "moontv:release": {
+            "value": '{"strategy":"canary"}',
+            "objectValue": {"strategy": "canary"},
+            "secret": False,
+        },
+        "moontv:replicas": {"value": "2", "secret": False},
+        "moontv:environment": {"value": "dev", "secret": False},
+        "moontv:ownerPassword": {"value": "[secret]", "secret": True},
+        "kubernetes:context": {"value": "kind", "secret": False},
+    }
+    assert decode_config(entries) == {
+        "moontv:release": {"strategy": "canary"},
+        "moontv:replicas": 2,
+        "moontv:environment": "dev",
+        "moontv:ownerPassword": "[secret]",
+    }
