@@ -314,3 +314,49 @@ def test_given_canary_turning_unhealthy_when_auto_then_weight_back_to_0_and_reas
     assert config["moontv:image"]["tag"] != CANARY_VERSION
     images = _rendered_images(work)
     assert images["moontv-canary"].endswith(f":{CANARY_VERSION}")  # kept for the header route
+
+
+def _rollout(work: Path, env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ROOT / "venv/bin/python"), "-m", "rollout", *argv, "--cwd", str(work)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+
+
+def test_manual_commands_on_the_real_engine(project: tuple[Path, dict[str, str]]) -> None:
+    work, env = project
+    before = _release(work)
+
+    unknown = _rollout(work, env, "status", "--stack", "nope")
+    assert unknown.returncode == 2
+    assert "--stack: no stack named 'nope'" in unknown.stderr
+
+    refused = _rollout(work, env, "set-weight", "101", "--stack", "dev")
+    assert refused.returncode == 2
+    assert "moontv:release.canary.weight: must be an integer 0..100, got 101" in refused.stderr
+    assert _release(work) == before
+
+    dry = _rollout(work, env, "set-weight", "25", "--stack", "dev", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "set moontv:release.canary.weight = 25" in dry.stdout
+    assert _release(work) == before
+
+    applied = _rollout(work, env, "set-weight", "25", "--stack", "dev", "--reason", "ramp")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    release = _release(work)["moontv:release"]
+    assert release["canary"] == {"version": CANARY_VERSION, "weight": 25}
+    assert (release["lastDecision"]["action"], release["lastDecision"]["reason"]) == (
+        "set-weight",
+        "ramp",
+    )
+
+    status = _rollout(work, env, "status", "--stack", "dev")
+    assert status.returncode == 0, status.stderr
+    assert "track stable: version v5.4.0, weight 75%, role primary" in status.stdout
+    assert f"track canary: version {CANARY_VERSION}, weight 25%, role canary" in status.stdout
+    assert "last decision: set-weight at " in status.stdout
