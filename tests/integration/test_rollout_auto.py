@@ -9,7 +9,6 @@ canary is promoted; when they turn unhealthy after the first step, then the weig
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -26,30 +25,11 @@ import yaml
 
 from rollout.health import HealthPolicy, check
 from tests.conftest import ROOT, skip_or_fail
+from tests.integration.engine import Project, require_engine, stack_config
 
-pytestmark = pytest.mark.timeout(1200)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 CANARY_VERSION = "v5.5.0"
-PLUGINS = (
-    "pulumi",
-    "pulumi-language-python",
-    "pulumi-resource-kubernetes",
-    "pulumi-resource-random",
-)
-
-
-def _toolchain_bin() -> Path | None:
-    """Directory holding the Pulumi CLI and the plugins the program needs (PATH, else the
-    offline toolchain cache that `make toolchain` fills)."""
-    on_path = shutil.which("pulumi")
-    candidates = [Path(on_path).parent] if on_path else []
-    candidates += sorted(
-        Path.home().glob(".cache/moontv-toolchain/*/bin"), key=lambda p: p.stat().st_mtime
-    )[::-1]
-    for directory in candidates:
-        if all((directory / name).exists() or shutil.which(name) for name in PLUGINS):
-            return directory
-    return None
 
 
 def _free_port() -> int:
@@ -162,43 +142,15 @@ def _wait_for(condition: Any, seconds: float, what: str) -> None:
 def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A copy of the program with a dev-like render-mode stack holding a staged canary, after
     its first `up`; returns the project directory and the engine environment."""
-    bin_dir = _toolchain_bin()
-    if bin_dir is None:
-        skip_or_fail(
-            "the Pulumi CLI and its python/kubernetes/random plugins are needed "
-            "(make toolchain builds them)"
-        )
-    assert bin_dir is not None
-    work = tmp_path / "project"
-    work.mkdir()
-    shutil.copy(ROOT / "Pulumi.yaml", work)
-    shutil.copy(ROOT / "__main__.py", work)
-    shutil.copytree(
-        ROOT / "components", work / "components", ignore=shutil.ignore_patterns("__pycache__")
+    copy = Project(tmp_path, require_engine())
+    release = {"strategy": "canary", "canary": {"version": CANARY_VERSION, "weight": 0}}
+    config = stack_config(
+        "dev",
+        **{"moontv:kubernetes": {"renderDir": str(tmp_path / "out")}, "moontv:release": release},
     )
-    (work / "venv").symlink_to(ROOT / "venv")
-    stack = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
-    stack["config"]["moontv:release"] = {
-        "strategy": "canary",
-        "canary": {"version": CANARY_VERSION, "weight": 0},
-    }
-    (work / "Pulumi.dev.yaml").write_text(yaml.safe_dump(stack, sort_keys=False))
-    state = tmp_path / "state"
-    state.mkdir()
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-        "PULUMI_BACKEND_URL": f"file://{state}",
-        "PULUMI_CONFIG_PASSPHRASE": "",
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-    }
-    for command in (["stack", "init", "dev"], ["up", "--yes", "--skip-preview", "--stack", "dev"]):
-        done = subprocess.run(
-            ["pulumi", *command], cwd=work, env=env, capture_output=True, text=True, check=False
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-    return work, env
+    up = copy.stack("dev", config).up()
+    assert up.summary.result == "succeeded"
+    return copy.dir, copy.env
 
 
 def _release(work: Path) -> dict[str, Any]:
@@ -241,7 +193,7 @@ def _auto(work: Path, env: dict[str, str], prometheus: str, *extra: str) -> subp
 def _rendered_images(work: Path) -> dict[str, str]:
     """Deployment name -> container image, from the rendered manifests."""
     images = {}
-    for path in (work / "rendered").rglob("*.yaml"):
+    for path in (work.parent / "out").rglob("*.yaml"):
         for doc in yaml.safe_load_all(path.read_text()):
             if doc and doc.get("kind") == "Deployment":
                 containers = doc["spec"]["template"]["spec"]["containers"]
