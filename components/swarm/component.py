@@ -226,7 +226,7 @@ class MoonTVSwarm(pulumi.ComponentResource):
                 container_spec=container,
                 networks_advanceds=[
                     docker.ServiceTaskSpecNetworksAdvancedArgs(
-                        name=network.id, aliases=[svc.alias]
+                        id=network.id, aliases=[svc.alias]
                     )
                 ],
                 resources=resources,
