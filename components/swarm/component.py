@@ -138,10 +138,9 @@ class MoonTVSwarm(pulumi.ComponentResource):
         secrets = {}
         for key in keys:
             value = contents.apply(lambda c, k=key: c[k])
-            # The name carries a hash of the content: anyone able to list Swarm secrets can
-            # also read them through a task, so the hash reveals nothing new.
+            # the name carries a salted scrypt fingerprint of the value, so it can be public
             secret_name = pulumi.Output.unsecret(
-                value.apply(lambda v, k=key: sw.object_name(args.stack, k, v))
+                value.apply(lambda v, k=key: sw.secret_name(args.stack, k, v))
             )
             secrets[key] = docker.Secret(
                 f"{name}-{key}",

@@ -152,7 +152,7 @@ def compose_file(
         },
         "secrets": {
             key: {
-                "name": sw.object_name(spec.stack, key, secret_values[key]),
+                "name": sw.secret_name(spec.stack, key, secret_values[key]),
                 "file": f"{secrets_dir}/{key}",
             }
             for key in sorted(expected)

@@ -6,8 +6,9 @@ component (:mod:`components.swarm.component`) and the compose renderer
 (:mod:`components.swarm.compose`) both render these records, so the two stay identical.
 
 Secrets and configs are referenced by a logical *key* (``owner-password``, ``site-env``, …).
-Swarm secrets and configs are immutable, so their real names carry a hash of their content
-(:func:`object_name`): a changed value becomes a new object and the services using it update.
+Swarm secrets and configs are immutable, so their real names carry a digest of their content
+(:func:`object_name`, :func:`secret_name`): a changed value becomes a new object and the
+services using it update.
 
 How the app gets its secrets: the MoonTV image reads ``PASSWORD`` and ``KVROCKS_URL`` /
 ``REDIS_URL`` from the environment, while Swarm mounts secrets as files. The app task therefore
@@ -18,6 +19,8 @@ file named in ``MOONTV_SECRET_ENV`` into its variable and ``exec``s the image's 
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
 import shlex
 from collections.abc import Mapping
@@ -225,8 +228,23 @@ class ServiceSpec:
 
 
 def object_name(stack: str, key: str, content: str) -> str:
-    """Name of an immutable Swarm secret/config: ``<stack>-<key>-<content hash>``."""
+    """Name of an immutable Swarm config: ``<stack>-<key>-<content hash>``."""
     return f"{stack}-{key}-{traefik.content_hash(content)}"
+
+
+@functools.lru_cache(maxsize=32)
+def secret_name(stack: str, key: str, value: str) -> str:
+    """Name of an immutable Swarm secret: ``<stack>-<key>-<fingerprint of the value>``.
+
+    The name is not secret (``docker secret ls``, Pulumi state), so the fingerprint is a
+    salted, deliberately slow scrypt digest truncated to 48 bits rather than a plain hash a
+    reader could test password guesses against cheaply.
+    """
+    digest = hashlib.scrypt(
+        value.encode(), salt=f"moontv-swarm-secret:{stack}:{key}".encode(),
+        n=2**14, r=8, p=1, dklen=6,
+    )
+    return f"{stack}-{key}-{digest.hex()}"
 
 
 def image_ref(repository: str, version: str) -> str:

@@ -150,7 +150,7 @@ def test_secret_data_is_a_secret_output_holding_the_value_and_named_by_its_hash(
     owner = secrets["moontv-owner-password"]
     assert owner["data"][SECRET_SIG]  # still wrapped as a secret when it reaches the engine
     assert base64.b64decode(plain(owner["data"])).decode() == OWNER
-    assert owner["name"] == sw.object_name("moontv-test", sw.OWNER_PASSWORD, OWNER)
+    assert owner["name"] == sw.secret_name("moontv-test", sw.OWNER_PASSWORD, OWNER)
     storage_url = base64.b64decode(plain(secrets["moontv-storage-url"]["data"])).decode()
     assert storage_url == f"redis://:{STORAGE}@moontv-kvrocks:6666"
 

@@ -99,10 +99,20 @@ def test_secret_contents_and_names_change_with_the_value():
     two = sw.secret_contents(spec, OWNER, STORAGE + "x")
     assert one[sw.STORAGE_URL] == f"redis://:{STORAGE}@moontv-kvrocks:6666"
     assert one[sw.STORAGE_CONFIG] == f"requirepass {STORAGE}\n"
-    name = sw.object_name(spec.stack, sw.STORAGE_CONFIG, one[sw.STORAGE_CONFIG])
-    other = sw.object_name(spec.stack, sw.STORAGE_CONFIG, two[sw.STORAGE_CONFIG])
+    name = sw.secret_name(spec.stack, sw.STORAGE_CONFIG, one[sw.STORAGE_CONFIG])
+    other = sw.secret_name(spec.stack, sw.STORAGE_CONFIG, two[sw.STORAGE_CONFIG])
     assert name.startswith("moontv-dev-storage-config-") and name != other
+    assert name == sw.secret_name(spec.stack, sw.STORAGE_CONFIG, one[sw.STORAGE_CONFIG])
     assert STORAGE not in name
+
+
+def test_secret_names_are_not_a_plain_hash_of_the_value():
+    import hashlib
+
+    name = sw.secret_name("moontv-dev", sw.OWNER_PASSWORD, OWNER)
+    plain = hashlib.sha256(OWNER.encode()).hexdigest()
+    assert name.removeprefix("moontv-dev-owner-password-") not in plain
+    assert name != sw.secret_name("moontv-prod", sw.OWNER_PASSWORD, OWNER)
 
 
 def test_site_env_is_shell_quoted_and_carries_owner_and_storage_type():
@@ -152,7 +162,7 @@ def test_compose_file_renders_the_same_services_and_never_the_secret_values():
     assert document["services"]["edge"]["ports"] == [
         {"target": 80, "published": 80, "protocol": "tcp", "mode": "host"}
     ]
-    assert document["secrets"][sw.OWNER_PASSWORD]["name"] == sw.object_name(
+    assert document["secrets"][sw.OWNER_PASSWORD]["name"] == sw.secret_name(
         spec.stack, sw.OWNER_PASSWORD, OWNER
     )
     dynamic = document["configs"][sw.EDGE_DYNAMIC]["name"]
