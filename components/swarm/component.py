@@ -8,8 +8,9 @@ storage data, one service per release track, the storage service and the Traefik
 from __future__ import annotations
 
 import base64
+import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pulumi
 import pulumi_docker as docker
@@ -137,17 +138,16 @@ class MoonTVSwarm(pulumi.ComponentResource):
             keys.append(sw.STORAGE_CONFIG)
         secrets = {}
         for key in keys:
-            value = contents.apply(lambda c, k=key: c[k])
+            value: pulumi.Output[str] = contents.apply(functools.partial(_pick, key))
             # the name carries a salted scrypt fingerprint of the value, so it can be public
             secret_name = pulumi.Output.unsecret(
-                value.apply(lambda v, k=key: sw.secret_name(args.stack, k, v))
+                value.apply(functools.partial(sw.secret_name, args.stack, key))
             )
+            data: pulumi.Output[str] = value.apply(_base64)
             secrets[key] = docker.Secret(
                 f"{name}-{key}",
                 name=secret_name,
-                data=pulumi.Output.secret(
-                    value.apply(lambda v: base64.b64encode(v.encode()).decode())
-                ),
+                data=pulumi.Output.secret(cast(Any, data)),  # typeshed cannot solve Input[U]
                 labels=_labels(naming.labels(args.stack, key), docker.SecretLabelArgs),
                 opts=pulumi.ResourceOptions.merge(
                     child, pulumi.ResourceOptions(additional_secret_outputs=["data"])
@@ -252,6 +252,14 @@ class MoonTVSwarm(pulumi.ComponentResource):
             converge_config=docker.ServiceConvergeConfigArgs(delay="5s", timeout="5m"),
             opts=opts,
         )
+
+
+def _pick(key: str, contents: dict[str, str]) -> str:
+    return contents[key]
+
+
+def _base64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
 
 
 def _update(cls: Any, policy: sw.UpdatePolicy) -> Any:
