@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from components import release
 from components.swarm import preflight, traefik
 from components.swarm import spec as sw
+from tests.conftest import skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "moontv.test"
@@ -21,14 +19,29 @@ OWNER_PASSWORD = "owner-it-Pass-1"
 STORAGE_PASSWORD = "storage-it-Pass-2"
 
 
-def require_engine() -> None:
-    """Skip (or fail under MOONTV_REQUIRE_ENGINE=1) when no Swarm manager is reachable."""
+def require_engine() -> bool:
+    """Make sure a Swarm manager is reachable; returns True when this call started it.
+
+    Starts it with ``tools/cluster.sh swarm-up`` when that script exists; otherwise skips (or
+    fails under MOONTV_REQUIRE_ENGINE=1) with the preflight message.
+    """
+    if preflight.check() is None:
+        return False
+    cluster = ROOT / "tools" / "cluster.sh"
+    if cluster.exists():
+        subprocess.run(["bash", str(cluster), "swarm-up"], capture_output=True, text=True,
+                       timeout=600, check=False)
     problem = preflight.check()
-    if problem is None:
-        return
-    if os.environ.get("MOONTV_REQUIRE_ENGINE") == "1":
-        pytest.fail(problem)
-    pytest.skip(problem)
+    if problem is not None:
+        skip_or_fail(problem)
+    return cluster.exists()
+
+
+def release_engine(started: bool) -> None:
+    """Stop what :func:`require_engine` started (``tools/cluster.sh swarm-down``)."""
+    if started:
+        subprocess.run(["bash", str(ROOT / "tools" / "cluster.sh"), "swarm-down"],
+                       capture_output=True, text=True, timeout=300, check=False)
 
 
 def docker(*args: str, timeout: float = 120, check: bool = True) -> str:
@@ -44,10 +57,7 @@ def build_images() -> None:
     result = subprocess.run([str(ROOT / "tests/fixtures/standin/build.sh")],
                             capture_output=True, text=True, timeout=3000, check=False)
     if result.returncode != 0:
-        reason = f"cannot build the Swarm test images: {result.stderr.strip()[-600:]}"
-        if os.environ.get("MOONTV_REQUIRE_ENGINE") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_or_fail(f"cannot build the Swarm test images: {result.stderr.strip()[-600:]}")
 
 
 def free_port() -> int:

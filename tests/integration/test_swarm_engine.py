@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from components.swarm import spec as sw
+from tests.conftest import skip_or_fail
 from tests.integration import swarm_env as env
 from tests.integration import swarm_load as load
 
@@ -42,11 +43,8 @@ def toolchain_path() -> str:
 def require_pulumi(path: str) -> None:
     missing = [b for b in ("pulumi", "pulumi-resource-docker") if not shutil.which(b, path=path)]
     if missing:
-        reason = (f"{', '.join(missing)} not found (build the toolchain: bash tools/toolchain.sh); "
-                  "the compose variant test_swarm_stack.py covers the same stack")
-        if os.environ.get("MOONTV_REQUIRE_ENGINE") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_or_fail(f"{', '.join(missing)} not found (build the toolchain: bash "
+                     "tools/toolchain.sh); test_swarm_stack.py covers the same stack via compose")
 
 
 PROGRAM = """\
@@ -55,6 +53,7 @@ sys.path.insert(0, {root!r})
 import pulumi
 from components import release
 from components.swarm.component import MoonTVSwarm, MoonTVSwarmArgs
+from tests.conftest import skip_or_fail
 from tests.integration import swarm_env as env
 
 cfg = pulumi.Config("it")
@@ -108,7 +107,7 @@ class Engine:
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     path = toolchain_path()
     require_pulumi(path)
-    env.require_engine()
+    started = env.require_engine()
     env.build_images()
     volumes = [f"{STACK}-{sw.STORAGE_DATA}", f"{STACK}-{sw.EDGE_DYNAMIC}"]
     running = Engine(tmp_path_factory.mktemp("pulumi-swarm"), path, env.free_port())
@@ -125,6 +124,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
                               check=False).split():
             env.docker("service", "rm", svc, check=False)
         env.remove_stack(STACK, volumes)
+        env.release_engine(started)
 
 
 def test_given_canary_20_when_deployed_by_the_engine_then_split_is_within_5_percent(engine):

@@ -51,7 +51,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    env.require_engine()
+    started = env.require_engine()
     env.build_images()
     volumes = [f"{STACK}-{sw.STORAGE_DATA}", f"{STACK}-{sw.EDGE_DYNAMIC}"]
     env.remove_stack(STACK, volumes)  # leftovers of an interrupted run
@@ -60,6 +60,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
     finally:
         env.remove_stack(STACK, volumes)
+        env.release_engine(started)
 
 
 def blue_green(active: str) -> dict:

@@ -111,9 +111,12 @@ def blue_green(active: str, scale_down: bool = False) -> dict:
 
 STATES = {
     "rolling": ({"strategy": "rolling"}, {"stable": 3}, {"moontv-stable": 100}),
-    "canary-0": (canary(0), {"stable": 3, "canary": 1}, {"moontv-stable": 100}),
-    "canary-20": (canary(20), {"stable": 3, "canary": 1},
+    "canary-0": (canary(0), {"stable": 3, "canary": 3}, {"moontv-stable": 100}),
+    "canary-20": (canary(20), {"stable": 3, "canary": 3},
                   {"moontv-stable": 80, "moontv-canary": 20}),
+    "canary-20-one-replica": (
+        {"strategy": "canary", "canary": {"version": "v2", "weight": 20, "replicas": 1}},
+        {"stable": 3, "canary": 1}, {"moontv-stable": 80, "moontv-canary": 20}),
     "canary-100": (canary(100), {"stable": 3, "canary": 3}, {"moontv-canary": 100}),
     "blue-active": (blue_green("blue"), {"blue": 3, "green": 3}, {"moontv-blue": 100}),
     "green-active": (blue_green("green"), {"blue": 3, "green": 3}, {"moontv-green": 100}),

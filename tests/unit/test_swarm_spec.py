@@ -42,7 +42,7 @@ def test_given_canary_then_one_app_service_per_track_plus_storage_and_edge():
     assert services["stable"].image == "ghcr.io/moontechlab/lunatv:v1"
     assert services["canary"].image == "ghcr.io/moontechlab/lunatv:v2"
     assert services["stable"].replicas == 2
-    assert services["canary"].replicas == 1
+    assert services["canary"].replicas == 2
     assert services["canary"].alias == "moontv-canary"
 
 
@@ -154,7 +154,7 @@ def test_compose_file_renders_the_same_services_and_never_the_secret_values():
     assert document["version"] == "3.8"
     assert list(document["services"]) == [s.key for s in sw.stack_services(spec)]
     canary = document["services"]["canary"]
-    assert canary["deploy"]["replicas"] == 1
+    assert canary["deploy"]["replicas"] == 2
     assert canary["deploy"]["endpoint_mode"] == "dnsrr"
     assert canary["deploy"]["update_config"]["order"] == "start-first"
     assert canary["deploy"]["update_config"]["failure_action"] == "rollback"
