@@ -21,9 +21,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import yaml
 
-from components import release
 from components.swarm import spec as sw
 
 COMPOSE_VERSION = "3.8"
@@ -194,61 +194,44 @@ class StackFileError(ValueError):
     """A stack file problem; the message names the key."""
 
 
-def _get(config: Mapping[str, Any], key: str, default: Any = None) -> Any:
-    return config.get(f"moontv:{key}", default)
-
-
-def spec_from_stack_file(path: Path) -> sw.SwarmSpec:
+def spec_from_stack_file(path: Path, env: Mapping[str, str]) -> sw.SwarmSpec:
     """Build the :class:`SwarmSpec` from a ``Pulumi.<stack>.yaml`` file.
 
-    Reads ``moontv:namespace`` (name prefix), ``moontv:image`` (repository, tag, digest),
-    ``moontv:release``, ``moontv:replicas``, ``moontv:traffic.host``, ``moontv:owner.username``,
-    ``moontv:storage`` (kind, externalType, kvrocksImage / redisImage) and ``moontv:swarm``
-    (httpPort, edgeImage, storageImage, appCommand, healthInterval).
+    The ``moontv:*`` keys are validated by :func:`components.settings.validate`, exactly as the
+    Pulumi program does, and ``moontv:swarm`` by
+    :class:`~components.swarm.options.SwarmSettings`. Secret keys in the file are encrypted and
+    not read here: the values come from the environment (see :data:`SECRET_VARIABLES`).
     """
+    from components import settings
+    from components.errors import ConfigError, format_errors
+    from components.swarm.options import SwarmSettings, spec_from_settings
+
     try:
         document = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise StackFileError(f"{path}: cannot read the stack file: {exc}") from None
-    config = document.get("config") or {}
+    config = document.get("config") if isinstance(document, dict) else None
     if not isinstance(config, dict):
-        raise StackFileError(f"{path}: 'config' must be a mapping")
-    image = _get(config, "image") or {}
-    if not isinstance(image, dict) or not image.get("tag"):
-        raise StackFileError(f"{path}: moontv:image.tag is required (an image tag)")
-    version = release.join_version(str(image["tag"]), image.get("digest"))
-    replicas = _get(config, "replicas", 1)
-    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
-        raise StackFileError(f"{path}: moontv:replicas must be an integer >= 1, got {replicas!r}")
+        raise StackFileError(f"{path}: expected a 'config:' mapping of moontv:* keys")
+    raw = {k.removeprefix(settings.PREFIX): v for k, v in config.items()
+           if k.startswith(settings.PREFIX) and k.removeprefix(settings.PREFIX)
+           not in settings.SECRET_KEYS}
+    swarm_raw = raw.pop("swarm", None) or {}
+    if env.get(SECRET_VARIABLES["url"]):
+        raw["storageUrl"] = env[SECRET_VARIABLES["url"]]
+    problems: list[str] = []
     try:
-        settings = release.parse(_get(config, "release"), allow_latest=True)
-        plan = release.plan(settings, version, replicas)
-    except release.ReleaseError as exc:
-        raise StackFileError(f"{path}: {exc}") from None
-    storage = _get(config, "storage") or {}
-    kind = storage.get("kind", "kvrocks")
-    swarm = _get(config, "swarm") or {}
-    default_storage_image = storage.get(
-        "redisImage" if kind == "redis" else "kvrocksImage",
-        "redis:7.4.2-alpine" if kind == "redis" else "apache/kvrocks:2.11.1",
-    )
-    traffic = _get(config, "traffic") or {}
-    owner = _get(config, "owner") or {}
+        model = settings.validate(raw)
+    except ConfigError as exc:
+        problems += exc.problems
     try:
-        return sw.SwarmSpec(
-            stack=str(_get(config, "namespace", "moontv")),
-            image_repository=str(image.get("repository", "ghcr.io/moontechlab/lunatv")),
-            plan=plan,
-            host=str(traffic.get("host", "moontv.local")),
-            owner_username=str(owner.get("username", "admin")),
-            storage_kind=kind,
-            storage_external_type=storage.get("externalType", "redis"),
-            storage_image=str(swarm.get("storageImage", default_storage_image)),
-            edge_image=str(swarm.get("edgeImage", "traefik:v3.7.13")),
-            http_port=swarm.get("httpPort", 80),
-            app_command=tuple(swarm.get("appCommand", ("node", "start.js"))),
-            health_interval=str(swarm.get("healthInterval", "10s")),
-        )
+        swarm = SwarmSettings.model_validate(swarm_raw)
+    except pydantic.ValidationError as exc:
+        problems += format_errors(exc, f"{settings.PREFIX}swarm", model=SwarmSettings)
+    if problems:
+        raise StackFileError(f"{path}:\n" + "\n".join(f"  - {p}" for p in problems))
+    try:
+        return spec_from_settings(model, swarm)
     except ValueError as exc:
         raise StackFileError(f"{path}: {exc}") from None
 
@@ -287,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="directory for docker-compose.yml, configs/ and secrets/")
     args = parser.parse_args(argv)
     try:
-        spec = spec_from_stack_file(args.stack_file)
+        spec = spec_from_stack_file(args.stack_file, os.environ)
         values = secret_values_from_env(spec, os.environ)
         target = write_files(spec, values, args.out)
     except (StackFileError, ValueError) as exc:

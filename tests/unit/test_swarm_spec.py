@@ -188,12 +188,16 @@ def write_stack(tmp_path: Path, body: str) -> Path:
 
 STACK = """\
 config:
+  moontv:environment: dev
+  moontv:platform: swarm
   moontv:namespace: moontv-ci
   moontv:image: {repository: moontv-standin, tag: v1}
   moontv:replicas: 2
   moontv:traffic: {host: moontv.test}
   moontv:storage: {kind: redis}
   moontv:release: {strategy: canary, canary: {version: v2, weight: 20}}
+  moontv:site: {name: Moon CI}
+  moontv:ownerPassword: {secure: v1:AAAA}
   moontv:swarm: {httpPort: 18080, edgeImage: moontv-edge:test, storageImage: moontv-redis:test}
 """
 
@@ -202,7 +206,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     full_env = {"PATH": os.environ["PATH"], **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "components.swarm.compose", *args],
-        check=False, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=60,
+        check=False, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=300,
     )
 
 
@@ -222,6 +226,9 @@ def test_cli_writes_compose_configs_and_private_secret_files(tmp_path):
     document = yaml.safe_load((out / "docker-compose.yml").read_text())
     assert document["services"]["edge"]["ports"][0]["published"] == 18080
     assert document["services"]["stable"]["image"] == "moontv-standin:v1"
+    site_env = (out / "configs" / sw.SITE_ENV).read_text()
+    assert "export NEXT_PUBLIC_SITE_NAME='Moon CI'" in site_env
+    assert "export NEXT_PUBLIC_STORAGE_TYPE=redis" in site_env
     assert OWNER not in (out / "docker-compose.yml").read_text()
     secret = out / "secrets" / sw.OWNER_PASSWORD
     assert secret.read_text() == OWNER
@@ -237,10 +244,12 @@ def test_cli_without_secret_env_names_the_variable(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_cli_with_a_bad_release_names_the_key(tmp_path):
-    stack = write_stack(tmp_path, STACK.replace("weight: 20", "weight: 150"))
+def test_cli_with_bad_settings_names_every_key(tmp_path):
+    body = STACK.replace("weight: 20", "weight: 150").replace("httpPort: 18080", "httpPort: 0")
+    stack = write_stack(tmp_path, body)
     result = run_cli("--stack-file", str(stack), "--out", str(tmp_path / "o"),
                      env={"MOONTV_OWNER_PASSWORD": OWNER, "MOONTV_STORAGE_PASSWORD": STORAGE})
     assert result.returncode == 2
     assert "moontv:release.canary.weight" in result.stderr
+    assert "moontv:swarm.httpPort" in result.stderr
     assert "Traceback" not in result.stderr
