@@ -2,10 +2,10 @@
 
 ``moontv:release`` (see :class:`ReleaseSettings`) picks one of three strategies:
 
-* ``rolling`` – one ``stable`` track gets all traffic; new versions roll in place.
-* ``canary`` – ``stable`` plus ``canary``; the canary gets ``canary.weight`` % of traffic, and the
+* ``rolling`` - one ``stable`` track gets all traffic; new versions roll in place.
+* ``canary`` - ``stable`` plus ``canary``; the canary gets ``canary.weight`` % of traffic, and the
   header ``x-moontv-canary: always`` / ``never`` forces one track regardless of the weight.
-* ``blue-green`` – ``blue`` and ``green``; the ``active`` colour gets all traffic, the other one
+* ``blue-green`` - ``blue`` and ``green``; the ``active`` colour gets all traffic, the other one
   is reachable through the preview Service.
 
 :func:`plan` turns the settings into a :class:`ReleasePlan` both platforms render. Staging,

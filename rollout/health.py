@@ -3,8 +3,8 @@
 The default queries read the blackbox-exporter probe metrics of the track under test (probes
 carry a ``track`` label); ``$track`` in a query is replaced by the track name:
 
-* success: ``avg(avg_over_time(probe_success{track="$track"}[1m]))`` – share of successful probes
-* latency: ``max(quantile_over_time(0.99, probe_duration_seconds{track="$track"}[1m]))`` – p99 in
+* success: ``avg(avg_over_time(probe_success{track="$track"}[1m]))`` - share of successful probes
+* latency: ``max(quantile_over_time(0.99, probe_duration_seconds{track="$track"}[1m]))`` - p99 in
   **seconds**
 
 A query that fails or returns no data counts as unhealthy: no evidence, no promotion.
