@@ -20,12 +20,14 @@ import pydantic
 from pydantic import Field, model_validator
 
 from components import release as release_model
+from components.image import ImageBuildSettings
+from components.monitoring.model import MonitoringSettings
 from components.errors import ConfigError, ConfigModel, format_errors, int_range
 
 NAMESPACE = "moontv"
 PREFIX = f"{NAMESPACE}:"
 #: Keys that must be set with ``pulumi config set --secret``; never echoed in errors.
-SECRET_KEYS = frozenset({"ownerPassword", "storageUrl"})
+SECRET_KEYS = frozenset({"ownerPassword", "storageUrl", "registryPassword", "alertReceiverUrls"})
 
 _QUANTITY_CPU = r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$"
 _QUANTITY_MEM = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"
@@ -46,6 +48,8 @@ class ImageSettings(ConfigModel):
     tag: release_model.Tag
     digest: release_model.Digest | None = None
     pull_policy: Literal["IfNotPresent", "Always"] = "IfNotPresent"
+    #: Build the image from source (components/image.py); the built digest runs the stable track.
+    build: ImageBuildSettings | None = None
 
     @property
     def version(self) -> str:
@@ -186,6 +190,20 @@ class TrafficSettings(ConfigModel):
         return self.gateway.namespace if self.provider == "gateway" else "ingress-nginx"
 
 
+class SwarmSettings(ConfigModel):
+    """The ``moontv:swarm`` object (camelCase keys)."""
+
+    http_port: Annotated[int, int_range(1, 65535)] = 80
+    edge_image: str = "traefik:v3.7.13"
+    #: Overrides storage.kvrocksImage / storage.redisImage on Swarm.
+    storage_image: str | None = None
+    #: The image's command, run by the secrets entrypoint wrapper.
+    app_command: tuple[str, ...] = ("node", "start.js")
+    health_interval: Annotated[str, Field(pattern=r"^[0-9]+(ms|s|m)$")] = "10s"
+    constraints: tuple[str, ...] = ()
+    edge_constraints: tuple[str, ...] = ("node.role == manager",)
+
+
 class MoonTVSettings(ConfigModel):
     """The whole ``moontv:*`` namespace of a stack (secret keys are handled apart)."""
 
@@ -202,9 +220,13 @@ class MoonTVSettings(ConfigModel):
     kubernetes: KubernetesSettings = KubernetesSettings()
     traffic: TrafficSettings = TrafficSettings()
     release: release_model.ReleaseSettings = release_model.ReleaseSettings()
+    swarm: SwarmSettings = SwarmSettings()
+    monitoring: MonitoringSettings = MonitoringSettings.model_validate({"enabled": False})
     # Secret keys are declared so unknown-key checks accept them; their values are read apart.
     owner_password: pydantic.SecretStr | None = None
     storage_url: pydantic.SecretStr | None = None
+    registry_password: pydantic.SecretStr | None = None
+    alert_receiver_urls: dict[str, pydantic.SecretStr] | None = None
 
     def plan(self) -> release_model.ReleasePlan:
         return release_model.plan(self.release, self.image.version, self.replicas)
@@ -219,6 +241,9 @@ class Settings:
     project: str
     owner_password: pulumi.Output[str]
     storage_url: pulumi.Output[str] | None  # only for storage.kind == "external"
+    registry_password: pulumi.Output[str] | None
+    #: receiver name -> URL (webhook, Slack) or SMTP password (email), secret Outputs.
+    receiver_secrets: dict[str, pulumi.Output[str]]
 
     @property
     def plan(self) -> release_model.ReleasePlan:
@@ -270,6 +295,13 @@ def cross_checks(model: MoonTVSettings) -> list[str]:
             f"{PREFIX}storageUrl: required when storage.kind is 'external' "
             f"(pulumi config set --secret {PREFIX}storageUrl redis://…)"
         )
+    missing = [n for n in model.monitoring.secret_receivers()
+               if n not in (model.alert_receiver_urls or {})]
+    if missing:
+        problems.append(
+            f"{PREFIX}alertReceiverUrls: needs a secret value for receiver(s) {', '.join(missing)} "
+            f"(pulumi config set --secret --path {PREFIX}alertReceiverUrls.{missing[0]} …)"
+        )
     return problems
 
 
@@ -311,12 +343,19 @@ def load() -> Settings:
         )
         password = pulumi.Output.secret(generated.result)
     storage_url = cfg.get_secret("storageUrl") if config.storage.kind == "external" else None
+    urls = cfg.get_secret_object("alertReceiverUrls")
+    receivers = {
+        name: pulumi.Output.secret(urls.apply(lambda u, n=name: str((u or {})[n])))
+        for name in config.monitoring.secret_receivers()
+    } if urls is not None else {}
     return Settings(
         config=config,
         stack=pulumi.get_stack(),
         project=pulumi.get_project(),
         owner_password=password,
         storage_url=storage_url,
+        registry_password=cfg.get_secret("registryPassword"),
+        receiver_secrets=receivers,
     )
 
 
