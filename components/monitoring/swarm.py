@@ -160,7 +160,8 @@ class SwarmMonitoring(pulumi.ComponentResource):
             return _yaml(alertmanager_config(receivers, values))
 
         rendered: pulumi.Output[str] = pulumi.Output.all(**needed).apply(render)
-        content: pulumi.Output[str] = pulumi.Output.secret(rendered)  # type: ignore[arg-type]
+        content: pulumi.Output[str] = pulumi.Output.secret(rendered)
+        encoded: pulumi.Output[str] = pulumi.Output.secret(content.apply(_base64))
         secret = docker.Secret(
             naming.resource_name(naming.APP, "alertmanager-yml"),
             # The name carries a short content hash so a change rolls to a new secret; the hash
@@ -169,9 +170,7 @@ class SwarmMonitoring(pulumi.ComponentResource):
             name=pulumi.Output.unsecret(content.apply(
                 lambda text: naming.resource_name(naming.APP, "alertmanager-yml", _digest(text))
             )),
-            data=pulumi.Output.secret(  # type: ignore[arg-type]
-                content.apply(lambda text: base64.b64encode(text.encode()).decode())
-            ),
+            data=encoded,
             labels=self._labels("monitoring"),
             opts=self._opts,
         )
@@ -221,3 +220,7 @@ class SwarmMonitoring(pulumi.ComponentResource):
             update_config={"order": "start-first", "failure_action": "rollback"},
             opts=self._opts,
         )
+
+
+def _base64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()

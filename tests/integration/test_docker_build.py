@@ -291,7 +291,8 @@ def builds(
     try:
         _build(engine, context, base_image, first, "--build-arg", "VERSION=1.0.0-test")
         server = context / "src" / "server.js"
-        server.write_text(server.read_text() + "\n// source-only change\n")
+        # Unique per run: the engine's build cache outlives the test.
+        server.write_text(server.read_text() + f"\n// source-only change {run_id}\n")
         log = _build(engine, context, base_image, second, "--build-arg", "VERSION=1.0.0-test")
         _build(engine, context, base_image, stage, "--target", "build")
         yield Builds(first, second, log, stage)
