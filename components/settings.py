@@ -9,6 +9,7 @@ generated with ``pulumi_random``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -235,10 +236,8 @@ def _raw_config() -> dict[str, Any]:
             continue
         key = full_key[len(PREFIX):]
         if isinstance(value, str) and key not in SECRET_KEYS:
-            try:
+            with contextlib.suppress(ValueError):  # else a plain string value
                 value = json.loads(value)
-            except ValueError:
-                pass  # a plain string value
         raw[key] = value
     return raw
 

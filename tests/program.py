@@ -99,7 +99,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             self.run.secrets.append(state["result"])
         if args.typ.startswith("kubernetes:") and "metadata" in inputs:
             meta = dict(inputs["metadata"] or {})
-            meta.setdefault("name", f"{args.name}-{hashlib.sha1(args.name.encode()).hexdigest()[:8]}")
+            suffix = hashlib.sha1(args.name.encode()).hexdigest()[:8]
+            meta.setdefault("name", f"{args.name}-{suffix}")
             state["metadata"] = meta
         return f"{args.name}_id", state
 

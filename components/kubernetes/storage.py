@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -39,7 +40,7 @@ def _server_config(kind: str, password: pulumi.Output[str]) -> pulumi.Output[str
     """The server's config file; it carries the password, so it lives in a Secret."""
     port = PORTS[kind]
     if kind == "kvrocks":
-        lines = [f"bind 0.0.0.0", f"port {port}", f"dir {DATA_DIRS[kind]}",
+        lines = ["bind 0.0.0.0", f"port {port}", f"dir {DATA_DIRS[kind]}",
                  "pidfile /tmp/kvrocks.pid", "daemonize no"]
     else:
         lines = ["bind 0.0.0.0", f"port {port}", f"dir {DATA_DIRS[kind]}", "appendonly yes",
@@ -235,8 +236,9 @@ def tool_config_map(name: str, namespace: pulumi.Input[str], labels: dict[str, s
     )
 
 
-def _claim(name: str, size: str, storage_class: str | None) -> dict:
-    spec: dict = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}
+def _claim(name: str, size: str, storage_class: str | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": size}}}
     if storage_class:
         spec["storageClassName"] = storage_class
     return {"metadata": {"name": name}, "spec": spec}

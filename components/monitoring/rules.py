@@ -88,7 +88,7 @@ def _alert(
     }
 
 
-def _track_rules(tracks: Sequence[TrackLike], settings: MonitoringSettings) -> list[dict]:
+def _track_rules(tracks: Sequence[TrackLike], settings: MonitoringSettings) -> list[dict[str, Any]]:
     th = settings.thresholds
     rules = []
     for track in monitored(tracks):
@@ -131,7 +131,7 @@ def _track_rules(tracks: Sequence[TrackLike], settings: MonitoringSettings) -> l
     return rules
 
 
-def _storage_rules(settings: MonitoringSettings) -> list[dict]:
+def _storage_rules(settings: MonitoringSettings) -> list[dict[str, Any]]:
     up = f'up{{job="{STORAGE_JOB}"}}'
     return [_alert(
         STORAGE_DOWN,
@@ -144,7 +144,7 @@ def _storage_rules(settings: MonitoringSettings) -> list[dict]:
     )]
 
 
-def _kubernetes_rules(scope: RuleScope, settings: MonitoringSettings) -> list[dict]:
+def _kubernetes_rules(scope: RuleScope, settings: MonitoringSettings) -> list[dict[str, Any]]:
     th = settings.thresholds
     ns = f'namespace="{scope.namespace}"'
     rules = [

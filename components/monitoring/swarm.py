@@ -160,7 +160,7 @@ class SwarmMonitoring(pulumi.ComponentResource):
             return _yaml(alertmanager_config(receivers, values))
 
         rendered: pulumi.Output[str] = pulumi.Output.all(**needed).apply(render)
-        content = pulumi.Output.secret(rendered)
+        content: pulumi.Output[str] = pulumi.Output.secret(rendered)  # type: ignore[arg-type]
         secret = docker.Secret(
             naming.resource_name(naming.APP, "alertmanager-yml"),
             # The name carries a short content hash so a change rolls to a new secret; the hash
@@ -169,7 +169,7 @@ class SwarmMonitoring(pulumi.ComponentResource):
             name=pulumi.Output.unsecret(content.apply(
                 lambda text: naming.resource_name(naming.APP, "alertmanager-yml", _digest(text))
             )),
-            data=pulumi.Output.secret(
+            data=pulumi.Output.secret(  # type: ignore[arg-type]
                 content.apply(lambda text: base64.b64encode(text.encode()).decode())
             ),
             labels=self._labels("monitoring"),

@@ -83,7 +83,7 @@ class LoginApp:
 
     def __init__(self) -> None:
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server API)
+            def do_GET(self) -> None:
                 status, body = (200, b"<html><body>login</body></html>") \
                     if self.path == "/login" else (404, b"not found")
                 self.send_response(status)
@@ -117,7 +117,7 @@ class WebhookSink:
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 sink.received.append(json.loads(self.rfile.read(length)))
                 self.send_response(200)
