@@ -48,7 +48,7 @@ SETTINGS = MonitoringSettings.model_validate({
 # Detection needs: one failed probe (≤1s scrape + 5s timeout at worst; a refused connection
 # fails at once), one rule evaluation (1s), then the `for` window. Anything beyond this bound
 # means the wiring, not the timing, is wrong.
-FIRING_BOUND = FOR_WINDOW + 20.0
+FIRING_BOUND = FOR_WINDOW + 25.0
 
 
 @dataclass(frozen=True)
