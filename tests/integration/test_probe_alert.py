@@ -3,7 +3,7 @@ configuration, watch two stand-in MoonTV tracks (Python http.server answering /l
 When the canary stops answering, MoonTVTrackDown{track="canary"} must fire within the
 configured window and reach the webhook receiver; the stable track must stay quiet.
 
-Tools come from tools/observability-deps.sh; without them the test skips, unless
+Tools come from tools/test-deps.sh; without them the test skips, unless
 MOONTV_REQUIRE_ENGINE=1 where a skip is a failure.
 """
 
@@ -66,7 +66,7 @@ def monitoring_tools() -> None:
         subprocess.run([str(ROOT / "tools" / "observability-deps.sh")], check=False)
     missing = [t for t in TOOLS if shutil.which(t) is None]
     if missing:
-        reason = f"monitoring tools missing ({', '.join(missing)}); run tools/observability-deps.sh"
+        reason = f"monitoring tools missing ({', '.join(missing)}); run tools/test-deps.sh"
         if os.environ.get("MOONTV_REQUIRE_ENGINE") == "1":
             pytest.fail(reason)
         pytest.skip(reason)

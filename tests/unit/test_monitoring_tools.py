@@ -2,7 +2,7 @@
 promtool (rules syntax, rule unit tests, Prometheus config), amtool (Alertmanager config and
 routing) and the blackbox exporter (--config.check).
 
-The tools are installed by tools/observability-deps.sh; without them (and without root to
+The tools are installed by tools/test-deps.sh; without them (and without root to
 install them) the tests skip, unless MOONTV_REQUIRE_ENGINE=1 where a skip is a failure.
 """
 
@@ -62,7 +62,7 @@ def monitoring_tools() -> None:
         subprocess.run([str(ROOT / "tools" / "observability-deps.sh")], check=False)
     missing = [t for t in TOOLS if shutil.which(t) is None]
     if missing:
-        reason = f"monitoring tools missing ({', '.join(missing)}); run tools/observability-deps.sh"
+        reason = f"monitoring tools missing ({', '.join(missing)}); run tools/test-deps.sh"
         if os.environ.get("MOONTV_REQUIRE_ENGINE") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
