@@ -63,7 +63,7 @@ TRACKS = [Track("stable", "primary"), Track("canary", "canary")]
 @pytest.fixture(scope="module", autouse=True)
 def monitoring_tools() -> None:
     if any(shutil.which(t) is None for t in TOOLS):
-        subprocess.run([str(ROOT / "tools" / "observability-deps.sh")], check=False)
+        subprocess.run(["bash", str(ROOT / "tools" / "test-deps.sh")], check=False)
     missing = [t for t in TOOLS if shutil.which(t) is None]
     if missing:
         reason = f"monitoring tools missing ({', '.join(missing)}); run tools/test-deps.sh"
