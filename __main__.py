@@ -8,6 +8,7 @@ import pulumi
 
 from components import settings as settings_module
 from components.errors import ConfigError
+from components.passwords import generated_password
 from components.settings import Settings
 
 
@@ -64,7 +65,7 @@ def swarm(s: Settings, overrides: dict[str, pulumi.Output[str]]) -> str:
     stack = MoonTVSwarm("moontv", MoonTVSwarmArgs(
         **{f: getattr(spec, f) for f in spec.__dataclass_fields__},
         owner_password=s.owner_password, storage_url=s.storage_url,
-        storage_password=None if s.storage_url else storage_password(),
+        storage_password=None if s.storage_url else generated_password("moontv-storage-password"),
         provider=provider), opts=pulumi.ResourceOptions(providers=[provider]))
     if c.monitoring.enabled:
         SwarmMonitoring("moontv-monitoring", SwarmMonitoringArgs(
@@ -73,14 +74,6 @@ def swarm(s: Settings, overrides: dict[str, pulumi.Output[str]]) -> str:
             opts=pulumi.ResourceOptions(providers=[provider]))
     pulumi.export("previewUrl", stack.preview_url)
     return spec.stack
-
-
-def storage_password() -> pulumi.Output[str]:
-    import pulumi_random as random
-
-    return pulumi.Output.secret(random.RandomPassword(
-        "moontv-storage-password", length=32, special=False,
-        opts=pulumi.ResourceOptions(additional_secret_outputs=["result"])).result)
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ Every ``moontv:*`` key of the stack is parsed into frozen pydantic models in one
 stack file reports *every* problem at once, each naming the key path, the value and what is
 accepted. Secret values (owner password, external storage URL) are read with
 ``Config.get_secret`` and stay ``pulumi.Output`` secrets; when the owner password is absent it is
-generated with ``pulumi_random``.
+generated (``components/passwords.py``).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import pulumi
-import pulumi_random as random
 import pydantic
 from pydantic import Field, model_validator
 
 from components import release as release_model
+from components.passwords import generated_password
 from components.image import ImageBuildSettings
 from components.monitoring.model import MonitoringSettings
 from components.errors import ConfigError, ConfigModel, format_errors, int_range
@@ -337,11 +337,7 @@ def load() -> Settings:
     cfg = pulumi.Config(NAMESPACE)
     password = cfg.get_secret("ownerPassword")
     if password is None:
-        generated = random.RandomPassword(
-            "owner-password", length=24, special=False,
-            opts=pulumi.ResourceOptions(additional_secret_outputs=["result"]),
-        )
-        password = pulumi.Output.secret(generated.result)
+        password = generated_password("owner-password", length=24)
     storage_url = cfg.get_secret("storageUrl") if config.storage.kind == "external" else None
     urls = cfg.get_secret_object("alertReceiverUrls")
     receivers = {

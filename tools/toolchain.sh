@@ -198,6 +198,8 @@ build_python() {
 		-ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$v" \
 		-o "$BIN/pulumi-language-python.tmp" .
 	install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$BIN/pulumi-language-python-exec"
+	# Serves Pulumi dynamic providers (components/passwords.py) from the language host.
+	install -m 0755 "$sdk/python/dist/pulumi-resource-pulumi-python" "$BIN/pulumi-resource-pulumi-python"
 	mv "$BIN/pulumi-language-python.tmp" "$BIN/pulumi-language-python"
 }
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 
 from components import naming
+from components.passwords import generated_password
 from components.kubernetes import pod
 from components.settings import StorageSettings
 
@@ -71,10 +71,7 @@ class Storage(pulumi.ComponentResource):
         service_name = naming.resource_name(naming.APP, kind)
         labels = naming.labels(args.instance, "storage", version=None)
         selector = naming.selector_labels(args.instance, "storage")
-        password = random.RandomPassword(
-            f"{name}-password", length=32, special=False,
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result"]),
-        ).result
+        password = generated_password(f"{name}-password", length=32, parent=self)
         self.host, self.port = service_name, port
         self.url = pulumi.Output.secret(
             password.apply(lambda pw: f"redis://:{pw}@{service_name}:{port}")
