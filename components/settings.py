@@ -19,10 +19,10 @@ import pydantic
 from pydantic import Field, model_validator
 
 from components import release as release_model
-from components.passwords import generated_password
+from components.errors import ConfigError, ConfigModel, format_errors, int_range
 from components.image import ImageBuildSettings
 from components.monitoring.model import MonitoringSettings
-from components.errors import ConfigError, ConfigModel, format_errors, int_range
+from components.passwords import generated_password
 
 NAMESPACE = "moontv"
 PREFIX = f"{NAMESPACE}:"
@@ -324,6 +324,11 @@ def validate(raw: dict[str, Any]) -> MoonTVSettings:
     return model
 
 
+def _receiver_url(urls: pulumi.Output[Any], name: str) -> pulumi.Output[str]:
+    url: pulumi.Output[str] = urls.apply(lambda u: str((u or {})[name]))
+    return pulumi.Output.secret(url)
+
+
 def load() -> Settings:
     """Read and validate the stack's ``moontv:*`` config (call inside a Pulumi program)."""
     raw = _raw_config()
@@ -340,10 +345,10 @@ def load() -> Settings:
         password = generated_password("owner-password", length=24)
     storage_url = cfg.get_secret("storageUrl") if config.storage.kind == "external" else None
     urls = cfg.get_secret_object("alertReceiverUrls")
-    receivers = {
-        name: pulumi.Output.secret(urls.apply(lambda u, n=name: str((u or {})[n])))
-        for name in config.monitoring.secret_receivers()
-    } if urls is not None else {}
+    receivers: dict[str, pulumi.Output[str]] = {}
+    if urls is not None:
+        for name in config.monitoring.secret_receivers():
+            receivers[name] = _receiver_url(urls, name)
     return Settings(
         config=config,
         stack=pulumi.get_stack(),

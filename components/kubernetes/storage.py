@@ -15,8 +15,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import naming
-from components.passwords import generated_password
 from components.kubernetes import pod
+from components.passwords import generated_password
 from components.settings import StorageSettings
 
 SCRIPT = Path(__file__).parent / "scripts" / "storage-tool.js"

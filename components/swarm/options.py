@@ -9,11 +9,7 @@ the same :class:`~components.swarm.spec.SwarmSpec`.
 from __future__ import annotations
 
 import re
-from typing import Annotated
 
-from pydantic import Field
-
-from components.errors import ConfigModel, int_range
 from components.settings import MoonTVSettings, SwarmSettings
 from components.swarm.spec import Resources, SwarmSpec
 
