@@ -21,7 +21,7 @@ import yaml
 from rollout import commands
 from rollout.cli import main
 from rollout.health import HealthPolicy, QueryError, check, query
-from rollout.stack import EngineError, error_tail, decode_config, diff, engine_env
+from rollout.stack import EngineError, decode_config, diff, engine_env, error_tail
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGEST = "sha256:" + "cd" * 32
