@@ -120,7 +120,7 @@ class PulumiStack:
                 "(then `source tools/env.sh`)"
             ) from None
         except automation.CommandError as exc:
-            raise EngineError(_stderr(exc)) from None
+            raise EngineError(error_tail(exc)) from None
 
     def config(self) -> dict[str, Any]:
         workspace = self._stack.workspace
@@ -132,7 +132,7 @@ class PulumiStack:
                 {**env, **workspace.env_vars},
             )
         except self._auto.CommandError as exc:
-            raise EngineError(_stderr(exc)) from None
+            raise EngineError(error_tail(exc)) from None
         return decode_config(json.loads(result.stdout))
 
     def write(self, sets: Mapping[str, str], removes: list[str]) -> None:
@@ -145,19 +145,19 @@ class PulumiStack:
                     {path: config(value=value) for path, value in sets.items()}, path=True
                 )
         except self._auto.CommandError as exc:
-            raise EngineError(_stderr(exc)) from None
+            raise EngineError(error_tail(exc)) from None
 
     def up(self) -> None:
         try:
             self._stack.up(on_output=self._on_output, color="never")
         except self._auto.CommandError as exc:
-            raise EngineError(_stderr(exc)) from None
+            raise EngineError(error_tail(exc)) from None
 
     def preview(self) -> None:
         try:
             self._stack.preview(on_output=self._on_output, color="never", diff=True)
         except self._auto.CommandError as exc:
-            raise EngineError(_stderr(exc)) from None
+            raise EngineError(error_tail(exc)) from None
 
 
 def engine_env(stack: str, work_dir: Path) -> dict[str, str]:
@@ -177,8 +177,13 @@ def engine_env(stack: str, work_dir: Path) -> dict[str, str]:
     return env
 
 
-def _stderr(exc: Exception) -> str:
+def error_tail(exc: Exception) -> str:
+    """The useful tail of a failed pulumi command: its stderr, else the end of its stdout."""
     text = str(exc)
-    _, _, stderr = text.partition(" stderr: ")
-    lines = [line for line in (stderr or text).strip().splitlines() if line.strip()]
-    return "\n".join(lines[-15:]) or text
+    head, _, stderr = text.partition("\n stderr: ")
+    _, _, stdout = head.partition("\n stdout: ")
+    for part in (stderr, stdout, text):
+        lines = [line for line in part.strip().splitlines() if line.strip()]
+        if lines:
+            return "\n".join(lines[-15:])
+    return type(exc).__name__

@@ -21,7 +21,7 @@ import yaml
 from rollout import commands
 from rollout.cli import main
 from rollout.health import HealthPolicy, QueryError, check, query
-from rollout.stack import EngineError, decode_config, diff, engine_env
+from rollout.stack import EngineError, decode_config, diff, engine_env, error_tail
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGEST = "sha256:" + "cd" * 32
@@ -674,3 +674,15 @@ def test_decode_config_reads_objects_scalars_and_hides_secrets() -> None:
         "moontv:environment": "dev",
         "moontv:ownerPassword": "[secret]",
     }
+
+
+def test_engine_errors_keep_the_useful_tail() -> None:
+    from pulumi.automation._cmd import CommandResult
+    from pulumi.automation.errors import CommandError
+
+    only_stdout = CommandError(
+        CommandResult("Updating\n  2 errored\nerror: plugin missing\n", "", 255)
+    )
+    assert error_tail(only_stdout) == "Updating\n  2 errored\nerror: plugin missing"
+    with_stderr = CommandError(CommandResult("noise", "error: stack is locked\n", 255))
+    assert error_tail(with_stderr) == "error: stack is locked"
