@@ -10,8 +10,6 @@ MOONTV_REQUIRE_ENGINE=1 where a skip is a failure.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -36,6 +34,7 @@ from components.monitoring.config import (
 )
 from components.monitoring.model import MonitoringSettings
 from components.monitoring.rules import TRACK_DOWN, RuleScope, alert_rules, health_gate_queries
+from tests.conftest import require_tools
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ("prometheus", "prometheus-blackbox-exporter", "prometheus-alertmanager")
@@ -62,14 +61,7 @@ TRACKS = [Track("stable", "primary"), Track("canary", "canary")]
 
 @pytest.fixture(scope="module", autouse=True)
 def monitoring_tools() -> None:
-    if any(shutil.which(t) is None for t in TOOLS):
-        subprocess.run(["bash", str(ROOT / "tools" / "test-deps.sh")], check=False)
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    if missing:
-        reason = f"monitoring tools missing ({', '.join(missing)}); run tools/test-deps.sh"
-        if os.environ.get("MOONTV_REQUIRE_ENGINE") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_tools(TOOLS)
 
 
 def free_port() -> int:

@@ -8,8 +8,6 @@ install them) the tests skip, unless MOONTV_REQUIRE_ENGINE=1 where a skip is a f
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from copy import deepcopy
@@ -40,6 +38,7 @@ from components.monitoring.rules import (
     RuleScope,
     alert_rules,
 )
+from tests.conftest import require_tools
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ("promtool", "prometheus-alertmanager", "amtool", "prometheus-blackbox-exporter")
@@ -58,14 +57,7 @@ SCOPE = RuleScope(namespace=NS, backup_cronjob="moontv-backup")
 
 @pytest.fixture(scope="module", autouse=True)
 def monitoring_tools() -> None:
-    if any(shutil.which(t) is None for t in TOOLS):
-        subprocess.run(["bash", str(ROOT / "tools" / "test-deps.sh")], check=False)
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    if missing:
-        reason = f"monitoring tools missing ({', '.join(missing)}); run tools/test-deps.sh"
-        if os.environ.get("MOONTV_REQUIRE_ENGINE") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_tools(TOOLS)
 
 
 def run(*cmd: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
