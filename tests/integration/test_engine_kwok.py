@@ -55,7 +55,8 @@ def test_staging_on_kwok_up_noop_edit_destroy(kwok, project):
     try:
         up = stack.up()
         assert up.summary.result == "succeeded"
-        deployments = json.loads(kwok.kubectl("get", "deployments", "-n", NAMESPACE, "-o", "json"))
+        deployments = json.loads(kwok.kubectl("get", "deployments", "-n", NAMESPACE, "-o", "json",
+                                             "-l", "app.kubernetes.io/component=app"))
         available = {d["metadata"]["name"]: d["status"].get("availableReplicas", 0)
                      for d in deployments["items"]}
         assert available == {"moontv-stable": 2, "moontv-canary": 2}
@@ -78,7 +79,8 @@ def test_staging_on_kwok_up_noop_edit_destroy(kwok, project):
                          if line.strip().startswith("~ ") and ":" in line]
         assert changed_lines and all("replicas" in line for line in changed_lines), changed_lines
         stack.up()
-        deployments = json.loads(kwok.kubectl("get", "deployments", "-n", NAMESPACE, "-o", "json"))
+        deployments = json.loads(kwok.kubectl("get", "deployments", "-n", NAMESPACE, "-o", "json",
+                                             "-l", "app.kubernetes.io/component=app"))
         assert {d["metadata"]["name"]: d["spec"]["replicas"] for d in deployments["items"]} == {
             "moontv-stable": 3, "moontv-canary": 3}
     finally:
