@@ -32,6 +32,27 @@ class _PasswordProvider(ResourceProvider):
                           delete_before_replace=False)
 
 
+class _Provider(pulumi.ProviderResource):
+    """An explicit ``pulumi-python`` provider with no inputs.
+
+    The engine configures the *default* ``pulumi-python`` provider with the whole stack config
+    and keeps that in the state, secret values included; an explicit provider carries nothing.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("pulumi-python", "moontv-passwords", {})
+
+
+def _explicit_provider() -> _Provider:
+    """One explicit provider per program run (kept on the run's root stack resource)."""
+    root = pulumi.runtime.get_root_resource()
+    provider = getattr(root, "_moontv_passwords", None)
+    if provider is None:
+        provider = _Provider()
+        setattr(root, "_moontv_passwords", provider)
+    return provider
+
+
 class GeneratedPassword(Resource):
     """A random alphanumeric password; ``result`` is a secret Output."""
 
@@ -39,7 +60,8 @@ class GeneratedPassword(Resource):
 
     def __init__(self, name: str, length: int = 32,
                  opts: pulumi.ResourceOptions | None = None) -> None:
-        secret = pulumi.ResourceOptions(additional_secret_outputs=["result"])
+        secret = pulumi.ResourceOptions(additional_secret_outputs=["result"],
+                                        provider=_explicit_provider())
         super().__init__(_PasswordProvider(), name, {"length": length, "result": None},
                          pulumi.ResourceOptions.merge(opts, secret))
 

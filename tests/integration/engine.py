@@ -49,6 +49,8 @@ def require_engine() -> dict[str, str]:
     env = engine_env()
     if shutil.which("pulumi", path=env["PATH"]) is None:
         skip_or_fail("the pulumi engine is not built (run `make toolchain`)")
+    # The Automation API looks the CLI up on this process's PATH.
+    os.environ["PATH"] = env["PATH"]
     return env
 
 

@@ -67,7 +67,8 @@ def test_given_a_weight_edit_then_preview_shows_one_update(project, tmp_path):
     stack.set_config("moontv:release.canary.weight", auto_value("25"), path=True)
     preview = stack.preview(diff=True)
     assert changes(preview.change_summary) == {"update": 1}, preview.change_summary
-    assert "weight" in preview.stdout and "moontv-canary" in preview.stdout
+    assert "HTTPRoute: (update)" in preview.stdout
+    assert "weight: 10 => 25" in preview.stdout and "weight: 90 => 75" in preview.stdout
 
 
 def auto_value(value: str):
@@ -83,10 +84,10 @@ def test_secrets_stay_encrypted_in_state_and_render_mode_warns(project, tmp_path
     assert "plain-text values" in up.stdout  # the render-mode caveat is flagged at run time
     state = json.dumps(stack.export_stack().deployment)
     assert OWNER_PASSWORD not in state
-    passwords = [r for r in stack.export_stack().deployment["resources"]
+    generated = [r for r in stack.export_stack().deployment["resources"]
                  if r["type"] == passwords.TYPE]
-    assert passwords, "the storage password is generated"
-    for resource in passwords:
+    assert generated, "the storage password is generated"
+    for resource in generated:
         assert resource["outputs"]["result"].get("4dabf18193072939515e22adb298388d"), \
             "generated passwords are stored as secrets"
     stack.destroy()
