@@ -34,6 +34,11 @@ SECRET_VARIABLES = {
 }
 
 
+def _literal(values: Sequence[str]) -> list[str]:
+    """Strings as compose literals: ``$`` is interpolation syntax, so it is written ``$$``."""
+    return [v.replace("$", "$$") for v in values]
+
+
 def _memory(mib: int) -> str:
     return f"{mib}M"
 
@@ -84,7 +89,7 @@ def _service(svc: sw.ServiceSpec) -> dict[str, Any]:
     out: dict[str, Any] = {
         "image": svc.image,
         "healthcheck": {
-            "test": list(hc.test),
+            "test": _literal(hc.test),
             "interval": hc.interval,
             "timeout": hc.timeout,
             "retries": hc.retries,
@@ -96,11 +101,11 @@ def _service(svc: sw.ServiceSpec) -> dict[str, Any]:
         "deploy": deploy,
     }
     if svc.entrypoint is not None:
-        out["entrypoint"] = list(svc.entrypoint)
+        out["entrypoint"] = _literal(svc.entrypoint)
     if svc.args is not None:
-        out["command"] = list(svc.args)
+        out["command"] = _literal(svc.args)
     if svc.env:
-        out["environment"] = dict(svc.env)
+        out["environment"] = {k: v.replace("$", "$$") for k, v in svc.env.items()}
     if svc.secrets:
         out["secrets"] = [_file_ref(r) for r in svc.secrets]
     if svc.configs:
