@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.program import run_stack  # noqa: E402
+from tests.program import run_stack  # noqa: E402  (needs the sys.path line above)
 
 STACKS = ("dev", "staging", "prod")
 

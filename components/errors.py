@@ -54,10 +54,7 @@ def int_range(minimum: int, maximum: int | None = None) -> BeforeValidator:
     """Validator for ``Annotated[int, int_range(0, 100)]``: ints and integer strings within the
     bounds, bools rejected, one message for wrong types and out-of-range values alike
     (``must be an integer 0..100``)."""
-    if maximum is None:
-        accepted = f"an integer >= {minimum}"
-    else:
-        accepted = f"an integer {minimum}..{maximum}"
+    accepted = f"an integer >= {minimum}" if maximum is None else f"an integer {minimum}..{maximum}"
 
     def check(value: Any) -> int:
         number: int | None = None

@@ -2,16 +2,17 @@
 
 ``moontv:release`` (see :class:`ReleaseSettings`) picks one of three strategies:
 
-* ``rolling`` – one ``stable`` track gets all traffic; new versions roll in place.
-* ``canary`` – ``stable`` plus ``canary``; the canary gets ``canary.weight`` % of traffic, and the
+* ``rolling`` - one ``stable`` track gets all traffic; new versions roll in place.
+* ``canary`` - ``stable`` plus ``canary``; the canary gets ``canary.weight`` % of traffic, and the
   header ``x-moontv-canary: always`` / ``never`` forces one track regardless of the weight.
-* ``blue-green`` – ``blue`` and ``green``; the ``active`` colour gets all traffic, the other one
+* ``blue-green`` - ``blue`` and ``green``; the ``active`` colour gets all traffic, the other one
   is reachable through the preview Service.
 
-:func:`plan` turns the settings into a :class:`ReleasePlan` both platforms render. Promotion,
-rollback, abort and switching are edits of the raw config mapping (:func:`set_weight`,
-:func:`promote`, :func:`rollback`, :func:`abort`, :func:`switch`): each validates its input and
-returns the new mapping, so the operator CLI only writes what this module accepted.
+:func:`plan` turns the settings into a :class:`ReleasePlan` both platforms render. Staging,
+promotion, rollback, abort and switching are edits of the raw config mapping (:func:`stage`,
+:func:`set_weight`, :func:`promote`, :func:`rollback`, :func:`abort`, :func:`switch`): each
+validates its input and returns the new mapping, so the operator CLI only writes what this
+module accepted.
 
 This module imports nothing from Pulumi.
 """
@@ -33,7 +34,7 @@ from components.errors import ConfigModel, config_error, format_errors, int_rang
 Role = Literal["primary", "canary", "preview", "idle"]
 Strategy = Literal["rolling", "blue-green", "canary"]
 Colour = Literal["blue", "green"]
-Action = Literal["set-weight", "promote", "rollback", "abort", "switch"]
+Action = Literal["stage", "set-weight", "promote", "rollback", "abort", "switch"]
 
 KEY = "moontv:release"
 HEADER: Literal["x-moontv-canary"] = "x-moontv-canary"
@@ -300,11 +301,33 @@ class Promotion:
     summary: str
 
 
+def stage(cfg: Mapping[str, Any] | None, version: object) -> dict[str, Any]:
+    """Deploy ``version`` as the release candidate without sending it default traffic.
+
+    Canary: ``canary.version`` at weight 0 (refused while another canary version takes
+    traffic). Blue-green: the inactive colour gets the version (the preview).
+    """
+    settings = parse(cfg, allow_latest=True)
+    if settings.strategy == "canary":
+        canary = settings.canary
+        if canary is not None and canary.weight > 0 and canary.version != str(version):
+            raise ReleaseError(
+                f"{KEY}.canary.version: {canary.version} takes {canary.weight}% of traffic; "
+                "promote, roll back or abort it before staging another version"
+            )
+        release = _edit(cfg, ("canary", "version"), version)
+        return _edit(release, ("canary", "weight"), 0)
+    if settings.strategy == "blue-green":
+        assert settings.blue_green is not None
+        return _edit(cfg, ("blueGreen", settings.blue_green.inactive), version)
+    raise _wrong_strategy("stage", settings.strategy, "canary or blue-green")
+
+
 def set_weight(cfg: Mapping[str, Any] | None, weight: object) -> dict[str, Any]:
     """Send ``weight`` % of default traffic to the canary."""
     _require_canary(cfg, "set-weight")
-    if isinstance(weight, str) and weight.strip().isdigit():
-        weight = int(weight)
+    if isinstance(weight, str) and re.fullmatch(r"\s*-?[0-9]+\s*", weight):
+        weight = int(weight)  # as typed on a command line
     return _edit(cfg, ("canary", "weight"), weight)
 
 

@@ -4,27 +4,30 @@ Every ``moontv:*`` key of the stack is parsed into frozen pydantic models in one
 stack file reports *every* problem at once, each naming the key path, the value and what is
 accepted. Secret values (owner password, external storage URL) are read with
 ``Config.get_secret`` and stay ``pulumi.Output`` secrets; when the owner password is absent it is
-generated with ``pulumi_random``.
+generated (``components/passwords.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import pulumi
-import pulumi_random as random
 import pydantic
 from pydantic import Field, model_validator
 
 from components import release as release_model
 from components.errors import ConfigError, ConfigModel, format_errors, int_range
+from components.image import ImageBuildSettings
+from components.monitoring.model import MonitoringSettings
+from components.passwords import generated_password
 
 NAMESPACE = "moontv"
 PREFIX = f"{NAMESPACE}:"
 #: Keys that must be set with ``pulumi config set --secret``; never echoed in errors.
-SECRET_KEYS = frozenset({"ownerPassword", "storageUrl"})
+SECRET_KEYS = frozenset({"ownerPassword", "storageUrl", "registryPassword", "alertReceiverUrls"})
 
 _QUANTITY_CPU = r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$"
 _QUANTITY_MEM = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"
@@ -45,6 +48,8 @@ class ImageSettings(ConfigModel):
     tag: release_model.Tag
     digest: release_model.Digest | None = None
     pull_policy: Literal["IfNotPresent", "Always"] = "IfNotPresent"
+    #: Build the image from source (components/image.py); the built digest runs the stable track.
+    build: ImageBuildSettings | None = None
 
     @property
     def version(self) -> str:
@@ -185,6 +190,20 @@ class TrafficSettings(ConfigModel):
         return self.gateway.namespace if self.provider == "gateway" else "ingress-nginx"
 
 
+class SwarmSettings(ConfigModel):
+    """The ``moontv:swarm`` object (camelCase keys)."""
+
+    http_port: Annotated[int, int_range(1, 65535)] = 80
+    edge_image: str = "traefik:v3.7.13"
+    #: Overrides storage.kvrocksImage / storage.redisImage on Swarm.
+    storage_image: str | None = None
+    #: The image's command, run by the secrets entrypoint wrapper.
+    app_command: tuple[str, ...] = ("node", "start.js")
+    health_interval: Annotated[str, Field(pattern=r"^[0-9]+(ms|s|m)$")] = "10s"
+    constraints: tuple[str, ...] = ()
+    edge_constraints: tuple[str, ...] = ("node.role == manager",)
+
+
 class MoonTVSettings(ConfigModel):
     """The whole ``moontv:*`` namespace of a stack (secret keys are handled apart)."""
 
@@ -201,9 +220,13 @@ class MoonTVSettings(ConfigModel):
     kubernetes: KubernetesSettings = KubernetesSettings()
     traffic: TrafficSettings = TrafficSettings()
     release: release_model.ReleaseSettings = release_model.ReleaseSettings()
+    swarm: SwarmSettings = SwarmSettings()
+    monitoring: MonitoringSettings = MonitoringSettings.model_validate({"enabled": False})
     # Secret keys are declared so unknown-key checks accept them; their values are read apart.
     owner_password: pydantic.SecretStr | None = None
     storage_url: pydantic.SecretStr | None = None
+    registry_password: pydantic.SecretStr | None = None
+    alert_receiver_urls: dict[str, pydantic.SecretStr] | None = None
 
     def plan(self) -> release_model.ReleasePlan:
         return release_model.plan(self.release, self.image.version, self.replicas)
@@ -218,6 +241,9 @@ class Settings:
     project: str
     owner_password: pulumi.Output[str]
     storage_url: pulumi.Output[str] | None  # only for storage.kind == "external"
+    registry_password: pulumi.Output[str] | None
+    #: receiver name -> URL (webhook, Slack) or SMTP password (email), secret Outputs.
+    receiver_secrets: dict[str, pulumi.Output[str]]
 
     @property
     def plan(self) -> release_model.ReleasePlan:
@@ -235,10 +261,8 @@ def _raw_config() -> dict[str, Any]:
             continue
         key = full_key[len(PREFIX):]
         if isinstance(value, str) and key not in SECRET_KEYS:
-            try:
+            with contextlib.suppress(ValueError):  # else a plain string value
                 value = json.loads(value)
-            except ValueError:
-                pass  # a plain string value
         raw[key] = value
     return raw
 
@@ -271,6 +295,13 @@ def cross_checks(model: MoonTVSettings) -> list[str]:
             f"{PREFIX}storageUrl: required when storage.kind is 'external' "
             f"(pulumi config set --secret {PREFIX}storageUrl redis://…)"
         )
+    missing = [n for n in model.monitoring.secret_receivers()
+               if n not in (model.alert_receiver_urls or {})]
+    if missing:
+        problems.append(
+            f"{PREFIX}alertReceiverUrls: needs a secret value for receiver(s) {', '.join(missing)} "
+            f"(pulumi config set --secret --path {PREFIX}alertReceiverUrls.{missing[0]} …)"
+        )
     return problems
 
 
@@ -293,6 +324,11 @@ def validate(raw: dict[str, Any]) -> MoonTVSettings:
     return model
 
 
+def _receiver_url(urls: pulumi.Output[Any], name: str) -> pulumi.Output[str]:
+    url: pulumi.Output[str] = urls.apply(lambda u: str((u or {})[name]))
+    return pulumi.Output.secret(url)
+
+
 def load() -> Settings:
     """Read and validate the stack's ``moontv:*`` config (call inside a Pulumi program)."""
     raw = _raw_config()
@@ -306,18 +342,21 @@ def load() -> Settings:
     cfg = pulumi.Config(NAMESPACE)
     password = cfg.get_secret("ownerPassword")
     if password is None:
-        generated = random.RandomPassword(
-            "owner-password", length=24, special=False,
-            opts=pulumi.ResourceOptions(additional_secret_outputs=["result"]),
-        )
-        password = pulumi.Output.secret(generated.result)
+        password = generated_password("owner-password", length=24)
     storage_url = cfg.get_secret("storageUrl") if config.storage.kind == "external" else None
+    urls = cfg.get_secret_object("alertReceiverUrls")
+    receivers: dict[str, pulumi.Output[str]] = {}
+    if urls is not None:
+        for name in config.monitoring.secret_receivers():
+            receivers[name] = _receiver_url(urls, name)
     return Settings(
         config=config,
         stack=pulumi.get_stack(),
         project=pulumi.get_project(),
         owner_password=password,
         storage_url=storage_url,
+        registry_password=cfg.get_secret("registryPassword"),
+        receiver_secrets=receivers,
     )
 
 

@@ -17,6 +17,8 @@ from typing import Any
 import pulumi
 import yaml
 
+from components import passwords
+
 ROOT = Path(__file__).resolve().parent.parent
 #: Plain-text values of secrets that tests look for in places they must never appear.
 OWNER_PASSWORD = "owner-Secret-Passw0rd-42"
@@ -93,13 +95,14 @@ class RecordingMocks(pulumi.runtime.Mocks):
         inputs = unwrap(dict(args.inputs))
         self.run.resources.append(Resource(args.typ, args.name, inputs))
         state = dict(inputs)
-        if args.typ == "random:index/randomPassword:RandomPassword":
+        if args.typ == passwords.TYPE:  # a generated password: a realistic random value
             digest = hashlib.sha256(args.name.encode()).hexdigest()
             state["result"] = ("P" + digest)[: int(inputs.get("length", 16))]
             self.run.secrets.append(state["result"])
         if args.typ.startswith("kubernetes:") and "metadata" in inputs:
             meta = dict(inputs["metadata"] or {})
-            meta.setdefault("name", f"{args.name}-{hashlib.sha1(args.name.encode()).hexdigest()[:8]}")
+            suffix = hashlib.sha1(args.name.encode()).hexdigest()[:8]
+            meta.setdefault("name", f"{args.name}-{suffix}")
             state["metadata"] = meta
         return f"{args.name}_id", state
 

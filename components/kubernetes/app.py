@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -15,7 +16,11 @@ from components.kubernetes.storage import SCRIPT, SCRIPT_DIR, Storage, StorageAr
 from components.kubernetes.traffic import SERVICE_PORT, RouteArgs, router_for
 from components.release import ReleasePlan, Track
 from components.settings import (
-    AutoscalingSettings, ResourceSettings, SiteSettings, StorageSettings, TrafficSettings,
+    AutoscalingSettings,
+    ResourceSettings,
+    SiteSettings,
+    StorageSettings,
+    TrafficSettings,
 )
 
 APP_PORT = 3000
@@ -139,7 +144,7 @@ class MoonTVKubernetes(pulumi.ComponentResource):
         resource = naming.track_name(track.name)
         labels = naming.labels(args.instance, "app", track.version, track.name)
         selector = naming.selector_labels(args.instance, "app", track.name)
-        spec: dict = {
+        spec: dict[str, Any] = {
             "selector": {"matchLabels": selector},
             "revisionHistoryLimit": 5,
             "strategy": {"type": "RollingUpdate",
@@ -188,7 +193,7 @@ class MoonTVKubernetes(pulumi.ComponentResource):
                 opts=self._opts,
             )
 
-    def _pod_spec(self, track: Track, selector: dict[str, str]) -> dict:
+    def _pod_spec(self, track: Track, selector: dict[str, str]) -> dict[str, Any]:
         args = self._args
         image = self._image(track)
         security = pod.container_security()
@@ -280,7 +285,7 @@ class MoonTVKubernetes(pulumi.ComponentResource):
         storage_pods = {"matchLabels": {"app.kubernetes.io/name": naming.APP,
                                         "app.kubernetes.io/component": "storage"}}
         dns = [{"protocol": p, "port": 53} for p in ("UDP", "TCP")]
-        policies: dict[str, dict] = {
+        policies: dict[str, dict[str, Any]] = {
             "default-deny": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
             "allow-dns": {
                 "podSelector": {},
@@ -319,11 +324,11 @@ class MoonTVKubernetes(pulumi.ComponentResource):
             )
 
 
-def _utilization(resource: str, target: int) -> dict:
+def _utilization(resource: str, target: int) -> dict[str, Any]:
     return {"type": "Resource", "resource": {
         "name": resource, "target": {"type": "Utilization", "averageUtilization": target}}}
 
 
-def _small() -> dict:
+def _small() -> dict[str, Any]:
     return {"requests": {"cpu": "10m", "memory": "32Mi"},
             "limits": {"cpu": "200m", "memory": "128Mi"}}

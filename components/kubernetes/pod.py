@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 APP_UID = 1001  # user `nextjs`, group `nodejs` in the MoonTV image
 
 
-def pod_defaults(uid: int) -> dict:
+def pod_defaults(uid: int) -> dict[str, Any]:
     """Pod-level settings: non-root, seccomp RuntimeDefault, no service account token."""
     return {
         "automountServiceAccountToken": False,
@@ -20,7 +22,7 @@ def pod_defaults(uid: int) -> dict:
     }
 
 
-def container_security() -> dict:
+def container_security() -> dict[str, Any]:
     """Container-level settings: read-only root, no privilege escalation, no capabilities."""
     return {
         "allowPrivilegeEscalation": False,

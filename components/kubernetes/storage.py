@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 
 from components import naming
 from components.kubernetes import pod
+from components.passwords import generated_password
 from components.settings import StorageSettings
 
 SCRIPT = Path(__file__).parent / "scripts" / "storage-tool.js"
@@ -39,7 +40,7 @@ def _server_config(kind: str, password: pulumi.Output[str]) -> pulumi.Output[str
     """The server's config file; it carries the password, so it lives in a Secret."""
     port = PORTS[kind]
     if kind == "kvrocks":
-        lines = [f"bind 0.0.0.0", f"port {port}", f"dir {DATA_DIRS[kind]}",
+        lines = ["bind 0.0.0.0", f"port {port}", f"dir {DATA_DIRS[kind]}",
                  "pidfile /tmp/kvrocks.pid", "daemonize no"]
     else:
         lines = ["bind 0.0.0.0", f"port {port}", f"dir {DATA_DIRS[kind]}", "appendonly yes",
@@ -70,10 +71,7 @@ class Storage(pulumi.ComponentResource):
         service_name = naming.resource_name(naming.APP, kind)
         labels = naming.labels(args.instance, "storage", version=None)
         selector = naming.selector_labels(args.instance, "storage")
-        password = random.RandomPassword(
-            f"{name}-password", length=32, special=False,
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result"]),
-        ).result
+        password = generated_password(f"{name}-password", length=32, parent=self)
         self.host, self.port = service_name, port
         self.url = pulumi.Output.secret(
             password.apply(lambda pw: f"redis://:{pw}@{service_name}:{port}")
@@ -235,8 +233,9 @@ def tool_config_map(name: str, namespace: pulumi.Input[str], labels: dict[str, s
     )
 
 
-def _claim(name: str, size: str, storage_class: str | None) -> dict:
-    spec: dict = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}
+def _claim(name: str, size: str, storage_class: str | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": size}}}
     if storage_class:
         spec["storageClassName"] = storage_class
     return {"metadata": {"name": name}, "spec": spec}

@@ -209,7 +209,8 @@ def spec_from_stack_file(path: Path, env: Mapping[str, str]) -> sw.SwarmSpec:
     """
     from components import settings
     from components.errors import ConfigError, format_errors
-    from components.swarm.options import SwarmSettings, spec_from_settings
+    from components.settings import SwarmSettings
+    from components.swarm.options import spec_from_settings
 
     try:
         document = yaml.safe_load(path.read_text()) or {}

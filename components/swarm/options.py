@@ -9,31 +9,13 @@ the same :class:`~components.swarm.spec.SwarmSpec`.
 from __future__ import annotations
 
 import re
-from typing import Annotated
 
-from pydantic import Field
-
-from components.errors import ConfigModel, int_range
-from components.settings import MoonTVSettings
+from components.settings import MoonTVSettings, SwarmSettings
 from components.swarm.spec import Resources, SwarmSpec
 
 _MEM_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
               "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 _MEM = re.compile(r"([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|K|M|G|T)?")
-
-
-class SwarmSettings(ConfigModel):
-    """The ``moontv:swarm`` object (camelCase keys)."""
-
-    http_port: Annotated[int, int_range(1, 65535)] = 80
-    edge_image: str = "traefik:v3.7.13"
-    #: Overrides storage.kvrocksImage / storage.redisImage on Swarm.
-    storage_image: str | None = None
-    #: The image's command, run by the secrets entrypoint wrapper.
-    app_command: tuple[str, ...] = ("node", "start.js")
-    health_interval: Annotated[str, Field(pattern=r"^[0-9]+(ms|s|m)$")] = "10s"
-    constraints: tuple[str, ...] = ()
-    edge_constraints: tuple[str, ...] = ("node.role == manager",)
 
 
 def cpus(quantity: str) -> float:

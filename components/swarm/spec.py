@@ -1,6 +1,6 @@
 """Pure description of the MoonTV Swarm stack (no Pulumi).
 
-:func:`stack_services` turns a :class:`SwarmSpec` into :class:`ServiceSpec` records – one per
+:func:`stack_services` turns a :class:`SwarmSpec` into :class:`ServiceSpec` records - one per
 release track, the storage service, the Traefik edge and the edge-config service. The Pulumi
 component (:mod:`components.swarm.component`) and the compose renderer
 (:mod:`components.swarm.compose`) both render these records, so the two stay identical.

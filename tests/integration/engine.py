@@ -26,7 +26,7 @@ PROGRAM_FILES = ("Pulumi.yaml", "__main__.py", "components")
 def toolchain_bin() -> Path | None:
     """The toolchain's bin directory when its core set is built, else None."""
     result = subprocess.run(["bash", str(ROOT / "tools/toolchain.sh"), "--print-bin"],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, check=False)
     path = Path(result.stdout.strip()) if result.returncode == 0 else None
     return path if path and (path / "pulumi").exists() else None
 

@@ -8,6 +8,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from components import passwords
 from tests.integration.engine import Project, changes, require_engine, stack_config
 from tests.program import OWNER_PASSWORD
 from tests.unit.test_kubernetes import KUBERNETES_VERSION
@@ -83,7 +84,7 @@ def test_secrets_stay_encrypted_in_state_and_render_mode_warns(project, tmp_path
     state = json.dumps(stack.export_stack().deployment)
     assert OWNER_PASSWORD not in state
     passwords = [r for r in stack.export_stack().deployment["resources"]
-                 if r["type"] == "random:index/randomPassword:RandomPassword"]
+                 if r["type"] == passwords.TYPE]
     assert passwords, "the storage password is generated"
     for resource in passwords:
         assert resource["outputs"]["result"].get("4dabf18193072939515e22adb298388d"), \

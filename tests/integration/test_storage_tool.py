@@ -7,7 +7,6 @@ import shutil
 import socket
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -67,7 +66,7 @@ def tool(port: int, *args: str, retention: int = 7, timeout: float = 30):
     env = {"STORAGE_URL": f"redis://:{PASSWORD}@127.0.0.1:{port}",
            "BACKUP_RETENTION": str(retention), "PATH": "/usr/bin:/bin"}
     return subprocess.run(["node", str(SCRIPT), *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, check=False)
 
 
 def test_given_moontv_data_when_backed_up_and_restored_then_every_key_returns(redis, tmp_path):
@@ -115,6 +114,6 @@ def test_wait_returns_once_storage_answers_and_keeps_trying_before(redis):
 def test_wrong_password_fails_clearly(redis, tmp_path):
     env = {"STORAGE_URL": f"redis://:wrong@127.0.0.1:{redis}", "PATH": "/usr/bin:/bin"}
     result = subprocess.run(["node", str(SCRIPT), "backup", str(tmp_path)], env=env,
-                            capture_output=True, text=True, timeout=30)
+                            capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 1
     assert "storage-tool:" in result.stderr and "Traceback" not in result.stderr

@@ -59,8 +59,14 @@ def test_every_workload_runs_restricted(stack_run: Run):
             assert c["resources"]["limits"] and c["resources"]["requests"], c["name"]
 
 
+def app_deployments(run: Run) -> list[Resource]:
+    return [d for d in run.kind("Deployment")
+            if d.inputs["metadata"]["labels"].get("app.kubernetes.io/component") == "app"]
+
+
 def test_app_pods_match_the_runtime_contract(stack_run: Run):
-    for deployment in stack_run.kind("Deployment"):
+    assert app_deployments(stack_run)
+    for deployment in app_deployments(stack_run):
         spec = pod_spec(deployment)
         app = spec["containers"][0]
         env = {e["name"]: e.get("value") for e in app["env"]}
@@ -116,7 +122,7 @@ def test_storage_persists_and_waits_before_the_app(stack_run: Run):
     sts = stack_run.named("StatefulSet", "moontv-kvrocks")
     claim = sts.inputs["spec"]["volumeClaimTemplates"][0]
     assert claim["spec"]["resources"]["requests"]["storage"]
-    deployment = stack_run.kind("Deployment")[0]
+    deployment = app_deployments(stack_run)[0]
     wait = pod_spec(deployment)["initContainers"][1]
     assert wait["command"][-1] == "wait"
     assert wait["env"][0]["valueFrom"]["secretKeyRef"]["key"] == "KVROCKS_URL"

@@ -296,7 +296,7 @@ def test_given_numeric_strings_from_config_then_they_are_integers() -> None:
 def test_release_settings_are_frozen() -> None:
     settings = r.parse(canary(10))
     with pytest.raises(pydantic.ValidationError):
-        settings.strategy = "rolling"  # type: ignore[misc]
+        settings.strategy = "rolling"
 
 
 def test_version_helpers_round_trip() -> None:
@@ -537,3 +537,58 @@ def test_record_stores_the_decision() -> None:
     assert problems(lambda: r.record(canary(10), "explode", "x", "t"))[0].startswith(  # type: ignore[arg-type]
         "moontv:release.lastDecision.action: must be one of"
     )
+
+
+@pytest.mark.parametrize(
+    ("cfg", "version", "expected"),
+    [
+        (
+            {"strategy": "canary"},
+            "v3",
+            {"strategy": "canary", "canary": {"version": "v3", "weight": 0}},
+        ),
+        (canary(0), "v3", {"strategy": "canary", "canary": {"version": "v3", "weight": 0}}),
+        (canary(30), "v2", canary(0)),
+        (
+            blue_green("blue", blue="v1", green="v2"),
+            "v3",
+            blue_green("blue", blue="v1", green="v3"),
+        ),
+        (blue_green("green", green="v2"), "v3", blue_green("green", green="v2", blue="v3")),
+    ],
+)
+def test_given_strategy_when_staged_then_candidate_deployed_without_default_traffic(
+    cfg: dict[str, Any], version: str, expected: dict[str, Any]
+) -> None:
+    new = r.stage(cfg, version)
+    assert new == expected
+    primary = r.plan(r.parse(new), "v1", 2)
+    assert primary.weights[primary.primary] == 100
+
+
+@pytest.mark.parametrize(
+    ("cfg", "version", "message"),
+    [
+        (
+            canary(30),
+            "v3",
+            (
+                "moontv:release.canary.version: v2 takes 30% of traffic; promote, roll back or "
+                "abort it before staging another version"
+            ),
+        ),
+        (
+            canary(0),
+            "not a tag!",
+            "moontv:release.canary.version: must be an image tag",
+        ),
+        (
+            None,
+            "v3",
+            'moontv:release.strategy: stage needs strategy canary or blue-green, got "rolling"',
+        ),
+    ],
+)
+def test_given_invalid_stage_then_release_error(cfg: Any, version: str, message: str) -> None:
+    (line,) = problems(lambda: r.stage(cfg, version))
+    assert line.startswith(message)

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from components import passwords
 from tests.program import OWNER_PASSWORD, Run, run_stack
 
 
@@ -43,6 +44,6 @@ def test_no_secret_value_appears_outside_secrets(stack, given):
 
 def test_generated_passwords_are_secret_outputs():
     run = run_stack("dev")
-    passwords = run.of_type("random:index/randomPassword:RandomPassword")
-    assert {p.name for p in passwords} == {"owner-password", "moontv-storage-password"}
-    assert all(p.inputs["special"] is False and p.inputs["length"] >= 24 for p in passwords)
+    generated = run.of_type(passwords.TYPE)
+    assert {p.name for p in generated} == {"owner-password", "moontv-storage-password"}
+    assert all(p.inputs["length"] >= 24 for p in generated)

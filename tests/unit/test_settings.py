@@ -118,10 +118,9 @@ def test_given_the_shipped_stack_files_then_they_validate():
 def test_given_a_secret_key_set_without_secret_then_the_program_refuses_it():
     with pytest.raises(ConfigError) as exc:
         run_stack("dev", overrides={"moontv:ownerPassword": OWNER_PASSWORD})
-    assert exc.value.problems == [
-        "moontv:ownerPassword: must be set as a secret "
-        "(pulumi config set --secret moontv:ownerPassword …)"
-    ]
+    expected = ("moontv:ownerPassword: must be set as a secret "
+                "(pulumi config set --secret moontv:ownerPassword …)")
+    assert exc.value.problems == [expected]
 
 
 def test_given_defaults_then_storage_is_kvrocks_and_traffic_is_gateway():

@@ -37,7 +37,8 @@ def test_memory_quantities_become_mebibytes(quantity, expected):
 
 
 def test_given_dev_settings_then_the_swarm_spec_carries_them():
-    spec = spec_from_settings(settings.validate(RAW), SwarmSettings.model_validate({"httpPort": 8080}))
+    swarm = SwarmSettings.model_validate({"httpPort": 8080})
+    spec = spec_from_settings(settings.validate(RAW), swarm)
     assert spec.stack == "moontv-dev"
     assert spec.host == "moontv.dev.local"
     assert spec.owner_username == "boss"

@@ -2,29 +2,37 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components import naming
 from components.kubernetes.traffic import (
-    CRON_PATH, SERVICE_PORT, RouteArgs, preview_host, routed_tracks,
+    CRON_PATH,
+    SERVICE_PORT,
+    RouteArgs,
+    preview_host,
+    routed_tracks,
 )
 
 API_VERSION = "gateway.networking.k8s.io/v1"
 
 
-def _backend(service: str, weight: int | None = None) -> dict:
-    ref: dict = {"kind": "Service", "name": service, "port": SERVICE_PORT}
+def _backend(service: str, weight: int | None = None) -> dict[str, Any]:
+    ref: dict[str, Any] = {"kind": "Service", "name": service, "port": SERVICE_PORT}
     if weight is not None:
         ref["weight"] = weight
     return ref
 
 
-def route_rules(args: RouteArgs) -> list[dict]:
+def route_rules(args: RouteArgs) -> list[dict[str, Any]]:
     """Rules in precedence order: cron blocked, header/cookie overrides, then weighted default."""
     plan = args.plan
     # A rule without backendRefs forwards nothing: the gateway answers it with an error status.
-    rules: list[dict] = [{"matches": [{"path": {"type": "PathPrefix", "value": CRON_PATH}}]}]
+    rules: list[dict[str, Any]] = [
+        {"matches": [{"path": {"type": "PathPrefix", "value": CRON_PATH}}]}
+    ]
     for value, track in sorted(plan.header_routes.items()):
         matches = [{"path": {"type": "PathPrefix", "value": "/"},
                     "headers": [{"type": "Exact", "name": plan.header, "value": value}]}]
@@ -45,7 +53,7 @@ def route_rules(args: RouteArgs) -> list[dict]:
 class GatewayRouter:
     def declare(self, name: str, args: RouteArgs, parent: pulumi.Resource) -> None:
         t = args.traffic
-        parent_ref: dict = {"name": t.gateway.name, "namespace": t.gateway.namespace}
+        parent_ref: dict[str, Any] = {"name": t.gateway.name, "namespace": t.gateway.namespace}
         if t.gateway.section_name:
             parent_ref["sectionName"] = t.gateway.section_name
         opts = pulumi.ResourceOptions(parent=parent)

@@ -7,6 +7,8 @@ weight 0 is kept (it still serves the header override).
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -18,7 +20,7 @@ ANNOTATION = "nginx.ingress.kubernetes.io"
 BLACKHOLE = naming.resource_name(naming.APP, "blackhole")
 
 
-def _path(path: str, service: str) -> dict:
+def _path(path: str, service: str) -> dict[str, Any]:
     return {"path": path, "pathType": "Prefix",
             "backend": {"service": {"name": service, "port": {"number": SERVICE_PORT}}}}
 
@@ -39,16 +41,20 @@ class NginxRouter:
         t, plan = args.traffic, args.plan
         opts = pulumi.ResourceOptions(parent=parent)
         annotations: dict[str, str] = {}
-        tls: list[dict] = []
+        tls: list[k8s.networking.v1.IngressTLSArgsDict] = []
         if t.tls.issuer:
             annotations["cert-manager.io/cluster-issuer"] = t.tls.issuer
         if t.tls.secret_name or t.tls.issuer:
             hosts = [t.host] + ([preview_host(t)] if plan.preview else [])
             tls = [{"hosts": hosts, "secretName": t.tls.secret_name or "moontv-tls"}]
 
-        def ingress(suffix: str, host: str, paths: list[dict], extra: dict[str, str]) -> None:
-            spec: dict = {"ingressClassName": t.ingress_class,
-                          "rules": [{"host": host, "http": {"paths": paths}}]}
+        def ingress(
+            suffix: str, host: str, paths: list[dict[str, Any]], extra: dict[str, str]
+        ) -> None:
+            spec: k8s.networking.v1.IngressSpecArgsDict = {
+                "ingressClassName": t.ingress_class,
+                "rules": [{"host": host, "http": {"paths": paths}}],
+            }
             if tls:
                 spec["tls"] = tls
             k8s.networking.v1.Ingress(

@@ -1,0 +1,464 @@
+#!/usr/bin/env bash
+# Build the Pulumi engine, its Python language host, provider plugins and the local-cluster
+# binaries (kwok, etcd, kube-*) from Go modules, into a cache outside the repository.
+set -euo pipefail
+
+usage() {
+	cat <<'EOF'
+Usage: tools/toolchain.sh [--only STEPS] [--print-bin] [--bin-dir] [--list] [--help]
+
+Builds every missing binary of the offline toolchain from Go modules into
+  ${MOONTV_TOOLCHAIN_CACHE:-$HOME/.cache/moontv-toolchain}/<key>/bin
+where <key> is a short hash of the pinned versions. A second run only checks.
+
+Options:
+  --only STEPS   comma-separated subset of steps to build (default: all), e.g. pulumi,kubernetes
+  --print-bin    print the bin directory; exit 1 if the core set (pulumi, python,
+                 kubernetes) is incomplete. Builds nothing.
+  --bin-dir      print the bin directory of the current pins, built or not
+  --list         print the steps, their versions and whether they are built, then exit
+  -h, --help     show this help
+
+Steps: pulumi python kubernetes random kwok etcd kube docker-build docker
+Provider versions follow the Python SDK pins (pulumi-plugin.json in ./venv, else
+requirements.txt). Build logs: <cache>/<key>/logs/<step>.log; build times:
+<cache>/<key>/build-times.tsv.
+Environment: MOONTV_TOOLCHAIN_CACHE (cache root), GOPROXY and the other go settings.
+EOF
+}
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE_ROOT=${MOONTV_TOOLCHAIN_CACHE:-$HOME/.cache/moontv-toolchain}
+# Bump when a build recipe below changes in a way that changes the binaries.
+RECIPE=1
+
+# Versions of the non-plugin pieces. The Go module proxy does not serve
+# github.com/pulumi/pulumi/pkg/v3 at the SDK pin (3.272.0); 3.274.0 is the nearest newer one.
+PULUMI_CLI_VERSION=3.274.0
+KWOK_VERSION=0.8.0
+KUBE_VERSION=1.36.1 # kwok 0.8.0's default Kubernetes version
+ETCD_VERSION=3.6.16
+# The only github.com/pulumi/pulumi-kubernetes/provider/v4 version the proxy serves; used when
+# the pinned version itself is not served.
+KUBERNETES_PROVIDER_FALLBACK=v4.0.0-20260115033456-f47bc2d6f199
+
+ALL_STEPS=(pulumi python kubernetes random kwok etcd kube docker-build docker)
+CORE_STEPS=(pulumi python kubernetes)
+
+die() {
+	echo "toolchain: $*" >&2
+	exit 1
+}
+
+# unavailable REASON: a step that cannot be built from Go modules here (exit 3: not a failure).
+unavailable() {
+	echo "$*"
+	exit 3
+}
+
+declare -A VERSION=()
+
+# load_versions: the plugin version each Python SDK package pulumi-NAME asks the engine for, from
+# its pulumi-plugin.json in ./venv, else from the requirements.txt pin; plus the fixed versions.
+load_versions() {
+	local name v json
+	for name in kubernetes random docker-build docker; do
+		v=""
+		for json in "$ROOT"/venv/lib/python3*/site-packages/"pulumi_${name//-/_}"/pulumi-plugin.json; do
+			[[ -f $json ]] && v=$(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$json" | head -n1)
+		done
+		if [[ -z $v ]]; then
+			v=$(grep -iE "^pulumi-${name}==" "$ROOT/requirements.txt" | head -n1 | cut -d= -f3 | tr -d '[:space:]' || true)
+		fi
+		[[ -n $v ]] || die "no version for pulumi-$name: not in ./venv nor pinned in requirements.txt"
+		VERSION[$name]=$v
+	done
+	VERSION[pulumi]=$PULUMI_CLI_VERSION
+	VERSION[python]=$PULUMI_CLI_VERSION
+	VERSION[kwok]=$KWOK_VERSION
+	VERSION[etcd]=$ETCD_VERSION
+	VERSION[kube]=$KUBE_VERSION
+}
+
+step_version() {
+	echo "${VERSION[$1]}"
+}
+
+step_bins() {
+	case $1 in
+	pulumi) echo pulumi ;;
+	python) echo pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python ;;
+	kubernetes | random | docker-build | docker) echo "pulumi-resource-$1" ;;
+	kwok) echo kwok kwokctl ;;
+	etcd) echo etcd ;;
+	kube) echo kube-apiserver kube-controller-manager kube-scheduler ;;
+	esac
+}
+
+# The cache key: a short hash of every pinned version and the recipe revision.
+compute_key() {
+	local s line=""
+	for s in "${ALL_STEPS[@]}"; do
+		line+="$s=$(step_version "$s") "
+	done
+	line+="recipe=$RECIPE"
+	printf '%s' "$line" | sha256sum | cut -c1-12
+}
+
+# ---------------------------------------------------------------------------------------------
+# Go module helpers
+
+# module_dir MODULE@VERSION: download a module and print its directory; fail if not served.
+module_dir() {
+	local out
+	if ! out=$(go mod download -json "$1" 2>&1); then
+		local err
+		err=$(printf '%s' "$out" | python3 -c 'import json,sys
+try: print(json.load(sys.stdin).get("Error",""))
+except Exception: print("")' 2>/dev/null || true)
+		echo "module $1 is not available from the Go module proxy ($(go env GOPROXY)): ${err:-$out}" >&2
+		return 1
+	fi
+	printf '%s' "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'
+}
+
+# module_served MODULE@VERSION: true if the proxy serves it.
+module_served() {
+	go mod download -json "$1" >/dev/null 2>&1
+}
+
+# remote_replaces GOMOD [SKIP_PATH...]: print "old=new@version" for every replace directive of
+# GOMOD that points at another module version (local directory replaces are dropped).
+remote_replaces() {
+	local gomod=$1
+	shift
+	go mod edit -json "$gomod" | python3 -c '
+import json, sys
+skip = set(sys.argv[1:])
+for r in json.load(sys.stdin).get("Replace") or []:
+    old, new = r["Old"], r["New"]
+    if not new.get("Version") or old["Path"] in skip:
+        continue
+    o = old["Path"] + ("@" + old["Version"] if old.get("Version") else "")
+    print(o + "=" + new["Path"] + "@" + new["Version"])
+' "$@"
+}
+
+# wrapper_module DIR MODULE@VERSION...: a module that requires the given modules and copies
+# their non-local replace directives, so their commands build with `go build`.
+wrapper_module() {
+	local dir=$1 mv dir_mod r
+	shift
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	(
+		cd "$dir"
+		go mod init moontv.local/toolchain/wrapper >/dev/null 2>&1
+		go mod edit -go=1.26
+		local paths=()
+		for mv in "$@"; do paths+=("${mv%@*}"); done
+		for mv in "$@"; do
+			go mod edit -require="$mv"
+			dir_mod=$(module_dir "$mv") || exit 1
+			while IFS= read -r r; do
+				[[ -n $r ]] && go mod edit -replace="$r"
+			done < <(remote_replaces "$dir_mod/go.mod" "${paths[@]}")
+		done
+	)
+}
+
+# writable_copy SRC DST: copy a (read-only) module directory for in-place generation.
+writable_copy() {
+	rm -rf "$2"
+	mkdir -p "$(dirname "$2")"
+	cp -r "$1" "$2"
+	chmod -R u+w "$2"
+}
+
+gobuild() {
+	CGO_ENABLED=0 go build -trimpath "$@"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Build recipes. Each runs with its log as stdout/stderr, in a subshell, and writes into $BIN.
+
+build_pulumi() {
+	local v=$1 w="$SRC/pulumi"
+	wrapper_module "$w" "github.com/pulumi/pulumi/pkg/v3@v$v" "github.com/pulumi/pulumi/sdk/v3@v$v"
+	cd "$w"
+	printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi"\n' >tools.go
+	GOFLAGS=-mod=mod go mod tidy
+	GOFLAGS=-mod=mod gobuild -tags osusergo,grpcnotrace \
+		-ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$v" \
+		-o "$BIN/pulumi.tmp" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
+	mv "$BIN/pulumi.tmp" "$BIN/pulumi"
+}
+
+build_python() {
+	local v=$1 sdk
+	sdk=$(module_dir "github.com/pulumi/pulumi/sdk/v3@v$v")
+	grep -q "github.com/pulumi/pulumi/sdk/v3 v$v\$" "$ROOT/tools/langhost/go.mod" ||
+		die "tools/langhost/go.mod does not require github.com/pulumi/pulumi/sdk/v3 v$v"
+	cd "$ROOT/tools/langhost"
+	GOFLAGS=-mod=readonly gobuild \
+		-ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$v" \
+		-o "$BIN/pulumi-language-python.tmp" .
+	install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$BIN/pulumi-language-python-exec"
+	# Serves Pulumi dynamic providers (components/passwords.py) from the language host.
+	install -m 0755 "$sdk/python/dist/pulumi-resource-pulumi-python" "$BIN/pulumi-resource-pulumi-python"
+	mv "$BIN/pulumi-language-python.tmp" "$BIN/pulumi-language-python"
+}
+
+build_kubernetes() {
+	local v=$1 mv="github.com/pulumi/pulumi-kubernetes/provider/v4@v$1" src dir="$SRC/kubernetes"
+	if ! module_served "$mv"; then
+		echo "$mv is not served; building the served $KUBERNETES_PROVIDER_FALLBACK instead"
+		mv="github.com/pulumi/pulumi-kubernetes/provider/v4@$KUBERNETES_PROVIDER_FALLBACK"
+		v=${KUBERNETES_PROVIDER_FALLBACK#v}
+	fi
+	src=$(module_dir "$mv")
+	writable_copy "$src" "$dir/provider"
+	cd "$dir/provider"
+	# The module's go.mod points the sdk at its ../sdk sibling; use the published sdk instead.
+	go mod edit -dropreplace=github.com/pulumi/pulumi-kubernetes/sdk/v4
+	# The module's own generate step writes schema-embed.json (gitignored, so not in the zip).
+	(cd cmd/pulumi-resource-kubernetes && VERSION=$v GOFLAGS=-mod=mod go generate .)
+	GOFLAGS=-mod=mod gobuild \
+		-ldflags "-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$v" \
+		-o "$BIN/pulumi-resource-kubernetes.tmp" ./cmd/pulumi-resource-kubernetes
+	mv "$BIN/pulumi-resource-kubernetes.tmp" "$BIN/pulumi-resource-kubernetes"
+}
+
+build_random() {
+	local mv="github.com/pulumi/pulumi-random/provider/v4@v$1"
+	module_served "$mv" || unavailable "$mv is not published on the Go module proxy"
+	die "no build recipe for $mv yet (it was not served when this script was written)"
+}
+
+build_docker_build() {
+	local v=$1
+	GOFLAGS=-mod=mod GOBIN="$BIN" CGO_ENABLED=0 go install -trimpath \
+		-ldflags "-s -w -X github.com/pulumi/pulumi-docker-build/provider.Version=$v" \
+		"github.com/pulumi/pulumi-docker-build/provider/cmd/pulumi-resource-docker-build@v$v"
+}
+
+build_docker() {
+	local mv="github.com/pulumi/pulumi-docker/provider/v5@v$1"
+	module_served "$mv" || unavailable "$mv is not published on the Go module proxy"
+	die "no build recipe for $mv yet (it was not served when this script was written)"
+}
+
+build_kwok() {
+	local v=$1 w="$SRC/kwok" c
+	wrapper_module "$w" "sigs.k8s.io/kwok@v$v"
+	cd "$w"
+	printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "sigs.k8s.io/kwok/cmd/kwok"\n\t_ "sigs.k8s.io/kwok/cmd/kwokctl"\n)\n' >tools.go
+	GOFLAGS=-mod=mod go mod tidy
+	for c in kwok kwokctl; do
+		GOFLAGS=-mod=mod gobuild -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$v" \
+			-o "$BIN/$c.tmp" "sigs.k8s.io/kwok/cmd/$c"
+		mv "$BIN/$c.tmp" "$BIN/$c"
+	done
+}
+
+build_etcd() {
+	local v=$1 w="$SRC/etcd"
+	wrapper_module "$w" "go.etcd.io/etcd/server/v3@v$v"
+	cd "$w"
+	printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' >tools.go
+	GOFLAGS=-mod=mod go mod tidy
+	GOFLAGS=-mod=mod gobuild -ldflags "-s -w" -o "$BIN/etcd.tmp" go.etcd.io/etcd/server/v3
+	mv "$BIN/etcd.tmp" "$BIN/etcd"
+}
+
+build_kube() {
+	local v=$1 w="$SRC/kube" kdir staging c minor ldflags vpkg
+	wrapper_module "$w" "k8s.io/kubernetes@v$v"
+	kdir=$(module_dir "k8s.io/kubernetes@v$v")
+	cd "$w"
+	# k8s.io/kubernetes points its staging modules at ./staging; use their published versions.
+	staging=$(go mod edit -json "$kdir/go.mod" | python3 -c '
+import json, sys
+for r in json.load(sys.stdin).get("Replace") or []:
+    if r["New"]["Path"].startswith("./staging/"):
+        print(r["Old"]["Path"])')
+	for c in $staging; do
+		go mod edit -replace="$c=$c@v0.${v#1.}"
+	done
+	printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kube-controller-manager"\n\t_ "k8s.io/kubernetes/cmd/kube-scheduler"\n)\n' >tools.go
+	GOFLAGS=-mod=mod go mod tidy
+	minor=$(cut -d. -f2 <<<"$v")
+	ldflags="-s -w"
+	for vpkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+		ldflags+=" -X $vpkg.gitVersion=v$v -X $vpkg.gitMajor=1 -X $vpkg.gitMinor=$minor"
+		ldflags+=" -X $vpkg.gitTreeState=clean"
+	done
+	for c in kube-apiserver kube-controller-manager kube-scheduler; do
+		GOFLAGS=-mod=mod gobuild -pgo=off -ldflags "$ldflags" -o "$BIN/$c.tmp" "k8s.io/kubernetes/cmd/$c"
+		mv "$BIN/$c.tmp" "$BIN/$c"
+	done
+}
+
+# ---------------------------------------------------------------------------------------------
+
+# step_stamp STEP VERSION: what the binaries of a step were built from; a change rebuilds them.
+step_stamp() {
+	local extra=""
+	if [[ $1 == python ]]; then
+		extra=$(cat "$ROOT"/tools/langhost/*.go "$ROOT"/tools/langhost/go.mod "$ROOT"/tools/langhost/go.sum |
+			sha256sum | cut -c1-16)
+	fi
+	echo "$1 $2 recipe=$RECIPE $extra"
+}
+
+step_built() {
+	local s=$1 b
+	for b in $(step_bins "$s"); do
+		[[ -x $BIN/$b ]] || return 1
+	done
+	[[ -f $KEYDIR/stamps/$s ]] && [[ $(cat "$KEYDIR/stamps/$s") == "$(step_stamp "$s" "$(step_version "$s")")" ]]
+}
+
+# use_ambient_pulumi VERSION: link a pulumi CLI already on PATH (not ours) if it is at least VERSION.
+use_ambient_pulumi() {
+	local want=$1 found have
+	found=$(PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$BIN" | paste -sd:) command -v pulumi || true)
+	[[ -n $found ]] || return 1
+	have=$("$found" version 2>/dev/null | sed 's/^v//') || return 1
+	python3 -c 'import sys
+a, b = ([int(x) for x in v.split("-")[0].split(".")[:3]] for v in sys.argv[1:])
+sys.exit(0 if a >= b else 1)' "$have" "$want" 2>/dev/null || return 1
+	ln -sf "$found" "$BIN/pulumi"
+	echo "using the pulumi CLI already on PATH: $found (v$have, SDK pin needs >= v$want)"
+}
+
+run_step() {
+	local s=$1 n=$2 total=$3 v label log start secs
+	v=$(step_version "$s")
+	label="$(step_bins "$s" | cut -d' ' -f1) $v"
+	log="$KEYDIR/logs/$s.log"
+	if step_built "$s"; then
+		echo "[$n/$total] $label: up to date"
+		return 0
+	fi
+	if [[ $s == pulumi ]] && use_ambient_pulumi "$(plugin_version_sdk)"; then
+		step_stamp "$s" "$v" >"$KEYDIR/stamps/$s"
+		echo "[$n/$total] $label: using the CLI on PATH"
+		return 0
+	fi
+	printf '[%s/%s] %s: building… ' "$n" "$total" "$label"
+	start=$(date +%s)
+	local status=0
+	(
+		set -euo pipefail
+		"build_${s//-/_}" "$v"
+	) >"$log" 2>&1 || status=$?
+	if ((status == 3)); then
+		echo "not buildable offline: $(tail -n 1 "$log")"
+		tail -n 1 "$log" >"$KEYDIR/stamps/$s.unavailable"
+		return 0
+	fi
+	if ((status == 0)); then
+		secs=$(($(date +%s) - start))
+		step_stamp "$s" "$v" >"$KEYDIR/stamps/$s"
+		printf '%s\t%s\t%s\t%s\n' "$s" "$v" "$secs" "$(date -u +%FT%TZ)" >>"$KEYDIR/build-times.tsv"
+		echo "done in ${secs}s"
+		return 0
+	fi
+	secs=$(($(date +%s) - start))
+	printf '%s\t%s\tFAILED after %s\t%s\n' "$s" "$v" "$secs" "$(date -u +%FT%TZ)" >>"$KEYDIR/build-times.tsv"
+	echo "FAILED after ${secs}s"
+	echo "  step '$s' failed; last lines of $log:" >&2
+	tail -n 5 "$log" | sed 's/^/    /' >&2
+	return 1
+}
+
+# The pulumi Python SDK version (the CLI must be at least this new).
+plugin_version_sdk() {
+	local meta
+	for meta in "$ROOT"/venv/lib/python3*/site-packages/pulumi-*.dist-info/METADATA; do
+		if [[ -f $meta && $meta == */pulumi-[0-9]* ]]; then
+			sed -n 's/^Version: //p' "$meta"
+			return
+		fi
+	done
+	grep -E '^pulumi==' "$ROOT/requirements.txt" | cut -d= -f3 | tr -d '[:space:]'
+}
+
+main() {
+	local only="" print_bin=0 list=0 bin_dir=0
+	while (($#)); do
+		case $1 in
+		--only)
+			[[ $# -ge 2 ]] || die "--only needs a comma-separated list of steps: ${ALL_STEPS[*]}"
+			only=$2
+			shift 2
+			;;
+		--only=*)
+			only=${1#--only=}
+			shift
+			;;
+		--print-bin) print_bin=1 && shift ;;
+		--list) list=1 && shift ;;
+		--bin-dir) bin_dir=1 && shift ;;
+		-h | --help) usage && exit 0 ;;
+		*) die "unknown option '$1' (accepted: --only STEPS, --print-bin, --bin-dir, --list, --help)" ;;
+		esac
+	done
+	command -v go >/dev/null || die "go is not on PATH (Go 1.26 is required)"
+	command -v python3 >/dev/null || die "python3 is not on PATH"
+
+	load_versions
+	KEY=$(compute_key)
+	KEYDIR="$CACHE_ROOT/$KEY"
+	BIN="$KEYDIR/bin"
+	SRC="$KEYDIR/src"
+
+	local steps=("${ALL_STEPS[@]}") s
+	if [[ -n $only ]]; then
+		IFS=, read -r -a steps <<<"$only"
+		for s in "${steps[@]}"; do
+			[[ " ${ALL_STEPS[*]} " == *" $s "* ]] || die "unknown step '$s' in --only (accepted: ${ALL_STEPS[*]})"
+		done
+	fi
+
+	if ((bin_dir)); then
+		echo "$BIN"
+		exit 0
+	fi
+	if ((print_bin)); then
+		for s in "${CORE_STEPS[@]}"; do
+			if ! step_built "$s" 2>/dev/null; then
+				echo "toolchain: core step '$s' is not built in $BIN; run tools/toolchain.sh" >&2
+				exit 1
+			fi
+		done
+		echo "$BIN"
+		exit 0
+	fi
+	if ((list)); then
+		mkdir -p "$BIN" "$KEYDIR/stamps"
+		for s in "${ALL_STEPS[@]}"; do
+			if step_built "$s"; then state=built; else state=missing; fi
+			printf '%-13s %-12s %-8s %s\n' "$s" "$(step_version "$s")" "$state" "$(step_bins "$s")"
+		done
+		exit 0
+	fi
+
+	mkdir -p "$BIN" "$SRC" "$KEYDIR/logs" "$KEYDIR/stamps"
+	exec 9>"$KEYDIR/.lock"
+	flock -n 9 || { echo "toolchain: waiting for another build in $KEYDIR…" && flock 9; }
+	echo "toolchain: cache $KEYDIR"
+	local n=0 failed=()
+	for s in "${steps[@]}"; do
+		n=$((n + 1))
+		run_step "$s" "$n" "${#steps[@]}" || failed+=("$s")
+	done
+	if ((${#failed[@]})); then
+		echo "toolchain: failed steps: ${failed[*]} (logs in $KEYDIR/logs/)" >&2
+		exit 1
+	fi
+	echo "toolchain: all requested binaries are in $BIN"
+}
+
+main "$@"
