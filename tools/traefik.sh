@@ -66,7 +66,7 @@ GO
 
 # A few modules Traefik depends on are not served by the Go module proxy reachable here:
 #  - Traefik's fork of github.com/abbot/go-http-auth (basic/digest auth middlewares): use the
-#    upstream module instead (same API for what Traefik calls).
+#    upstream module plus the two functions Traefik calls that it lacks (below).
 #  - the SDKs of some ACME DNS-01 providers in lego: build lego without those providers (the
 #    edge here terminates plain HTTP; certificates are not obtained through those DNS APIs).
 DROPPED_DNS_PROVIDERS="alidns aliesa azion dnsimple edgedns edgeone huaweicloud oraclecloud
@@ -90,9 +90,55 @@ for name in dropped:
         sys.exit(f"tools/traefik.sh: cannot drop DNS provider {name} from lego")
 gen.write_text(text)
 PY2
+# Upstream go-http-auth v0.4.0 lacks two additions of Traefik's fork: CheckSecret (also in
+# upstream's later commits) and DigestAuth.RequireAuthStale. Add them in a small file.
+AUTH_MOD="$(go mod download -json github.com/abbot/go-http-auth@v0.4.0 \
+  | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+mkdir -p "$WORK/_deps/go-http-auth"
+cp -r "$AUTH_MOD/." "$WORK/_deps/go-http-auth/"
+chmod -R u+w "$WORK/_deps/go-http-auth"
+printf 'module github.com/abbot/go-http-auth\n\ngo 1.13\n' \
+  >"$WORK/_deps/go-http-auth/go.mod"
+cat >"$WORK/_deps/go-http-auth/traefik_compat.go" <<'GO'
+package auth
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// CheckSecret reports whether password matches secret, an htpasswd entry (bcrypt, SHA, MD5).
+func CheckSecret(password, secret string) bool {
+	compare := compareFuncs[0].compare
+	for _, cmp := range compareFuncs[1:] {
+		if strings.HasPrefix(secret, cmp.prefix) {
+			compare = cmp.compare
+			break
+		}
+	}
+	return compare([]byte(secret), []byte(password)) == nil
+}
+
+// RequireAuthStale is RequireAuth with stale=TRUE: the nonce expired, the credentials did not.
+func (a *DigestAuth) RequireAuthStale(w http.ResponseWriter, r *http.Request) {
+	if len(a.clients) > a.ClientCacheSize+a.ClientCacheTolerance {
+		a.Purge(a.ClientCacheTolerance * 2)
+	}
+	nonce := RandomKey()
+	a.clients[nonce] = &digest_client{nc: 0, last_seen: time.Now().UnixNano()}
+	w.Header().Set(contentType, a.Headers.V().UnauthContentType)
+	w.Header().Set(a.Headers.V().Authenticate,
+		fmt.Sprintf(`Digest realm="%s", nonce="%s", opaque="%s", algorithm="MD5", qop="auth", stale=TRUE`,
+			a.Realm, nonce, a.Opaque))
+	w.WriteHeader(a.Headers.V().UnauthCode)
+	_, _ = w.Write([]byte(a.Headers.V().UnauthResponse))
+}
+GO
 (cd "$WORK" && go mod edit \
   -replace "github.com/go-acme/lego/v5=./_deps/lego" \
-  -replace "github.com/abbot/go-http-auth=github.com/abbot/go-http-auth@v0.4.0")
+  -replace "github.com/abbot/go-http-auth=./_deps/go-http-auth")
 
 echo "==> building traefik $VERSION (nice -n 10; several minutes on a busy machine)"
 cd "$WORK"

@@ -21,7 +21,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pydantic
 import yaml
 
 from components.swarm import spec as sw
@@ -32,6 +31,11 @@ SECRET_VARIABLES = {
     "storage": "MOONTV_STORAGE_PASSWORD",
     "url": "MOONTV_STORAGE_URL",
 }
+
+
+def _literal(values: Sequence[str]) -> list[str]:
+    """Strings as compose literals: ``$`` is interpolation syntax, so it is written ``$$``."""
+    return [v.replace("$", "$$") for v in values]
 
 
 def _memory(mib: int) -> str:
@@ -84,7 +88,7 @@ def _service(svc: sw.ServiceSpec) -> dict[str, Any]:
     out: dict[str, Any] = {
         "image": svc.image,
         "healthcheck": {
-            "test": list(hc.test),
+            "test": _literal(hc.test),
             "interval": hc.interval,
             "timeout": hc.timeout,
             "retries": hc.retries,
@@ -96,11 +100,11 @@ def _service(svc: sw.ServiceSpec) -> dict[str, Any]:
         "deploy": deploy,
     }
     if svc.entrypoint is not None:
-        out["entrypoint"] = list(svc.entrypoint)
+        out["entrypoint"] = _literal(svc.entrypoint)
     if svc.args is not None:
-        out["command"] = list(svc.args)
+        out["command"] = _literal(svc.args)
     if svc.env:
-        out["environment"] = dict(svc.env)
+        out["environment"] = {k: v.replace("$", "$$") for k, v in svc.env.items()}
     if svc.secrets:
         out["secrets"] = [_file_ref(r) for r in svc.secrets]
     if svc.configs:
@@ -198,13 +202,11 @@ def spec_from_stack_file(path: Path, env: Mapping[str, str]) -> sw.SwarmSpec:
     """Build the :class:`SwarmSpec` from a ``Pulumi.<stack>.yaml`` file.
 
     The ``moontv:*`` keys are validated by :func:`components.settings.validate`, exactly as the
-    Pulumi program does, and ``moontv:swarm`` by
-    :class:`~components.swarm.options.SwarmSettings`. Secret keys in the file are encrypted and
+    Pulumi program does (``moontv:swarm`` included). Secret keys in the file are encrypted and
     not read here: the values come from the environment (see :data:`SECRET_VARIABLES`).
     """
     from components import settings
-    from components.errors import ConfigError, format_errors
-    from components.settings import SwarmSettings
+    from components.errors import ConfigError
     from components.swarm.options import spec_from_settings
 
     try:
@@ -217,22 +219,16 @@ def spec_from_stack_file(path: Path, env: Mapping[str, str]) -> sw.SwarmSpec:
     raw = {k.removeprefix(settings.PREFIX): v for k, v in config.items()
            if k.startswith(settings.PREFIX) and k.removeprefix(settings.PREFIX)
            not in settings.SECRET_KEYS}
-    swarm_raw = raw.pop("swarm", None) or {}
     if env.get(SECRET_VARIABLES["url"]):
         raw["storageUrl"] = env[SECRET_VARIABLES["url"]]
-    problems: list[str] = []
     try:
         model = settings.validate(raw)
     except ConfigError as exc:
-        problems += exc.problems
+        raise StackFileError(
+            f"{path}:\n" + "\n".join(f"  - {p}" for p in exc.problems)
+        ) from None
     try:
-        swarm = SwarmSettings.model_validate(swarm_raw)
-    except pydantic.ValidationError as exc:
-        problems += format_errors(exc, f"{settings.PREFIX}swarm", model=SwarmSettings)
-    if problems:
-        raise StackFileError(f"{path}:\n" + "\n".join(f"  - {p}" for p in problems))
-    try:
-        return spec_from_settings(model, swarm)
+        return spec_from_settings(model, model.swarm)
     except ValueError as exc:
         raise StackFileError(f"{path}: {exc}") from None
 

@@ -170,6 +170,14 @@ def test_compose_file_renders_the_same_services_and_never_the_secret_values():
                                      sw.config_contents(spec)[sw.EDGE_DYNAMIC])
 
 
+def test_compose_escapes_dollar_signs_so_stack_deploy_does_not_interpolate_them():
+    spec = make_spec(CANARY)
+    document = compose.compose_file(spec, sw.secret_contents(spec, OWNER, STORAGE))
+    script = document["services"]["edge-config"]["entrypoint"][-1]
+    assert "$$(sha256sum" in script and "wait $$!" in script
+    assert sw.EDGE_CONFIG_SCRIPT.replace("$", "$$") == script
+
+
 def test_compose_weight_change_renames_only_the_edge_dynamic_config():
     values = sw.secret_contents(make_spec(CANARY), OWNER, STORAGE)
     one = compose.compose_file(make_spec(CANARY), values)
