@@ -40,7 +40,7 @@ lint: setup ## ruff, mypy, hadolint, actionlint, zizmor, shellcheck
 	bash tools/lint.sh
 
 bench: setup ## Benchmarks: program time under mocks, resource counts, engine preview ratio
-	$(PY) -m benchmarks
+	source tools/env.sh || true; $(PY) -m benchmarks
 
 toolchain: ## Build the Pulumi engine, plugins and local-cluster binaries offline (cached)
 	bash tools/toolchain.sh

@@ -35,13 +35,11 @@ fi
 # The program's virtualenv (Pulumi.yaml: virtualenv: venv).
 [[ -x venv/bin/python ]] || make --no-print-directory setup
 
-if [[ -f tools/env.sh ]]; then
-  # shellcheck source=/dev/null
-  source tools/env.sh
-fi
+# shellcheck source=/dev/null
+source tools/env.sh 2>/dev/null || true # returns 1 while the core toolchain is incomplete
 if ! command -v pulumi >/dev/null 2>&1; then
-  echo "pulumi CLI not found on PATH: building the offline toolchain (make toolchain)…" >&2
-  make --no-print-directory toolchain
+  echo "pulumi CLI not found on PATH: building the offline toolchain (tools/toolchain.sh)…" >&2
+  bash tools/toolchain.sh --only pulumi,python,kubernetes
   # shellcheck source=/dev/null
   source tools/env.sh
 fi
