@@ -75,9 +75,11 @@ def test_staging_on_kwok_up_noop_edit_destroy(kwok, project):
         stack.set_config("moontv:replicas", auto.ConfigValue("3"))
         preview = stack.preview(diff=True)
         assert changes(preview.change_summary) == {"update": 2}, preview.change_summary
-        changed_lines = [line.strip() for line in preview.stdout.splitlines()
-                         if line.strip().startswith("~ ") and ":" in line]
-        assert changed_lines and all("replicas" in line for line in changed_lines), changed_lines
+        lines = [line.strip() for line in preview.stdout.splitlines()]
+        updated = [line for line in lines if line.endswith("(update)")]
+        assert updated == ["~ kubernetes:apps/v1:Deployment: (update)"] * 2, updated
+        values = [line for line in lines if "=>" in line and not line.startswith("~ stable")]
+        assert values == ["~ replicas: 2 => 3"] * 2, values
         stack.up()
         deployments = json.loads(kwok.kubectl("get", "deployments", "-n", NAMESPACE, "-o", "json",
                                              "-l", "app.kubernetes.io/component=app"))
