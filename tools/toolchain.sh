@@ -81,7 +81,7 @@ step_version() {
 step_bins() {
 	case $1 in
 	pulumi) echo pulumi ;;
-	python) echo pulumi-language-python pulumi-language-python-exec ;;
+	python) echo pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python ;;
 	kubernetes | random | docker-build | docker) echo "pulumi-resource-$1" ;;
 	kwok) echo kwok kwokctl ;;
 	etcd) echo etcd ;;
@@ -198,6 +198,8 @@ build_python() {
 		-ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$v" \
 		-o "$BIN/pulumi-language-python.tmp" .
 	install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$BIN/pulumi-language-python-exec"
+	# The provider plugin that runs Python dynamic providers (pulumi.dynamic).
+	install -m 0755 "$sdk/python/dist/pulumi-resource-pulumi-python" "$BIN/pulumi-resource-pulumi-python"
 	mv "$BIN/pulumi-language-python.tmp" "$BIN/pulumi-language-python"
 }
 
