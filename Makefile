@@ -1,0 +1,57 @@
+# MoonTV delivery platform. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+STACK ?= dev
+VENV := venv
+PY := $(VENV)/bin/python
+
+.PHONY: help setup preview up destroy test unit integration lint bench toolchain cluster-up cluster-down clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(PY): requirements.txt requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $(PY)
+
+setup: $(PY) ## Create the virtualenv with the pinned Python dependencies
+
+preview: setup ## pulumi preview on STACK (default dev)
+	bash tools/stack.sh preview $(STACK)
+
+up: setup ## pulumi up on STACK (default dev: renders manifests to rendered/dev, no cluster)
+	bash tools/stack.sh up $(STACK)
+
+destroy: setup ## pulumi destroy on STACK
+	bash tools/stack.sh destroy $(STACK)
+
+test: setup ## Everything CI runs: lint, unit, policy and integration tests
+	bash tools/test.sh
+
+unit: setup ## Unit tests only (mocks, seconds)
+	$(PY) -m pytest -q tests/unit
+
+integration: setup ## Integration tests only (real engine, local clusters)
+	bash tools/test.sh integration
+
+lint: setup ## ruff, mypy, hadolint, actionlint, zizmor, shellcheck
+	bash tools/lint.sh
+
+bench: setup ## Benchmarks: program time under mocks, resource counts, engine preview ratio
+	$(PY) -m benchmarks
+
+toolchain: ## Build the Pulumi engine, plugins and local-cluster binaries offline (cached)
+	bash tools/toolchain.sh
+
+cluster-up: ## Start the local kwok Kubernetes cluster and the local Docker Swarm
+	bash tools/cluster.sh kwok-up
+	bash tools/cluster.sh swarm-up
+
+cluster-down: ## Stop the local clusters
+	bash tools/cluster.sh kwok-down
+	bash tools/cluster.sh swarm-down
+
+clean: ## Remove rendered manifests and local state (not the toolchain cache)
+	rm -rf rendered .pulumi-state .pytest_cache

@@ -1,0 +1,101 @@
+"""MoonTV delivery platform: load settings, build the image and the platform, export outputs."""
+
+from __future__ import annotations
+
+import sys
+
+import pulumi
+
+from components import settings as settings_module
+from components.errors import ConfigError
+from components.passwords import generated_password
+from components.settings import Settings
+
+
+def image_overrides(s: Settings) -> dict[str, pulumi.Output[str]]:
+    """With ``image.build`` set, the built ``repo@sha256:…`` runs the stable version."""
+    c = s.config
+    if c.image.build is None:
+        return {}
+    from components.image import MoonTVImage, MoonTVImageArgs
+
+    image = MoonTVImage("moontv-image", MoonTVImageArgs(
+        repository=c.image.repository, settings=c.image.build, environment=c.environment,
+        registry_password=s.registry_password))
+    pulumi.export("imageRef", image.ref)
+    return {c.image.version: image.ref}
+
+
+def kubernetes(s: Settings, overrides: dict[str, pulumi.Output[str]]) -> pulumi.Output[str]:
+    from components.kubernetes import provider
+    from components.kubernetes.app import MoonTVKubernetes, MoonTVKubernetesArgs
+    from components.monitoring.kubernetes import Monitoring, MonitoringArgs
+
+    c = s.config
+    opts = pulumi.ResourceOptions(providers=[provider("kubernetes", c.kubernetes)])
+    app = MoonTVKubernetes("moontv", MoonTVKubernetesArgs(
+        namespace=c.namespace, instance=s.stack, repository=c.image.repository,
+        pull_policy=c.image.pull_policy, plan=s.plan, site=c.site,
+        owner_username=c.owner.username, owner_password=s.owner_password,
+        replicas=c.replicas, resources=c.resources, autoscaling=c.autoscaling,
+        storage=c.storage, traffic=c.traffic, storage_url=s.storage_url,
+        image_overrides=overrides), opts=opts)
+    if c.monitoring.enabled:
+        Monitoring("moontv-monitoring", MonitoringArgs(
+            namespace=c.namespace, tracks=s.plan.tracks, settings=c.monitoring,
+            instance=s.stack, receiver_secrets=s.receiver_secrets),
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[app])))
+    return app.namespace
+
+
+def swarm(s: Settings, overrides: dict[str, pulumi.Output[str]]) -> str:
+    import pulumi_docker as docker
+
+    from components.monitoring.swarm import SwarmMonitoring, SwarmMonitoringArgs
+    from components.swarm import preflight
+    from components.swarm.component import MoonTVSwarm, MoonTVSwarmArgs
+    from components.swarm.options import spec_from_settings
+
+    problem = preflight.check()
+    if problem is not None:
+        raise ConfigError([f"moontv:platform: swarm: {problem}"])
+    c = s.config
+    provider = docker.Provider("docker")
+    spec = spec_from_settings(c, c.swarm)
+    stack = MoonTVSwarm("moontv", MoonTVSwarmArgs(
+        **{f: getattr(spec, f) for f in spec.__dataclass_fields__},
+        owner_password=s.owner_password, storage_url=s.storage_url,
+        storage_password=None if s.storage_url else generated_password("moontv-storage-password"),
+        provider=provider), opts=pulumi.ResourceOptions(providers=[provider]))
+    if c.monitoring.enabled:
+        SwarmMonitoring("moontv-monitoring", SwarmMonitoringArgs(
+            tracks=s.plan.tracks, settings=c.monitoring, network=stack.network_name,
+            receiver_secrets=s.receiver_secrets, provider=provider),
+            opts=pulumi.ResourceOptions(providers=[provider]))
+    pulumi.export("previewUrl", stack.preview_url)
+    return spec.stack
+
+
+def main() -> None:
+    s = settings_module.load()
+    c = s.config
+    plan = s.plan
+    overrides = image_overrides(s)
+    target = swarm(s, overrides) if c.platform == "swarm" else kubernetes(s, overrides)
+    pulumi.export("namespace", target)
+    pulumi.export("url", f"https://{c.traffic.host}")
+    pulumi.export("strategy", plan.strategy)
+    pulumi.export("activeTrack", plan.primary)
+    pulumi.export("previewTrack", plan.preview)
+    pulumi.export("weights", plan.weights)
+    pulumi.export("versions", {t.name: t.version for t in plan.tracks})
+    pulumi.export("ownerUsername", c.owner.username)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except ConfigError as exc:
+        # One readable list of every problem, no traceback.
+        pulumi.log.error(str(exc))
+        sys.exit(1)

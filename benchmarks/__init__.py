@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench``): they print figures; no test asserts timings."""

@@ -1,0 +1,1 @@
+"""MoonTV delivery platform: Pulumi components and the pure modules they share."""

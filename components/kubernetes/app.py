@@ -1,0 +1,334 @@
+"""MoonTV on Kubernetes: namespace, config, one Deployment + Service per release track, the
+stable and preview Services, PDBs, HPA, NetworkPolicies, storage and traffic routing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import naming
+from components.kubernetes import pod
+from components.kubernetes.storage import SCRIPT, SCRIPT_DIR, Storage, StorageArgs, tool_config_map
+from components.kubernetes.traffic import SERVICE_PORT, RouteArgs, router_for
+from components.release import ReleasePlan, Track
+from components.settings import (
+    AutoscalingSettings,
+    ResourceSettings,
+    SiteSettings,
+    StorageSettings,
+    TrafficSettings,
+)
+
+APP_PORT = 3000
+PRE_STOP_SECONDS = 10
+GRACE_SECONDS = 40
+#: Where the app writes at run time; everything else is a read-only root filesystem.
+WRITABLE_PATHS = {"public": "/app/public", "next-cache": "/app/.next/cache", "tmp": "/tmp"}
+#: Private and link-local ranges: the app reaches the internet (video sources), not the cluster.
+PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
+                  "100.64.0.0/10"]
+
+
+@dataclass(frozen=True)
+class MoonTVKubernetesArgs:
+    namespace: str
+    instance: str
+    repository: str
+    pull_policy: str
+    plan: ReleasePlan
+    site: SiteSettings
+    owner_username: str
+    owner_password: pulumi.Output[str]
+    replicas: int
+    resources: ResourceSettings
+    autoscaling: AutoscalingSettings
+    storage: StorageSettings
+    traffic: TrafficSettings
+    storage_url: pulumi.Output[str] | None = None
+    #: Image references to use instead of ``repository:version`` (e.g. a freshly built digest).
+    image_overrides: Mapping[str, pulumi.Input[str]] | None = None
+
+
+def image_ref(repository: str, version: str) -> str:
+    """``repo:tag`` or ``repo:tag@sha256:…`` for a track version."""
+    return f"{repository}:{version}"
+
+
+class MoonTVKubernetes(pulumi.ComponentResource):
+    """The whole MoonTV deployment in one namespace."""
+
+    namespace: pulumi.Output[str]
+    services: dict[str, pulumi.Output[str]]
+    deployments: dict[str, k8s.apps.v1.Deployment]
+
+    def __init__(self, name: str, args: MoonTVKubernetesArgs,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("moontv:kubernetes:MoonTV", name, None, opts)
+        self._args = args
+        child = pulumi.ResourceOptions(parent=self)
+        ns = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={"name": args.namespace, "labels": {
+                **naming.labels(args.instance, "namespace"),
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest",
+            }},
+            opts=child,
+        )
+        self.namespace = ns.metadata.name
+        inner = pulumi.ResourceOptions(parent=self, depends_on=[ns])
+        self._opts = inner
+        app_labels = naming.labels(args.instance, "app")
+
+        self.service_account = k8s.core.v1.ServiceAccount(
+            f"{name}-sa",
+            metadata={"name": naming.APP, "namespace": self.namespace, "labels": app_labels},
+            automount_service_account_token=False,
+            opts=inner,
+        )
+        storage = Storage(
+            f"{name}-storage",
+            StorageArgs(namespace=self.namespace, instance=args.instance, storage=args.storage,
+                        tool_image=self._image(args.plan.tracks[0]),
+                        external_url=args.storage_url),
+            opts=inner,
+        )
+        self.config_map = k8s.core.v1.ConfigMap(
+            f"{name}-config",
+            metadata={"namespace": self.namespace, "labels": app_labels},
+            data={**args.site.env(), "NEXT_PUBLIC_STORAGE_TYPE": args.storage.app_type},
+            opts=inner,
+        )
+        url_key = "KVROCKS_URL" if args.storage.app_type == "kvrocks" else "REDIS_URL"
+        self.secret = k8s.core.v1.Secret(
+            f"{name}-secret",
+            metadata={"namespace": self.namespace, "labels": app_labels},
+            string_data={"USERNAME": args.owner_username, "PASSWORD": args.owner_password,
+                         url_key: storage.url},
+            opts=inner,
+        )
+        self._url_key = url_key
+        self._tool = tool_config_map(f"{name}-tool", self.namespace, app_labels, inner)
+
+        self.deployments = {}
+        self.services = {}
+        for track in args.plan.tracks:
+            self._track(name, track)
+        self._stable_services(name)
+        self._network_policies(name, storage)
+        router_for(args.traffic.provider).declare(
+            name,
+            RouteArgs(namespace=self.namespace, instance=args.instance, plan=args.plan,
+                      traffic=args.traffic, labels=naming.labels(args.instance, "traffic")),
+            self,
+        )
+        self.register_outputs({
+            "namespace": self.namespace,
+            "services": self.services,
+            "primary": args.plan.primary,
+        })
+
+    def _image(self, track: Track) -> pulumi.Input[str]:
+        overrides = self._args.image_overrides or {}
+        return overrides.get(track.version, image_ref(self._args.repository, track.version))
+
+    def _hpa_managed(self, track: Track) -> bool:
+        return self._args.autoscaling.enabled and track.role == "primary"
+
+    def _track(self, name: str, track: Track) -> None:
+        args = self._args
+        resource = naming.track_name(track.name)
+        labels = naming.labels(args.instance, "app", track.version, track.name)
+        selector = naming.selector_labels(args.instance, "app", track.name)
+        spec: dict[str, Any] = {
+            "selector": {"matchLabels": selector},
+            "revisionHistoryLimit": 5,
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {"metadata": {"labels": labels}, "spec": self._pod_spec(track, selector)},
+        }
+        if not self._hpa_managed(track):
+            spec["replicas"] = track.replicas
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-{track.name}",
+            metadata={"name": resource, "namespace": self.namespace, "labels": labels},
+            spec=spec,
+            opts=self._opts,
+        )
+        self.deployments[track.name] = deployment
+        service = k8s.core.v1.Service(
+            f"{name}-{track.name}-service",
+            metadata={"name": resource, "namespace": self.namespace, "labels": labels},
+            spec={"selector": selector,
+                  "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http"}]},
+            opts=self._opts,
+        )
+        self.services[track.name] = service.metadata.name
+        min_replicas = args.autoscaling.min_replicas if self._hpa_managed(track) else track.replicas
+        if min_replicas > 1 or self._hpa_managed(track):
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-{track.name}-pdb",
+                metadata={"name": resource, "namespace": self.namespace, "labels": labels},
+                spec={"maxUnavailable": 1, "selector": {"matchLabels": selector}},
+                opts=self._opts,
+            )
+        if self._hpa_managed(track):
+            metrics = [_utilization("cpu", args.autoscaling.target_cpu)]
+            if args.autoscaling.target_memory:
+                metrics.append(_utilization("memory", args.autoscaling.target_memory))
+            k8s.autoscaling.v2.HorizontalPodAutoscaler(
+                f"{name}-hpa",
+                metadata={"name": naming.APP, "namespace": self.namespace, "labels": labels},
+                spec={
+                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                       "name": resource},
+                    "minReplicas": args.autoscaling.min_replicas,
+                    "maxReplicas": args.autoscaling.max_replicas,
+                    "metrics": metrics,
+                },
+                opts=self._opts,
+            )
+
+    def _pod_spec(self, track: Track, selector: dict[str, str]) -> dict[str, Any]:
+        args = self._args
+        image = self._image(track)
+        security = pod.container_security()
+        mounts = [{"name": n, "mountPath": p} for n, p in WRITABLE_PATHS.items()]
+        probe = {"httpGet": {"path": "/login", "port": "http"}, "timeoutSeconds": 3}
+        storage_url = {"name": "STORAGE_URL", "valueFrom": {"secretKeyRef": {
+            "name": self.secret.metadata.name, "key": self._url_key}}}
+        return {
+            **pod.pod_defaults(uid=pod.APP_UID),
+            "serviceAccountName": self.service_account.metadata.name,
+            "terminationGracePeriodSeconds": GRACE_SECONDS,
+            "topologySpreadConstraints": [
+                {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
+                 "labelSelector": {"matchLabels": selector}}
+                for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
+            ],
+            "initContainers": [
+                {   # the image's /app/public, copied to a writable emptyDir (start.js writes it)
+                    "name": "copy-public",
+                    "image": image,
+                    "imagePullPolicy": args.pull_policy,
+                    "command": ["sh", "-c", "cp -a /app/public/. /seed/"],
+                    "resources": _small(),
+                    "securityContext": security,
+                    "volumeMounts": [{"name": "public", "mountPath": "/seed"}],
+                },
+                {   # the app caches a blank config if storage does not answer at first read
+                    "name": "wait-for-storage",
+                    "image": image,
+                    "imagePullPolicy": args.pull_policy,
+                    "command": ["node", f"{SCRIPT_DIR}/{SCRIPT.name}", "wait"],
+                    "env": [storage_url],
+                    "resources": _small(),
+                    "securityContext": security,
+                    "volumeMounts": [{"name": "tool", "mountPath": SCRIPT_DIR, "readOnly": True}],
+                },
+            ],
+            "containers": [{
+                "name": "moontv",
+                "image": image,
+                "imagePullPolicy": args.pull_policy,
+                "ports": [{"name": "http", "containerPort": APP_PORT}],
+                "env": [
+                    # Kubernetes sets HOSTNAME to the pod name; Next would bind the pod IP only.
+                    {"name": "HOSTNAME", "value": "0.0.0.0"},
+                    {"name": "PORT", "value": str(APP_PORT)},
+                    {"name": "MOONTV_TRACK", "value": track.name},
+                ],
+                "envFrom": [{"configMapRef": {"name": self.config_map.metadata.name}},
+                            {"secretRef": {"name": self.secret.metadata.name}}],
+                "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 36},
+                "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
+                "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
+                "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_SECONDS)]}}},
+                "resources": {
+                    "requests": args.resources.requests.model_dump(),
+                    "limits": args.resources.limits.model_dump(),
+                },
+                "securityContext": security,
+                "volumeMounts": mounts,
+            }],
+            "volumes": [{"name": n, "emptyDir": {}} for n in WRITABLE_PATHS]
+            + [{"name": "tool", "configMap": {"name": self._tool.metadata.name}}],
+        }
+
+    def _stable_services(self, name: str) -> None:
+        """``moontv`` selects the primary track, ``moontv-preview`` the preview track."""
+        args = self._args
+        roles = {naming.PRIMARY_SERVICE: args.plan.primary,
+                 naming.PREVIEW_SERVICE: args.plan.preview}
+        for service, track in roles.items():
+            if track is None:
+                continue
+            svc = k8s.core.v1.Service(
+                f"{name}-{service}",
+                metadata={"name": service, "namespace": self.namespace,
+                          "labels": naming.labels(args.instance, "app")},
+                spec={"selector": naming.selector_labels(args.instance, "app", track),
+                      "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http"}]},
+                opts=self._opts,
+            )
+            self.services[service] = svc.metadata.name
+
+    def _network_policies(self, name: str, storage: Storage) -> None:
+        args = self._args
+        labels = naming.labels(args.instance, "network")
+        app = {"matchLabels": {"app.kubernetes.io/name": naming.APP,
+                               "app.kubernetes.io/component": "app"}}
+        storage_pods = {"matchLabels": {"app.kubernetes.io/name": naming.APP,
+                                        "app.kubernetes.io/component": "storage"}}
+        dns = [{"protocol": p, "port": 53} for p in ("UDP", "TCP")]
+        policies: dict[str, dict[str, Any]] = {
+            "default-deny": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+            "allow-dns": {
+                "podSelector": {},
+                "policyTypes": ["Egress"],
+                "egress": [{"to": [{"namespaceSelector": {"matchLabels": {
+                    "kubernetes.io/metadata.name": "kube-system"}}}], "ports": dns}],
+            },
+            "allow-gateway-to-app": {
+                "podSelector": app,
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {
+                    "kubernetes.io/metadata.name": args.traffic.allowed_namespace}}}],
+                    "ports": [{"protocol": "TCP", "port": APP_PORT}]}],
+            },
+            "allow-app-egress": {
+                "podSelector": {"matchExpressions": [{
+                    "key": "app.kubernetes.io/component", "operator": "In",
+                    "values": ["app", "backup"]}]},
+                "policyTypes": ["Egress"],
+                "egress": [
+                    # video sources and Douban on the internet, never the cluster's own ranges
+                    {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE_RANGES}}]},
+                    *([{"to": [{"podSelector": storage_pods}],
+                        "ports": [{"protocol": "TCP", "port": storage.port}]}]
+                      if storage.port else []),
+                ],
+            },
+        }
+        for policy, spec in policies.items():
+            k8s.networking.v1.NetworkPolicy(
+                f"{name}-{policy}",
+                metadata={"name": naming.resource_name(naming.APP, policy),
+                          "namespace": self.namespace, "labels": labels},
+                spec=spec,
+                opts=self._opts,
+            )
+
+
+def _utilization(resource: str, target: int) -> dict[str, Any]:
+    return {"type": "Resource", "resource": {
+        "name": resource, "target": {"type": "Utilization", "averageUtilization": target}}}
+
+
+def _small() -> dict[str, Any]:
+    return {"requests": {"cpu": "10m", "memory": "32Mi"},
+            "limits": {"cpu": "200m", "memory": "128Mi"}}

@@ -1,0 +1,241 @@
+"""MoonTV's database on Kubernetes: Kvrocks or Redis StatefulSet, or an external URL.
+
+All MoonTV state lives here (admin config, users, favourites), so the StatefulSet keeps it on a
+PVC with persistence on, only the app and the backup job may reach it, and a CronJob writes
+timestamped logical snapshots to a backup PVC, keeping the newest ``retention`` files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import naming
+from components.kubernetes import pod
+from components.passwords import generated_password
+from components.settings import StorageSettings
+
+SCRIPT = Path(__file__).parent / "scripts" / "storage-tool.js"
+SCRIPT_DIR = "/opt/moontv"
+PORTS = {"kvrocks": 6666, "redis": 6379}
+DATA_DIRS = {"kvrocks": "/var/lib/kvrocks", "redis": "/data"}
+STORAGE_UID = 999  # the `redis` user of the Redis image; Kvrocks runs as any uid
+
+
+@dataclass(frozen=True)
+class StorageArgs:
+    namespace: pulumi.Input[str]
+    instance: str
+    storage: StorageSettings
+    #: Image with Node 20 that runs the backup script (the MoonTV image itself).
+    tool_image: pulumi.Input[str]
+    external_url: pulumi.Output[str] | None = None
+
+
+def _server_config(kind: str, password: pulumi.Output[str]) -> pulumi.Output[str]:
+    """The server's config file; it carries the password, so it lives in a Secret."""
+    port = PORTS[kind]
+    if kind == "kvrocks":
+        lines = ["bind 0.0.0.0", f"port {port}", f"dir {DATA_DIRS[kind]}",
+                 "pidfile /tmp/kvrocks.pid", "daemonize no"]
+    else:
+        lines = ["bind 0.0.0.0", f"port {port}", f"dir {DATA_DIRS[kind]}", "appendonly yes",
+                 "appendfsync everysec", "save 3600 1 300 100 60 10000"]
+    return password.apply(lambda pw: "\n".join([*lines, f"requirepass {pw}"]) + "\n")
+
+
+class Storage(pulumi.ComponentResource):
+    """The storage backend; ``url`` is the secret connection URL the app uses."""
+
+    url: pulumi.Output[str]
+    host: str | None
+    port: int | None
+
+    def __init__(self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("moontv:kubernetes:Storage", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        s = args.storage
+        self.host = self.port = None
+        if s.kind == "external":
+            assert args.external_url is not None  # settings guarantees it
+            self.url = pulumi.Output.secret(args.external_url)
+            self.register_outputs({"url": self.url})
+            return
+
+        kind = s.kind
+        port = PORTS[kind]
+        service_name = naming.resource_name(naming.APP, kind)
+        labels = naming.labels(args.instance, "storage", version=None)
+        selector = naming.selector_labels(args.instance, "storage")
+        password = generated_password(f"{name}-password", length=32, parent=self)
+        self.host, self.port = service_name, port
+        self.url = pulumi.Output.secret(
+            password.apply(lambda pw: f"redis://:{pw}@{service_name}:{port}")
+        )
+
+        config = k8s.core.v1.Secret(
+            f"{name}-config",
+            metadata={"namespace": args.namespace, "labels": labels},
+            string_data={f"{kind}.conf": _server_config(kind, password)},
+            opts=child,
+        )
+        k8s.core.v1.Service(
+            f"{name}-service",
+            metadata={"name": service_name, "namespace": args.namespace, "labels": labels},
+            spec={
+                "clusterIP": "None",
+                "selector": selector,
+                "ports": [{"name": kind, "port": port, "targetPort": kind}],
+            },
+            opts=child,
+        )
+        data_dir = DATA_DIRS[kind]
+        binary = "kvrocks" if kind == "kvrocks" else "redis-server"
+        conf_flag = ["-c"] if kind == "kvrocks" else []
+        self.stateful_set = k8s.apps.v1.StatefulSet(
+            f"{name}-statefulset",
+            metadata={"name": service_name, "namespace": args.namespace, "labels": labels},
+            spec={
+                "serviceName": service_name,
+                "replicas": 1,
+                "selector": {"matchLabels": selector},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        **pod.pod_defaults(uid=STORAGE_UID),
+                        "containers": [{
+                            "name": kind,
+                            "image": s.kvrocks_image if kind == "kvrocks" else s.redis_image,
+                            "command": [binary, *conf_flag, f"/etc/{kind}/{kind}.conf"],
+                            "ports": [{"name": kind, "containerPort": port}],
+                            "readinessProbe": {"tcpSocket": {"port": kind}, "periodSeconds": 5},
+                            "livenessProbe": {"tcpSocket": {"port": kind}, "periodSeconds": 10,
+                                              "initialDelaySeconds": 10},
+                            "resources": {"requests": {"cpu": "50m", "memory": "128Mi"},
+                                          "limits": {"cpu": "500m", "memory": "512Mi"}},
+                            "securityContext": pod.container_security(),
+                            "volumeMounts": [
+                                {"name": "data", "mountPath": data_dir},
+                                {"name": "config", "mountPath": f"/etc/{kind}", "readOnly": True},
+                                {"name": "tmp", "mountPath": "/tmp"},
+                            ],
+                        }],
+                        "volumes": [
+                            {"name": "config", "secret": {"secretName": config.metadata.name}},
+                            {"name": "tmp", "emptyDir": {}},
+                        ],
+                    },
+                },
+                "volumeClaimTemplates": [_claim("data", s.size, s.storage_class)],
+            },
+            opts=child,
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-ingress",
+            metadata={"name": f"{service_name}-from-app", "namespace": args.namespace,
+                      "labels": labels},
+            spec={
+                "podSelector": {"matchLabels": selector},
+                "policyTypes": ["Ingress"],
+                "ingress": [{
+                    "from": [
+                        {"podSelector": {"matchLabels": {
+                            "app.kubernetes.io/name": naming.APP,
+                            "app.kubernetes.io/component": component}}}
+                        for component in ("app", "backup")
+                    ],
+                    "ports": [{"protocol": "TCP", "port": port}],
+                }],
+            },
+            opts=child,
+        )
+        if s.backup.enabled:
+            self._backup(name, args, service_name, child)
+        self.register_outputs({"url": self.url, "host": self.host, "port": self.port})
+
+    def _backup(self, name: str, args: StorageArgs, service_name: str,
+                child: pulumi.ResourceOptions) -> None:
+        s = args.storage
+        labels = naming.labels(args.instance, "backup")
+        claim = k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-backup",
+            metadata={"name": f"{service_name}-backup", "namespace": args.namespace,
+                      "labels": labels},
+            spec=_claim("backup", s.backup.size, s.storage_class)["spec"],
+            opts=child,
+        )
+        url_secret = k8s.core.v1.Secret(
+            f"{name}-url",
+            metadata={"namespace": args.namespace, "labels": labels},
+            string_data={"STORAGE_URL": self.url},
+            opts=child,
+        )
+        script = tool_config_map(f"{name}-backup-script", args.namespace, labels, child)
+        k8s.batch.v1.CronJob(
+            f"{name}-backup-job",
+            metadata={"name": f"{service_name}-backup", "namespace": args.namespace,
+                      "labels": labels},
+            spec={
+                "schedule": s.backup.schedule,
+                "concurrencyPolicy": "Forbid",
+                "successfulJobsHistoryLimit": 3,
+                "failedJobsHistoryLimit": 3,
+                "jobTemplate": {"spec": {
+                    "backoffLimit": 2,
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {
+                            **pod.pod_defaults(uid=pod.APP_UID),
+                            "restartPolicy": "OnFailure",
+                            "containers": [{
+                                "name": "backup",
+                                "image": args.tool_image,
+                                "command": ["node", f"{SCRIPT_DIR}/{SCRIPT.name}", "backup",
+                                            "/backup"],
+                                "env": [
+                                    {"name": "STORAGE_URL", "valueFrom": {"secretKeyRef": {
+                                        "name": url_secret.metadata.name, "key": "STORAGE_URL"}}},
+                                    {"name": "BACKUP_RETENTION", "value": str(s.backup.retention)},
+                                ],
+                                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                                              "limits": {"cpu": "500m", "memory": "256Mi"}},
+                                "securityContext": pod.container_security(),
+                                "volumeMounts": [
+                                    {"name": "backup", "mountPath": "/backup"},
+                                    {"name": "script", "mountPath": SCRIPT_DIR, "readOnly": True},
+                                ],
+                            }],
+                            "volumes": [
+                                {"name": "backup", "persistentVolumeClaim": {
+                                    "claimName": claim.metadata.name}},
+                                {"name": "script", "configMap": {"name": script.metadata.name}},
+                            ],
+                        },
+                    },
+                }},
+            },
+            opts=child,
+        )
+
+
+def tool_config_map(name: str, namespace: pulumi.Input[str], labels: dict[str, str],
+                    opts: pulumi.ResourceOptions) -> k8s.core.v1.ConfigMap:
+    """ConfigMap carrying storage-tool.js (used by the wait init container and the backup job)."""
+    return k8s.core.v1.ConfigMap(
+        name,
+        metadata={"namespace": namespace, "labels": labels},
+        data={SCRIPT.name: SCRIPT.read_text()},
+        opts=opts,
+    )
+
+
+def _claim(name: str, size: str, storage_class: str | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": size}}}
+    if storage_class:
+        spec["storageClassName"] = storage_class
+    return {"metadata": {"name": name}, "spec": spec}

@@ -1,0 +1,449 @@
+"""Release strategies as pure data: which tracks run, with which version, replicas and traffic.
+
+``moontv:release`` (see :class:`ReleaseSettings`) picks one of three strategies:
+
+* ``rolling`` - one ``stable`` track gets all traffic; new versions roll in place.
+* ``canary`` - ``stable`` plus ``canary``; the canary gets ``canary.weight`` % of traffic, and the
+  header ``x-moontv-canary: always`` / ``never`` forces one track regardless of the weight.
+* ``blue-green`` - ``blue`` and ``green``; the ``active`` colour gets all traffic, the other one
+  is reachable through the preview Service.
+
+:func:`plan` turns the settings into a :class:`ReleasePlan` both platforms render. Staging,
+promotion, rollback, abort and switching are edits of the raw config mapping (:func:`stage`,
+:func:`set_weight`, :func:`promote`, :func:`rollback`, :func:`abort`, :func:`switch`): each
+validates its input and returns the new mapping, so the operator CLI only writes what this
+module accepted.
+
+This module imports nothing from Pulumi.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import BeforeValidator, ValidationInfo, model_validator
+
+from components.errors import ConfigModel, config_error, format_errors, int_range, show
+
+Role = Literal["primary", "canary", "preview", "idle"]
+Strategy = Literal["rolling", "blue-green", "canary"]
+Colour = Literal["blue", "green"]
+Action = Literal["stage", "set-weight", "promote", "rollback", "abort", "switch"]
+
+KEY = "moontv:release"
+HEADER: Literal["x-moontv-canary"] = "x-moontv-canary"
+ALLOW_LATEST = "allow_latest"
+"""Validation context key: ``model_validate(data, context={ALLOW_LATEST: True})`` accepts the
+``latest`` tag. Without it ``latest`` is rejected; the environment's settings decide."""
+
+TAG_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+DIGEST_PATTERN = r"sha256:[0-9a-f]{64}"
+_TAG = re.compile(TAG_PATTERN)
+_DIGEST = re.compile(DIGEST_PATTERN)
+_VERSION = re.compile(rf"({TAG_PATTERN})(?:@({DIGEST_PATTERN}))?")
+_COOKIE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+VERSION_ACCEPTED = f"an image tag ({TAG_PATTERN}) optionally followed by @{DIGEST_PATTERN}"
+LATEST_REFUSED = (
+    "must not be the mutable tag 'latest' in this environment; "
+    "use a version tag or pin it with @sha256:<64 hex>"
+)
+
+
+class ReleaseError(ValueError):
+    """Invalid release config or transition; ``problems`` holds one message per problem."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+# --- version strings ---------------------------------------------------------------------------
+
+
+def version_problem(value: object, *, allow_latest: bool, with_digest: bool = True) -> str | None:
+    """Why ``value`` is not an acceptable version (``tag`` or ``tag@sha256:<hex>``), or None.
+
+    ``with_digest=False`` checks a bare tag (``moontv:image.tag``). A digest pins even the
+    ``latest`` tag, so only a bare ``latest`` needs ``allow_latest``.
+    """
+    accepted = VERSION_ACCEPTED if with_digest else f"an image tag ({TAG_PATTERN})"
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return f"must be {accepted}"
+    text = str(value)
+    match = (_VERSION if with_digest else _TAG).fullmatch(text)
+    if match is None:
+        return f"must be {accepted}"
+    if text == "latest" and not allow_latest:
+        return LATEST_REFUSED
+    return None
+
+
+def _checker(with_digest: bool) -> BeforeValidator:
+    def check(value: object, info: ValidationInfo) -> str:
+        allow = bool((info.context or {}).get(ALLOW_LATEST, False))
+        problem = version_problem(value, allow_latest=allow, with_digest=with_digest)
+        if problem is not None:
+            raise config_error(problem, got=value)
+        return str(value)  # `--path` config stores a numeric tag such as 42 as a number
+
+    return BeforeValidator(check)
+
+
+Version = Annotated[str, _checker(with_digest=True)]
+"""A version: ``tag`` or ``tag@sha256:<64 hex>``; ``latest`` per the validation context."""
+Tag = Annotated[str, _checker(with_digest=False)]
+"""A bare image tag; ``latest`` per the validation context."""
+Digest = Annotated[str, pydantic.StringConstraints(pattern=rf"^{DIGEST_PATTERN}$")]
+"""An image digest, ``sha256:<64 hex>``."""
+
+
+def join_version(tag: str, digest: str | None) -> str:
+    """``tag`` or ``tag@sha256:…``: the version string of an image tag and optional digest."""
+    return f"{tag}@{digest}" if digest else tag
+
+
+def split_version(version: str) -> tuple[str, str | None]:
+    """Inverse of :func:`join_version`."""
+    tag, _, digest = version.partition("@")
+    return tag, digest or None
+
+
+# --- the `moontv:release` object ---------------------------------------------------------------
+
+
+def _cookie(value: object) -> object:
+    if not (isinstance(value, str) and _COOKIE.fullmatch(value)):
+        raise config_error("must be a cookie name ([A-Za-z0-9_-]{1,64})", got=value)
+    return value
+
+
+class CanarySettings(ConfigModel):
+    """``moontv:release.canary``."""
+
+    version: Version | None = None
+    weight: Annotated[int, int_range(0, 100)] = 0
+    header: Literal["x-moontv-canary"] = HEADER
+    cookie: Annotated[str, BeforeValidator(_cookie)] | None = None
+    replicas: Annotated[int, int_range(1)] | None = None
+
+    @model_validator(mode="after")
+    def _weight_needs_version(self) -> CanarySettings:
+        if self.weight > 0 and self.version is None:
+            raise config_error(
+                f"must be 0 while {KEY}.canary.version is unset (no canary to send traffic to)",
+                "weight",
+                got=self.weight,
+            )
+        return self
+
+
+class BlueGreenSettings(ConfigModel):
+    """``moontv:release.blueGreen``."""
+
+    blue: Version | None = None
+    green: Version | None = None
+    active: Colour = "blue"
+    scale_down_inactive: bool = False
+    preview_replicas: Annotated[int, int_range(1)] | None = None
+
+    def version_of(self, colour: Colour) -> str | None:
+        return self.blue if colour == "blue" else self.green
+
+    @property
+    def inactive(self) -> Colour:
+        return "green" if self.active == "blue" else "blue"
+
+
+class Decision(ConfigModel):
+    """``moontv:release.lastDecision``: what the rollout CLI last did, and why."""
+
+    action: Action
+    reason: str
+    at: str  # ISO 8601, UTC
+
+
+class ReleaseSettings(ConfigModel):
+    """The ``moontv:release`` config object."""
+
+    strategy: Strategy = "rolling"
+    canary: CanarySettings | None = None
+    blue_green: BlueGreenSettings | None = None
+    last_decision: Decision | None = None
+
+    @model_validator(mode="after")
+    def _strategy_has_what_it_needs(self) -> ReleaseSettings:
+        if self.strategy == "blue-green":
+            bg = self.blue_green
+            if bg is None:
+                raise config_error(
+                    "is required when strategy is blue-green "
+                    "(set blueGreen.blue and/or blueGreen.green, and blueGreen.active)",
+                    "blueGreen",
+                )
+            if bg.version_of(bg.active) is None:
+                raise config_error(
+                    f"is required: {bg.active} is the active colour (blueGreen.active)",
+                    "blueGreen",
+                    bg.active,
+                )
+        return self
+
+
+def parse(raw: Mapping[str, Any] | None, *, allow_latest: bool = False) -> ReleaseSettings:
+    """Validate a raw ``moontv:release`` mapping; :class:`ReleaseError` lists every problem."""
+    try:
+        return ReleaseSettings.model_validate(raw or {}, context={ALLOW_LATEST: allow_latest})
+    except pydantic.ValidationError as exc:
+        raise ReleaseError(format_errors(exc, KEY, model=ReleaseSettings)) from None
+
+
+# --- the plan ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Track:
+    name: str  # "stable" | "canary" | "blue" | "green"
+    version: str  # image tag, or "tag@sha256:<64 hex>"
+    replicas: int
+    weight: int  # % of default (no header) traffic, 0..100; weights of all tracks sum to 100
+    role: Role  # primary = behind Service `moontv`; preview = behind `moontv-preview`
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    strategy: Strategy
+    tracks: tuple[Track, ...]
+    primary: str  # track name that Service `moontv` selects
+    preview: str | None  # track behind Service `moontv-preview` (inactive colour, or the canary)
+    header: str  # "x-moontv-canary"
+    header_routes: Mapping[str, str]  # header value -> track name
+    cookie: str | None  # optional canary cookie name
+
+    def track(self, name: str) -> Track:
+        return next(t for t in self.tracks if t.name == name)
+
+    @property
+    def weights(self) -> dict[str, int]:
+        return {t.name: t.weight for t in self.tracks}
+
+
+def plan(release: ReleaseSettings, stable_version: str, replicas: int) -> ReleasePlan:
+    """The tracks to run for ``release``; ``stable_version`` is the image version (rolling and
+    canary), ``replicas`` the replica count of the track(s) taking production traffic.
+
+    ``stable_version`` is checked for its shape only: whether ``latest`` is acceptable was
+    decided by the settings of the environment.
+    """
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+        raise ReleaseError(f"replicas: must be an integer >= 0, got {show(replicas)}")
+    if release.strategy != "blue-green":
+        problem = version_problem(stable_version, allow_latest=True)
+        if problem is not None:
+            raise ReleaseError(f"stable version: {problem}, got {show(stable_version)}")
+    if release.strategy == "canary":
+        return _canary(release.canary or CanarySettings(), stable_version, replicas)
+    if release.strategy == "blue-green":
+        assert release.blue_green is not None  # guaranteed by ReleaseSettings
+        return _blue_green(release.blue_green, replicas)
+    stable = Track("stable", stable_version, replicas, 100, "primary")
+    return ReleasePlan("rolling", (stable,), "stable", None, HEADER, MappingProxyType({}), None)
+
+
+def _canary(canary: CanarySettings, stable_version: str, replicas: int) -> ReleasePlan:
+    weight = canary.weight
+    stable = Track("stable", stable_version, replicas, 100 - weight, "primary")
+    if canary.version is None:  # nothing to try: the stable track alone
+        return ReleasePlan(
+            "canary", (stable,), "stable", None, HEADER, MappingProxyType({}), canary.cookie
+        )
+    # Full size unless set: the weight is then a routing edit only, and 100 % fits.
+    canary_replicas = canary.replicas or replicas
+    track = Track("canary", canary.version, canary_replicas, weight, "canary")
+    routes = MappingProxyType({"always": "canary", "never": "stable"})
+    return ReleasePlan("canary", (stable, track), "stable", "canary", HEADER, routes, canary.cookie)
+
+
+def _blue_green(bg: BlueGreenSettings, replicas: int) -> ReleasePlan:
+    active_version = bg.version_of(bg.active)
+    assert active_version is not None  # guaranteed by ReleaseSettings
+    tracks = [Track(bg.active, active_version, replicas, 100, "primary")]
+    other = bg.inactive
+    other_version = bg.version_of(other)
+    preview: str | None = None
+    if other_version is not None:
+        if bg.scale_down_inactive:
+            tracks.append(Track(other, other_version, 0, 0, "idle"))
+        else:
+            count = bg.preview_replicas if bg.preview_replicas is not None else replicas
+            tracks.append(Track(other, other_version, count, 0, "preview"))
+            preview = other
+    return ReleasePlan(
+        "blue-green", tuple(tracks), bg.active, preview, HEADER, MappingProxyType({}), None
+    )
+
+
+# --- transitions on the raw config -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """Result of :func:`promote`: the new ``moontv:release`` and ``moontv:image`` mappings."""
+
+    release: dict[str, Any]
+    image: dict[str, Any]
+    summary: str
+
+
+def stage(cfg: Mapping[str, Any] | None, version: object) -> dict[str, Any]:
+    """Deploy ``version`` as the release candidate without sending it default traffic.
+
+    Canary: ``canary.version`` at weight 0 (refused while another canary version takes
+    traffic). Blue-green: the inactive colour gets the version (the preview).
+    """
+    settings = parse(cfg, allow_latest=True)
+    if settings.strategy == "canary":
+        canary = settings.canary
+        if canary is not None and canary.weight > 0 and canary.version != str(version):
+            raise ReleaseError(
+                f"{KEY}.canary.version: {canary.version} takes {canary.weight}% of traffic; "
+                "promote, roll back or abort it before staging another version"
+            )
+        release = _edit(cfg, ("canary", "version"), version)
+        return _edit(release, ("canary", "weight"), 0)
+    if settings.strategy == "blue-green":
+        assert settings.blue_green is not None
+        return _edit(cfg, ("blueGreen", settings.blue_green.inactive), version)
+    raise _wrong_strategy("stage", settings.strategy, "canary or blue-green")
+
+
+def set_weight(cfg: Mapping[str, Any] | None, weight: object) -> dict[str, Any]:
+    """Send ``weight`` % of default traffic to the canary."""
+    _require_canary(cfg, "set-weight")
+    if isinstance(weight, str) and re.fullmatch(r"\s*-?[0-9]+\s*", weight):
+        weight = int(weight)  # as typed on a command line
+    return _edit(cfg, ("canary", "weight"), weight)
+
+
+def promote(cfg: Mapping[str, Any] | None, image: Mapping[str, Any] | None) -> Promotion:
+    """Make the release candidate the release.
+
+    Canary: the canary version becomes the image version (``moontv:image.tag`` and ``digest``),
+    the weight goes to 0 and ``canary.version`` is removed. Blue-green: the preview colour
+    becomes active.
+    """
+    settings = parse(cfg, allow_latest=True)
+    if settings.strategy == "canary":
+        canary = _require_canary(cfg, "promote")
+        assert canary.version is not None
+        tag, digest = split_version(canary.version)
+        new_image = copy.deepcopy(dict(image or {}))
+        new_image["tag"] = tag
+        if digest:
+            new_image["digest"] = digest
+        else:
+            new_image.pop("digest", None)
+        release = _edit(cfg, ("canary", "weight"), 0)
+        release["canary"].pop("version", None)
+        return Promotion(release, new_image, f"image version is now {canary.version}")
+    if settings.strategy == "blue-green":
+        bg = settings.blue_green
+        assert bg is not None
+        release = switch(cfg, bg.inactive)
+        return Promotion(release, dict(image or {}), f"{bg.inactive} is now active")
+    raise _wrong_strategy("promote", settings.strategy, "canary or blue-green")
+
+
+def rollback(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Undo exposure: canary weight to 0 (the canary keeps running for the header route);
+    blue-green: switch back to the other colour."""
+    settings = parse(cfg, allow_latest=True)
+    if settings.strategy == "canary":
+        _require_canary(cfg, "rollback")
+        return _edit(cfg, ("canary", "weight"), 0)
+    if settings.strategy == "blue-green":
+        assert settings.blue_green is not None
+        return switch(cfg, settings.blue_green.inactive)
+    raise _wrong_strategy("rollback", settings.strategy, "canary or blue-green")
+
+
+def abort(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Drop the release candidate: canary weight 0 and ``canary.version`` removed; blue-green:
+    the inactive colour's version is removed (it is no longer deployed)."""
+    settings = parse(cfg, allow_latest=True)
+    if settings.strategy == "canary":
+        _require_canary(cfg, "abort")
+        release = _edit(cfg, ("canary", "weight"), 0)
+        release["canary"].pop("version", None)
+        return release
+    if settings.strategy == "blue-green":
+        bg = settings.blue_green
+        assert bg is not None
+        if bg.version_of(bg.inactive) is None:
+            raise ReleaseError(
+                f"{KEY}.blueGreen.{bg.inactive}: nothing to abort, the inactive colour "
+                "has no version"
+            )
+        release = _mutable(cfg)
+        release["blueGreen"].pop(bg.inactive, None)
+        parse(release, allow_latest=True)
+        return release
+    raise _wrong_strategy("abort", settings.strategy, "canary or blue-green")
+
+
+def switch(cfg: Mapping[str, Any] | None, colour: object) -> dict[str, Any]:
+    """Make ``colour`` the active blue-green colour (it must have a version)."""
+    settings = parse(cfg, allow_latest=True)
+    if settings.strategy != "blue-green":
+        raise _wrong_strategy("switch", settings.strategy, "blue-green")
+    if colour not in ("blue", "green"):
+        raise ReleaseError(f"{KEY}.blueGreen.active: must be 'blue' or 'green', got {show(colour)}")
+    bg = settings.blue_green
+    assert bg is not None
+    if bg.version_of(colour) is None:
+        raise ReleaseError(
+            f"{KEY}.blueGreen.{colour}: cannot switch to {colour}, it has no version; "
+            f"set {KEY}.blueGreen.{colour} first"
+        )
+    return _edit(cfg, ("blueGreen", "active"), colour)
+
+
+def record(cfg: Mapping[str, Any] | None, action: Action, reason: str, at: str) -> dict[str, Any]:
+    """Store the decision in ``lastDecision`` (``at``: ISO 8601 UTC time)."""
+    return _edit(cfg, ("lastDecision",), {"action": action, "reason": reason, "at": at})
+
+
+def _require_canary(cfg: Mapping[str, Any] | None, action: str) -> CanarySettings:
+    settings = parse(cfg, allow_latest=True)
+    if settings.strategy != "canary":
+        raise _wrong_strategy(action, settings.strategy, "canary")
+    if settings.canary is None or settings.canary.version is None:
+        raise ReleaseError(
+            f"{KEY}.canary.version: {action} needs a canary; set {KEY}.canary.version first"
+        )
+    return settings.canary
+
+
+def _wrong_strategy(action: str, strategy: str, accepted: str) -> ReleaseError:
+    return ReleaseError(f"{KEY}.strategy: {action} needs strategy {accepted}, got {show(strategy)}")
+
+
+def _mutable(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
+    return copy.deepcopy(dict(cfg or {}))
+
+
+def _edit(cfg: Mapping[str, Any] | None, path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    """A copy of ``cfg`` with ``path`` set to ``value``, validated as a whole."""
+    release = _mutable(cfg)
+    node = release
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+    parse(release, allow_latest=True)
+    return release

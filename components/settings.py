@@ -1,0 +1,362 @@
+"""Typed, validated stack configuration: the only module that reads ``pulumi.Config``.
+
+Every ``moontv:*`` key of the stack is parsed into frozen pydantic models in one pass, so a bad
+stack file reports *every* problem at once, each naming the key path, the value and what is
+accepted. Secret values (owner password, external storage URL) are read with
+``Config.get_secret`` and stay ``pulumi.Output`` secrets; when the owner password is absent it is
+generated (``components/passwords.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import pulumi
+import pydantic
+from pydantic import Field, model_validator
+
+from components import release as release_model
+from components.errors import ConfigError, ConfigModel, format_errors, int_range
+from components.image import ImageBuildSettings
+from components.monitoring.model import MonitoringSettings
+from components.passwords import generated_password
+
+NAMESPACE = "moontv"
+PREFIX = f"{NAMESPACE}:"
+#: Keys that must be set with ``pulumi config set --secret``; never echoed in errors.
+SECRET_KEYS = frozenset({"ownerPassword", "storageUrl", "registryPassword", "alertReceiverUrls"})
+
+_QUANTITY_CPU = r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$"
+_QUANTITY_MEM = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+_DNS_NAME = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_CRON = r"^(@(hourly|daily|weekly|monthly)|(\S+\s+){4}\S+)$"
+#: The config key that holds each track's version (for messages).
+VERSION_KEYS = {"stable": "image.digest", "canary": "release.canary.version",
+                "blue": "release.blueGreen.blue", "green": "release.blueGreen.green"}
+
+CpuQuantity = Annotated[str, Field(pattern=_QUANTITY_CPU)]
+MemQuantity = Annotated[str, Field(pattern=_QUANTITY_MEM)]
+DnsLabel = Annotated[str, Field(pattern=_DNS_LABEL, max_length=63)]
+
+
+class ImageSettings(ConfigModel):
+    repository: str = "ghcr.io/moontechlab/lunatv"
+    tag: release_model.Tag
+    digest: release_model.Digest | None = None
+    pull_policy: Literal["IfNotPresent", "Always"] = "IfNotPresent"
+    #: Build the image from source (components/image.py); the built digest runs the stable track.
+    build: ImageBuildSettings | None = None
+
+    @property
+    def version(self) -> str:
+        """The stable version string: ``tag`` or ``tag@sha256:…``."""
+        return release_model.join_version(self.tag, self.digest)
+
+
+class SiteSettings(ConfigModel):
+    """Site settings; they only *seed* the admin config on first start (the database wins)."""
+
+    name: str = "MoonTV"
+    announcement: str = ""
+    search_max_page: Annotated[int, int_range(1, 100)] = 5
+    douban_proxy_type: Literal[
+        "direct", "cors-proxy-zwei", "cmliussss-cdn-tencent", "cmliussss-cdn-ali", "custom"
+    ] = "cmliussss-cdn-tencent"
+    douban_proxy: str = ""
+    douban_image_proxy_type: Literal[
+        "direct", "server", "img3", "cmliussss-cdn-tencent", "cmliussss-cdn-ali", "custom"
+    ] = "cmliussss-cdn-tencent"
+    douban_image_proxy: str = ""
+    disable_yellow_filter: bool = False
+    fluid_search: bool = True
+
+    def env(self) -> dict[str, str]:
+        """The app's environment variables for these settings."""
+        return {
+            "NEXT_PUBLIC_SITE_NAME": self.name,
+            "ANNOUNCEMENT": self.announcement,
+            "NEXT_PUBLIC_SEARCH_MAX_PAGE": str(self.search_max_page),
+            "NEXT_PUBLIC_DOUBAN_PROXY_TYPE": self.douban_proxy_type,
+            "NEXT_PUBLIC_DOUBAN_PROXY": self.douban_proxy,
+            "NEXT_PUBLIC_DOUBAN_IMAGE_PROXY_TYPE": self.douban_image_proxy_type,
+            "NEXT_PUBLIC_DOUBAN_IMAGE_PROXY": self.douban_image_proxy,
+            "NEXT_PUBLIC_DISABLE_YELLOW_FILTER": str(self.disable_yellow_filter).lower(),
+            "NEXT_PUBLIC_FLUID_SEARCH": str(self.fluid_search).lower(),
+        }
+
+
+class OwnerSettings(ConfigModel):
+    username: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "admin"
+
+
+class ComputeQuantities(ConfigModel):
+    cpu: CpuQuantity
+    memory: MemQuantity
+
+
+class ResourceSettings(ConfigModel):
+    requests: ComputeQuantities = ComputeQuantities(cpu="100m", memory="256Mi")
+    limits: ComputeQuantities = ComputeQuantities(cpu="1", memory="768Mi")
+
+
+class AutoscalingSettings(ConfigModel):
+    enabled: bool = False
+    min_replicas: Annotated[int, int_range(1, 100)] = 2
+    max_replicas: Annotated[int, int_range(1, 100)] = 5
+    target_cpu: Annotated[int, int_range(1, 100)] = 70
+    target_memory: Annotated[int, int_range(1, 100)] | None = None
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> AutoscalingSettings:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"minReplicas ({self.min_replicas}) must not exceed maxReplicas "
+                f"({self.max_replicas})"
+            )
+        return self
+
+
+class BackupSettings(ConfigModel):
+    enabled: bool = True
+    schedule: Annotated[str, Field(pattern=_CRON)] = "0 3 * * *"
+    retention: Annotated[int, int_range(1, 365)] = 7
+    size: MemQuantity = "2Gi"
+
+
+class StorageSettings(ConfigModel):
+    kind: Literal["kvrocks", "redis", "external"] = "kvrocks"
+    #: For ``external``: the protocol MoonTV speaks to the URL in ``moontv:storageUrl``.
+    external_type: Literal["kvrocks", "redis"] = "redis"
+    size: MemQuantity = "5Gi"
+    storage_class: str | None = None
+    kvrocks_image: str = "apache/kvrocks:2.11.1"
+    redis_image: str = "redis:7.4.2-alpine"
+    backup: BackupSettings = BackupSettings()
+
+    @property
+    def app_type(self) -> Literal["kvrocks", "redis"]:
+        """The NEXT_PUBLIC_STORAGE_TYPE the app is given."""
+        return self.external_type if self.kind == "external" else self.kind
+
+
+class KubernetesSettings(ConfigModel):
+    """Where Kubernetes objects go: a kubeconfig context, or YAML rendered to a directory."""
+
+    context: str | None = None
+    kubeconfig: str | None = None
+    render_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> KubernetesSettings:
+        if self.render_dir and (self.context or self.kubeconfig):
+            raise ValueError("set either renderDir or context/kubeconfig, not both")
+        return self
+
+
+class GatewayRef(ConfigModel):
+    name: DnsLabel = "moontv-gateway"
+    namespace: DnsLabel = "gateway-system"
+    section_name: str | None = None
+
+
+class TlsSettings(ConfigModel):
+    secret_name: DnsLabel | None = None
+    issuer: str | None = None  # cert-manager ClusterIssuer
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TlsSettings:
+        if self.secret_name and self.issuer:
+            raise ValueError("set either secretName or issuer, not both")
+        return self
+
+
+class TrafficSettings(ConfigModel):
+    host: Annotated[str, Field(pattern=_DNS_NAME)] = "moontv.local"
+    provider: Literal["gateway", "nginx"] = "gateway"
+    gateway: GatewayRef = GatewayRef()
+    ingress_class: str = "nginx"
+    #: Namespace whose pods (the gateway or ingress controller) may reach the app.
+    controller_namespace: DnsLabel | None = None
+    tls: TlsSettings = TlsSettings()
+
+    @property
+    def allowed_namespace(self) -> str:
+        if self.controller_namespace:
+            return self.controller_namespace
+        return self.gateway.namespace if self.provider == "gateway" else "ingress-nginx"
+
+
+class SwarmSettings(ConfigModel):
+    """The ``moontv:swarm`` object (camelCase keys)."""
+
+    http_port: Annotated[int, int_range(1, 65535)] = 80
+    edge_image: str = "traefik:v3.7.13"
+    #: Overrides storage.kvrocksImage / storage.redisImage on Swarm.
+    storage_image: str | None = None
+    #: The image's command, run by the secrets entrypoint wrapper.
+    app_command: tuple[str, ...] = ("node", "start.js")
+    health_interval: Annotated[str, Field(pattern=r"^[0-9]+(ms|s|m)$")] = "10s"
+    constraints: tuple[str, ...] = ()
+    edge_constraints: tuple[str, ...] = ("node.role == manager",)
+
+
+class MoonTVSettings(ConfigModel):
+    """The whole ``moontv:*`` namespace of a stack (secret keys are handled apart)."""
+
+    environment: Literal["dev", "staging", "prod"]
+    platform: Literal["kubernetes", "swarm"] = "kubernetes"
+    namespace: DnsLabel = "moontv"
+    image: ImageSettings
+    site: SiteSettings = SiteSettings()
+    owner: OwnerSettings = OwnerSettings()
+    replicas: Annotated[int, int_range(1, 50)] = 1
+    resources: ResourceSettings = ResourceSettings()
+    autoscaling: AutoscalingSettings = AutoscalingSettings()
+    storage: StorageSettings = StorageSettings()
+    kubernetes: KubernetesSettings = KubernetesSettings()
+    traffic: TrafficSettings = TrafficSettings()
+    release: release_model.ReleaseSettings = release_model.ReleaseSettings()
+    swarm: SwarmSettings = SwarmSettings()
+    monitoring: MonitoringSettings = MonitoringSettings.model_validate({"enabled": False})
+    # Secret keys are declared so unknown-key checks accept them; their values are read apart.
+    owner_password: pydantic.SecretStr | None = None
+    storage_url: pydantic.SecretStr | None = None
+    registry_password: pydantic.SecretStr | None = None
+    alert_receiver_urls: dict[str, pydantic.SecretStr] | None = None
+
+    def plan(self) -> release_model.ReleasePlan:
+        return release_model.plan(self.release, self.image.version, self.replicas)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings plus the secret values as ``pulumi.Output`` secrets."""
+
+    config: MoonTVSettings
+    stack: str
+    project: str
+    owner_password: pulumi.Output[str]
+    storage_url: pulumi.Output[str] | None  # only for storage.kind == "external"
+    registry_password: pulumi.Output[str] | None
+    #: receiver name -> URL (webhook, Slack) or SMTP password (email), secret Outputs.
+    receiver_secrets: dict[str, pulumi.Output[str]]
+
+    @property
+    def plan(self) -> release_model.ReleasePlan:
+        return self.config.plan()
+
+
+def _raw_config() -> dict[str, Any]:
+    """Every ``moontv:*`` key of the stack, JSON values decoded, secrets still plain text here."""
+    merged: dict[str, Any] = {}
+    merged.update(pulumi.runtime.config.get_config_env() or {})
+    merged.update(pulumi.runtime.config.CONFIG.get())
+    raw: dict[str, Any] = {}
+    for full_key, value in merged.items():
+        if not full_key.startswith(PREFIX):
+            continue
+        key = full_key[len(PREFIX):]
+        if isinstance(value, str) and key not in SECRET_KEYS:
+            with contextlib.suppress(ValueError):  # else a plain string value
+                value = json.loads(value)
+        raw[key] = value
+    return raw
+
+
+def _unprotected_secrets(raw: dict[str, Any]) -> list[str]:
+    """Secret keys that were set without ``--secret`` (they would sit in plain text)."""
+    env_secrets = set(pulumi.runtime.config.get_config_secret_keys_env())
+    return [
+        f"{PREFIX}{key}: must be set as a secret (pulumi config set --secret {PREFIX}{key} …)"
+        for key in sorted(SECRET_KEYS & raw.keys())
+        if not pulumi.runtime.config.is_config_secret(f"{PREFIX}{key}")
+        and f"{PREFIX}{key}" not in env_secrets
+    ]
+
+
+def cross_checks(model: MoonTVSettings) -> list[str]:
+    """Rules that span several keys or depend on the environment."""
+    problems = []
+    if model.environment == "prod":
+        for track in model.plan().tracks:
+            if "@sha256:" not in track.version:
+                problems.append(
+                    f"{PREFIX}{VERSION_KEYS[track.name]}: prod requires a digest-pinned version "
+                    f"(tag@sha256:<64 hex>), got {track.version!r}"
+                )
+        if model.replicas < 3:
+            problems.append(f"{PREFIX}replicas: prod requires at least 3, got {model.replicas}")
+    if model.storage.kind == "external" and model.storage_url is None:
+        problems.append(
+            f"{PREFIX}storageUrl: required when storage.kind is 'external' "
+            f"(pulumi config set --secret {PREFIX}storageUrl redis://…)"
+        )
+    missing = [n for n in model.monitoring.secret_receivers()
+               if n not in (model.alert_receiver_urls or {})]
+    if missing:
+        problems.append(
+            f"{PREFIX}alertReceiverUrls: needs a secret value for receiver(s) {', '.join(missing)} "
+            f"(pulumi config set --secret --path {PREFIX}alertReceiverUrls.{missing[0]} …)"
+        )
+    return problems
+
+
+def validate(raw: dict[str, Any]) -> MoonTVSettings:
+    """Validate a raw ``moontv`` config mapping; raise ConfigError listing every problem."""
+    # `latest` is a moving target: accepted in dev only (the release module enforces it).
+    context = {release_model.ALLOW_LATEST: raw.get("environment") == "dev"}
+    try:
+        model = MoonTVSettings.model_validate(raw, context=context)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(
+            format_errors(exc, PREFIX, model=MoonTVSettings, redact=SECRET_KEYS)
+        ) from None
+    try:
+        problems = cross_checks(model)
+    except release_model.ReleaseError as exc:
+        problems = [str(exc)]
+    if problems:
+        raise ConfigError(problems)
+    return model
+
+
+def _receiver_url(urls: pulumi.Output[Any], name: str) -> pulumi.Output[str]:
+    url: pulumi.Output[str] = urls.apply(lambda u: str((u or {})[name]))
+    return pulumi.Output.secret(url)
+
+
+def load() -> Settings:
+    """Read and validate the stack's ``moontv:*`` config (call inside a Pulumi program)."""
+    raw = _raw_config()
+    problems = _unprotected_secrets(raw)
+    try:
+        config = validate(raw)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems + problems) from None
+    if problems:
+        raise ConfigError(problems)
+    cfg = pulumi.Config(NAMESPACE)
+    password = cfg.get_secret("ownerPassword")
+    if password is None:
+        password = generated_password("owner-password", length=24)
+    storage_url = cfg.get_secret("storageUrl") if config.storage.kind == "external" else None
+    urls = cfg.get_secret_object("alertReceiverUrls")
+    receivers: dict[str, pulumi.Output[str]] = {}
+    if urls is not None:
+        for name in config.monitoring.secret_receivers():
+            receivers[name] = _receiver_url(urls, name)
+    return Settings(
+        config=config,
+        stack=pulumi.get_stack(),
+        project=pulumi.get_project(),
+        owner_password=password,
+        storage_url=storage_url,
+        registry_password=cfg.get_secret("registryPassword"),
+        receiver_secrets=receivers,
+    )
+
+

@@ -1,0 +1,474 @@
+"""Pure description of the MoonTV Swarm stack (no Pulumi).
+
+:func:`stack_services` turns a :class:`SwarmSpec` into :class:`ServiceSpec` records - one per
+release track, the storage service, the Traefik edge and the edge-config service. The Pulumi
+component (:mod:`components.swarm.component`) and the compose renderer
+(:mod:`components.swarm.compose`) both render these records, so the two stay identical.
+
+Secrets and configs are referenced by a logical *key* (``owner-password``, ``site-env``, …).
+Swarm secrets and configs are immutable, so their real names carry a digest of their content
+(:func:`object_name`, :func:`secret_name`): a changed value becomes a new object and the
+services using it update.
+
+How the app gets its secrets: the MoonTV image reads ``PASSWORD`` and ``KVROCKS_URL`` /
+``REDIS_URL`` from the environment, while Swarm mounts secrets as files. The app task therefore
+starts through a small entrypoint script (delivered as a config, :data:`ENTRYPOINT_SCRIPT`) that
+waits for the storage service, sources the non-secret ``site.env`` config, exports each secret
+file named in ``MOONTV_SECRET_ENV`` into its variable and ``exec``s the image's command.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import quote
+
+from components import naming
+from components.release import ReleasePlan
+from components.swarm import traefik
+
+StorageKind = Literal["kvrocks", "redis", "external"]
+StorageType = Literal["kvrocks", "redis"]
+
+MIB = 1024 * 1024
+SECRETS_DIR = "/run/secrets"
+CONFIG_DIR = "/moontv"
+APP_UID = "1001"
+
+OWNER_PASSWORD = "owner-password"
+STORAGE_URL = "storage-url"
+STORAGE_CONFIG = "storage-config"
+ENTRYPOINT = "entrypoint"
+SITE_ENV = "site-env"
+EDGE_DYNAMIC = "edge-dynamic"
+STORAGE_DATA = "storage-data"
+NETWORK = "net"
+
+STORAGE_PORTS: Mapping[str, int] = {"kvrocks": 6666, "redis": 6379}
+STORAGE_DATA_DIRS: Mapping[str, str] = {"kvrocks": "/var/lib/kvrocks", "redis": "/data"}
+URL_VARIABLES: Mapping[str, str] = {"kvrocks": "KVROCKS_URL", "redis": "REDIS_URL"}
+
+SITE_ENV_KEYS = re.compile(r"NEXT_PUBLIC_[A-Z0-9_]+|ANNOUNCEMENT")
+_STACK = re.compile(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?")
+_PASSWORD = re.compile(r"[A-Za-z0-9_.~-]{8,128}")
+
+ENTRYPOINT_SCRIPT = """\
+#!/bin/sh
+# Start MoonTV on Swarm: wait for storage, load site settings, export secret files, exec the app.
+set -eu
+if [ -n "${MOONTV_WAIT_FOR:-}" ] && command -v nc >/dev/null 2>&1; then
+  host="${MOONTV_WAIT_FOR%:*}"; port="${MOONTV_WAIT_FOR##*:}"; waited=0
+  until nc -w 2 "$host" "$port" </dev/null >/dev/null 2>&1; do
+    waited=$((waited + 1))
+    if [ "$waited" -ge 120 ]; then
+      echo "entrypoint: storage $MOONTV_WAIT_FOR not reachable after 120 s" >&2; exit 1
+    fi
+    sleep 1
+  done
+fi
+if [ -r /moontv/site.env ]; then . /moontv/site.env; fi
+for pair in ${MOONTV_SECRET_ENV:-}; do
+  name="${pair%%=*}"; file="${pair#*=}"
+  if [ ! -r "$file" ]; then echo "entrypoint: secret file for $name is missing" >&2; exit 1; fi
+  value="$(cat "$file")"
+  export "$name=$value"
+done
+unset pair name file value
+exec "$@"
+"""
+
+EDGE_CONFIG_SCRIPT = f"""\
+set -eu
+cp {CONFIG_DIR}/dynamic.yml {traefik.DYNAMIC_DIR}/.dynamic.yml.new
+mv {traefik.DYNAMIC_DIR}/.dynamic.yml.new {traefik.DYNAMIC_FILE}
+echo "edge routing installed: $(sha256sum {traefik.DYNAMIC_FILE})"
+trap 'exit 0' TERM INT
+while :; do sleep 3600 & wait $!; done
+"""
+
+EDGE_START_SCRIPT = f"""\
+until [ -s {traefik.DYNAMIC_FILE} ]; do echo "waiting for {traefik.DYNAMIC_FILE}"; sleep 1; done
+exec traefik "$@"
+"""
+
+
+@dataclass(frozen=True)
+class Resources:
+    """CPU (cores) and memory (MiB) limits and reservations of one app task."""
+
+    cpu_limit: float = 1.0
+    memory_limit_mib: int = 768
+    cpu_reservation: float = 0.1
+    memory_reservation_mib: int = 256
+
+
+@dataclass(frozen=True)
+class SwarmSpec:
+    """Everything about the stack that is not a secret value or a provider."""
+
+    stack: str  # name prefix of every Swarm object, e.g. "moontv-dev"
+    image_repository: str  # e.g. "ghcr.io/moontechlab/lunatv"
+    plan: ReleasePlan
+    host: str  # public host name routed by the edge; preview is "preview.<host>"
+    owner_username: str = "admin"
+    site_env: Mapping[str, str] = field(default_factory=dict)  # NEXT_PUBLIC_* / ANNOUNCEMENT
+    storage_kind: StorageKind = "kvrocks"
+    storage_external_type: StorageType = "redis"  # protocol of the external URL
+    storage_image: str = "apache/kvrocks:2.11.1"
+    resources: Resources = Resources()
+    edge_image: str = "traefik:v3.7.13"
+    http_port: int = 80  # published in host mode on the edge node
+    app_command: tuple[str, ...] = ("node", "start.js")
+    constraints: tuple[str, ...] = ()  # placement of app and storage tasks
+    edge_constraints: tuple[str, ...] = ("node.role == manager",)
+    health_interval: str = "10s"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not _STACK.fullmatch(self.stack):
+            problems.append(
+                f"stack: must be 1-40 lower-case letters, digits or '-', got {self.stack!r}"
+            )
+        if not isinstance(self.http_port, int) or not 1 <= self.http_port <= 65535:
+            problems.append(f"httpPort: must be an integer 1..65535, got {self.http_port!r}")
+        if self.storage_kind not in ("kvrocks", "redis", "external"):
+            problems.append(
+                f"storage kind: must be kvrocks, redis or external, got {self.storage_kind!r}"
+            )
+        bad = sorted(k for k in self.site_env if not SITE_ENV_KEYS.fullmatch(k))
+        if bad:
+            problems.append(
+                f"site env: only NEXT_PUBLIC_* and ANNOUNCEMENT are accepted, got {', '.join(bad)}"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def storage_type(self) -> StorageType:
+        """The ``NEXT_PUBLIC_STORAGE_TYPE`` of the app."""
+        if self.storage_kind == "external":
+            return self.storage_external_type
+        return self.storage_kind
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A secret or config (by logical key) mounted into a task."""
+
+    key: str
+    target: str  # secrets: file name under /run/secrets; configs: absolute path
+    uid: str = "0"
+    gid: str = "0"
+    mode: int = 0o444
+
+
+@dataclass(frozen=True)
+class Mount:
+    volume: str  # logical volume key
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Healthcheck:
+    test: tuple[str, ...]  # ("CMD", …) or ("CMD-SHELL", "…")
+    interval: str = "10s"
+    timeout: str = "5s"
+    retries: int = 3
+    start_period: str = "0s"
+
+
+@dataclass(frozen=True)
+class UpdatePolicy:
+    order: Literal["start-first", "stop-first"]
+    failure_action: Literal["rollback", "pause", "continue"]
+    parallelism: int = 1
+    delay: str = "5s"
+    monitor: str = "30s"
+    max_failure_ratio: str = "0"
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    condition: Literal["any", "on-failure", "none"] = "any"
+    delay: str = "5s"
+    max_attempts: int = 0
+    window: str = "60s"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    key: str  # short name inside the stack ("stable", "kvrocks", "edge", …)
+    alias: str  # DNS name on the stack network
+    component: str  # app.kubernetes.io/component
+    image: str
+    replicas: int
+    healthcheck: Healthcheck
+    update: UpdatePolicy
+    rollback: UpdatePolicy
+    entrypoint: tuple[str, ...] | None = None
+    args: tuple[str, ...] | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    secrets: tuple[FileRef, ...] = ()
+    configs: tuple[FileRef, ...] = ()
+    mounts: tuple[Mount, ...] = ()
+    published: tuple[tuple[int, int], ...] = ()  # (published, target), host mode
+    restart: RestartPolicy = RestartPolicy()
+    resources: Resources | None = None
+    constraints: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    stop_grace_period: str = "30s"
+    depends_on: tuple[str, ...] = ()  # keys of services this one needs first
+    version: str | None = None
+
+
+def object_name(stack: str, key: str, content: str) -> str:
+    """Name of an immutable Swarm config: ``<stack>-<key>-<content hash>``."""
+    return f"{stack}-{key}-{traefik.content_hash(content)}"
+
+
+@functools.lru_cache(maxsize=32)
+def secret_name(stack: str, key: str, value: str) -> str:
+    """Name of an immutable Swarm secret: ``<stack>-<key>-<fingerprint of the value>``.
+
+    The name is not secret (``docker secret ls``, Pulumi state), so the fingerprint is a
+    salted, deliberately slow scrypt digest truncated to 48 bits rather than a plain hash a
+    reader could test password guesses against cheaply.
+    """
+    digest = hashlib.scrypt(
+        value.encode(), salt=f"moontv-swarm-secret:{stack}:{key}".encode(),
+        n=2**14, r=8, p=1, dklen=6,
+    )
+    return f"{stack}-{key}-{digest.hex()}"
+
+
+def image_ref(repository: str, version: str) -> str:
+    """``repo:tag`` or ``repo:tag@sha256:…`` for a track version."""
+    return f"{repository}:{version}"
+
+
+def storage_alias(spec: SwarmSpec) -> str:
+    return naming.resource_name(naming.APP, spec.storage_kind)
+
+
+def storage_url(spec: SwarmSpec, password: str) -> str:
+    """The URL the app uses for the in-stack storage service."""
+    _check_password(password)
+    port = STORAGE_PORTS[spec.storage_kind]
+    return f"redis://:{quote(password, safe='')}@{storage_alias(spec)}:{port}"
+
+
+def storage_config(password: str) -> str:
+    """Kvrocks/Redis config fragment holding the password (mounted as a secret file)."""
+    _check_password(password)
+    return f"requirepass {password}\n"
+
+
+def _check_password(password: str) -> None:
+    if not _PASSWORD.fullmatch(password):
+        raise ValueError(
+            "storage password: must be 8-128 characters of letters, digits, '-', '_', '.' or '~'"
+        )
+
+
+def site_env_file(spec: SwarmSpec) -> str:
+    """Non-secret app settings as a shell file the entrypoint sources (values shell-quoted)."""
+    env = {
+        "USERNAME": spec.owner_username,
+        "NEXT_PUBLIC_STORAGE_TYPE": spec.storage_type,
+        **dict(spec.site_env),
+    }
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())]
+    return "\n".join(lines) + "\n"
+
+
+def config_contents(spec: SwarmSpec) -> dict[str, str]:
+    """Contents of every (non-secret) Swarm config of the stack, by logical key."""
+    dynamic = traefik.render(traefik.traefik_dynamic_config(spec.plan, spec.host))
+    return {ENTRYPOINT: ENTRYPOINT_SCRIPT, SITE_ENV: site_env_file(spec), EDGE_DYNAMIC: dynamic}
+
+
+def secret_contents(
+    spec: SwarmSpec,
+    owner_password: str,
+    storage_password: str | None = None,
+    external_url: str | None = None,
+) -> dict[str, str]:
+    """Contents of every Swarm secret of the stack, by logical key (plain values: keep secret)."""
+    if not owner_password:
+        raise ValueError("owner password: must not be empty")
+    if spec.storage_kind == "external":
+        if not external_url:
+            raise ValueError("storage URL: required when the storage kind is 'external'")
+        return {OWNER_PASSWORD: owner_password, STORAGE_URL: external_url}
+    if not storage_password:
+        raise ValueError(f"storage password: required for storage kind '{spec.storage_kind}'")
+    return {
+        OWNER_PASSWORD: owner_password,
+        STORAGE_URL: storage_url(spec, storage_password),
+        STORAGE_CONFIG: storage_config(storage_password),
+    }
+
+
+def volume_keys(spec: SwarmSpec) -> tuple[str, ...]:
+    data = () if spec.storage_kind == "external" else (STORAGE_DATA,)
+    return (*data, EDGE_DYNAMIC)
+
+
+def _app_update() -> UpdatePolicy:
+    return UpdatePolicy(order="start-first", failure_action="rollback")
+
+
+def _app_rollback() -> UpdatePolicy:
+    return UpdatePolicy(order="start-first", failure_action="pause", delay="0s")
+
+
+def app_service(spec: SwarmSpec, track_name: str) -> ServiceSpec:
+    track = next(t for t in spec.plan.tracks if t.name == track_name)
+    url_var = URL_VARIABLES[spec.storage_type]
+    secret_env = f"PASSWORD={SECRETS_DIR}/{OWNER_PASSWORD} {url_var}={SECRETS_DIR}/{STORAGE_URL}"
+    env = {
+        "HOSTNAME": "0.0.0.0",
+        "PORT": str(traefik.APP_PORT),
+        "MOONTV_SECRET_ENV": secret_env,
+        "MOONTV_TRACK": track.name,
+        "MOONTV_VERSION": track.version,
+    }
+    depends: tuple[str, ...] = ()
+    if spec.storage_kind != "external":
+        env["MOONTV_WAIT_FOR"] = f"{storage_alias(spec)}:{STORAGE_PORTS[spec.storage_kind]}"
+        depends = (spec.storage_kind,)
+    login = f"http://127.0.0.1:{traefik.APP_PORT}/login"
+    return ServiceSpec(
+        key=track.name,
+        alias=naming.track_name(track.name),
+        component="app",
+        image=image_ref(spec.image_repository, track.version),
+        replicas=track.replicas,
+        healthcheck=Healthcheck(
+            test=("CMD", "wget", "-q", "-O", "/dev/null", login),
+            interval=spec.health_interval,
+            start_period="60s",
+        ),
+        update=_app_update(),
+        rollback=_app_rollback(),
+        entrypoint=("/bin/sh", f"{CONFIG_DIR}/entrypoint.sh"),
+        args=spec.app_command,
+        env=env,
+        secrets=(
+            FileRef(OWNER_PASSWORD, OWNER_PASSWORD, APP_UID, APP_UID, 0o400),
+            FileRef(STORAGE_URL, STORAGE_URL, APP_UID, APP_UID, 0o400),
+        ),
+        configs=(
+            FileRef(ENTRYPOINT, f"{CONFIG_DIR}/entrypoint.sh", mode=0o555),
+            FileRef(SITE_ENV, f"{CONFIG_DIR}/site.env", mode=0o444),
+        ),
+        resources=spec.resources,
+        constraints=spec.constraints,
+        labels=naming.labels(spec.stack, "app", track.version, track.name),
+        depends_on=depends,
+        version=track.version,
+    )
+
+
+def storage_service(spec: SwarmSpec) -> ServiceSpec:
+    kind = spec.storage_kind
+    port = STORAGE_PORTS[kind]
+    data_dir = STORAGE_DATA_DIRS[kind]
+    conf = f"{SECRETS_DIR}/{STORAGE_CONFIG}"
+    entrypoint: tuple[str, ...] | None
+    if kind == "kvrocks":
+        entrypoint = ("kvrocks", "-c", conf, "--dir", data_dir, "--bind", "0.0.0.0")
+        args: tuple[str, ...] = ("--port", str(port))
+    else:  # redis: keep the image's entrypoint (it drops privileges), append-only file on
+        entrypoint = None
+        args = ("redis-server", conf, "--appendonly", "yes", "--dir", data_dir,
+                "--port", str(port))
+    stop_first = UpdatePolicy(order="stop-first", failure_action="rollback", delay="0s")
+    return ServiceSpec(
+        key=kind,
+        alias=storage_alias(spec),
+        component="storage",
+        image=spec.storage_image,
+        replicas=1,
+        healthcheck=Healthcheck(
+            test=("CMD-SHELL", f"redis-cli -p {port} PING | grep -qE 'PONG|NOAUTH'"),
+            interval=spec.health_interval,
+            start_period="30s",
+        ),
+        update=stop_first,  # one writer per data directory
+        rollback=UpdatePolicy(order="stop-first", failure_action="pause", delay="0s"),
+        entrypoint=entrypoint,
+        args=args,
+        secrets=(FileRef(STORAGE_CONFIG, STORAGE_CONFIG),),
+        mounts=(Mount(STORAGE_DATA, data_dir),),
+        constraints=spec.constraints,
+        labels=naming.labels(spec.stack, "storage"),
+        stop_grace_period="30s",
+    )
+
+
+def edge_config_service(spec: SwarmSpec) -> ServiceSpec:
+    """Installs the current dynamic config into the volume Traefik's file provider watches.
+
+    Traefik publishes its port in host mode, so replacing the Traefik task would drop traffic.
+    Instead each routing change replaces this small task (start-first), which renames the new
+    file into place; Traefik reloads it without restarting.
+    """
+    return ServiceSpec(
+        key="edge-config",
+        alias=naming.resource_name(naming.APP, "edge-config"),
+        component="edge-config",
+        image=spec.edge_image,
+        replicas=1,
+        healthcheck=Healthcheck(
+            test=("CMD", "test", "-s", traefik.DYNAMIC_FILE),
+            interval="2s",
+            retries=3,
+        ),
+        update=UpdatePolicy(order="start-first", failure_action="rollback", delay="0s",
+                            monitor="5s"),
+        rollback=UpdatePolicy(order="start-first", failure_action="pause", delay="0s"),
+        entrypoint=("/bin/sh", "-c", EDGE_CONFIG_SCRIPT),
+        configs=(FileRef(EDGE_DYNAMIC, f"{CONFIG_DIR}/dynamic.yml"),),
+        mounts=(Mount(EDGE_DYNAMIC, traefik.DYNAMIC_DIR),),
+        constraints=spec.edge_constraints,
+        labels=naming.labels(spec.stack, "edge-config"),
+        stop_grace_period="5s",
+    )
+
+
+def edge_service(spec: SwarmSpec) -> ServiceSpec:
+    return ServiceSpec(
+        key="edge",
+        alias=naming.resource_name(naming.APP, "edge"),
+        component="edge",
+        image=spec.edge_image,
+        replicas=1,
+        healthcheck=Healthcheck(
+            test=("CMD", *traefik.healthcheck_command()), interval=spec.health_interval
+        ),
+        # a host-mode port cannot be bound twice on a node: replace the task stop-first
+        update=UpdatePolicy(order="stop-first", failure_action="rollback", delay="0s"),
+        rollback=UpdatePolicy(order="stop-first", failure_action="pause", delay="0s"),
+        entrypoint=("/bin/sh", "-c", EDGE_START_SCRIPT, "traefik"),
+        args=tuple(traefik.static_args()),
+        mounts=(Mount(EDGE_DYNAMIC, traefik.DYNAMIC_DIR, read_only=True),),
+        published=((spec.http_port, traefik.EDGE_PORT),),
+        constraints=spec.edge_constraints,
+        labels=naming.labels(spec.stack, "edge"),
+        stop_grace_period="10s",
+        depends_on=("edge-config",),
+    )
+
+
+def stack_services(spec: SwarmSpec) -> tuple[ServiceSpec, ...]:
+    """Every service of the stack: storage first, then one per track, then the edge."""
+    storage = () if spec.storage_kind == "external" else (storage_service(spec),)
+    apps = tuple(app_service(spec, t.name) for t in spec.plan.tracks)
+    return (*storage, *apps, edge_config_service(spec), edge_service(spec))

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Canary release of one version: stage it at weight 0, then let `rollout auto` raise the
+# weight while Prometheus says the canary is healthy, and promote it (or roll back).
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+Usage: scripts/canary-deploy.sh --stack STACK --version VERSION [--prometheus URL] [AUTO OPTIONS]
+
+Stages VERSION as the canary (moontv:release.canary.version, weight 0) with `pulumi up`.
+With --prometheus, then runs `python -m rollout auto`: health check, next weight, up, wait,
+... promote. Without it, stops after staging and prints the next commands.
+
+Options:
+  --stack STACK       stack to release to (dev, staging, prod)
+  --version VERSION   image tag or tag@sha256:<digest> of the canary
+  --prometheus URL    Prometheus base URL; enables the automatic progression
+  --dry-run           preview the staging with `pulumi preview` and change nothing
+  -h, --help          show this help
+Any other option goes to `rollout auto` (--steps, --interval, --smoke-url, --min-success,
+--max-p99-ms, --success-query, --latency-query); see `python -m rollout auto --help`.
+
+Exit status: 0 promoted (or staged), 1 rolled back or failed, 2 bad input.
+USAGE
+}
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+python="${PYTHON:-}"
+if [[ -z "$python" ]]; then
+  if [[ -x "$root/venv/bin/python" ]]; then python="$root/venv/bin/python"; else python=python3; fi
+fi
+
+stack="" version="" prometheus="" dry_run=()
+extra=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    --stack) stack="${2:?--stack needs a value}"; shift 2 ;;
+    --version) version="${2:?--version needs a value}"; shift 2 ;;
+    --prometheus) prometheus="${2:?--prometheus needs a value}"; shift 2 ;;
+    --dry-run) dry_run=(--dry-run); shift ;;
+    *) extra+=("$1"); shift ;;
+  esac
+done
+if [[ -z "$stack" || -z "$version" ]]; then
+  echo "canary-deploy.sh: error: --stack and --version are required (see --help)" >&2
+  exit 2
+fi
+
+rollout() { (cd "$root" && "$python" -m rollout "$@"); }
+
+rollout stage "$version" --stack "$stack" "${dry_run[@]}"
+if [[ -z "$prometheus" ]]; then
+  echo "canary $version staged at weight 0. Next:"
+  echo "  python -m rollout set-weight 10 --stack $stack   # or: auto --prometheus URL"
+  echo "  python -m rollout promote --stack $stack"
+  exit 0
+fi
+if [[ ${#dry_run[@]} -gt 0 ]]; then
+  echo "dry run: the canary was previewed, not staged; skipping auto"
+  exit 0
+fi
+rollout auto --stack "$stack" --prometheus "$prometheus" "${extra[@]}"

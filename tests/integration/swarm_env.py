@@ -1,0 +1,155 @@
+"""Shared helpers for the Swarm integration tests: engine check, images, waiting, cleanup."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from components import release
+from components.swarm import preflight, traefik
+from components.swarm import spec as sw
+from tests.conftest import skip_or_fail
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = "moontv.test"
+OWNER_PASSWORD = "owner-it-Pass-1"
+STORAGE_PASSWORD = "storage-it-Pass-2"
+
+
+def require_engine() -> bool:
+    """Make sure a Swarm manager is reachable; returns True when this call started it.
+
+    Starts it with ``tools/cluster.sh swarm-up`` when that script exists; otherwise skips (or
+    fails under MOONTV_REQUIRE_ENGINE=1) with the preflight message.
+    """
+    if preflight.check() is None:
+        return False
+    cluster = ROOT / "tools" / "cluster.sh"
+    if cluster.exists():
+        subprocess.run(["bash", str(cluster), "swarm-up"], capture_output=True, text=True,
+                       timeout=600, check=False)
+    problem = preflight.check()
+    if problem is not None:
+        skip_or_fail(problem)
+    return cluster.exists()
+
+
+def release_engine(started: bool) -> None:
+    """Stop what :func:`require_engine` started (``tools/cluster.sh swarm-down``)."""
+    if started:
+        subprocess.run(["bash", str(ROOT / "tools" / "cluster.sh"), "swarm-down"],
+                       capture_output=True, text=True, timeout=300, check=False)
+
+
+def docker(*args: str, timeout: float = 120, check: bool = True) -> str:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True,
+                            timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def build_images() -> None:
+    """Build the stand-in, edge and storage images (skips/fails when that is impossible)."""
+    result = subprocess.run([str(ROOT / "tests/fixtures/standin/build.sh")],
+                            capture_output=True, text=True, timeout=3000, check=False)
+    if result.returncode != 0:
+        skip_or_fail(f"cannot build the Swarm test images: {result.stderr.strip()[-600:]}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def spec_for(stack: str, raw_release: dict, port: int, replicas: int = 2) -> sw.SwarmSpec:
+    plan = release.plan(release.parse(raw_release), "v1", replicas)
+    return sw.SwarmSpec(
+        stack=stack, image_repository="moontv-standin", plan=plan, host=HOST,
+        site_env={"NEXT_PUBLIC_SITE_NAME": "MoonTV-IT"}, storage_kind="redis",
+        storage_image="moontv-redis:test", edge_image="moontv-edge:test", http_port=port,
+        app_command=("/bin/sh", "/standin"), health_interval="2s",
+        constraints=(), edge_constraints=("node.role == manager",),
+    )
+
+
+def services_of(stack: str) -> list[str]:
+    out = docker("service", "ls", "--format", "{{.Name}}",
+                 "--filter", f"label=app.kubernetes.io/instance={stack}")
+    return [line for line in out.split() if line]
+
+
+def wait_converged(names: list[str], deadline_s: float = 240) -> None:
+    """Wait until each service runs its desired replicas and no update is in progress."""
+    deadline = time.monotonic() + deadline_s
+    pending: list[str] = names
+    while time.monotonic() < deadline:
+        pending = []
+        for name in names:
+            info = json.loads(docker("service", "inspect", name))[0]
+            desired = info["Spec"]["Mode"]["Replicated"]["Replicas"]
+            update = (info.get("UpdateStatus") or {}).get("State", "completed")
+            tasks = docker("service", "ps", name, "--filter", "desired-state=running",
+                           "--format", "{{.CurrentState}}").splitlines()
+            running = sum(1 for t in tasks if t.startswith("Running"))
+            if running != desired or update not in ("completed", "rollback_completed"):
+                pending.append(f"{name} {running}/{desired} update={update}")
+        if not pending:
+            return
+        time.sleep(1)
+    raise AssertionError(f"services did not converge: {pending}")
+
+
+def container_of(service: str) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ids = docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}",
+                     "--filter", "health=healthy").split()
+        if ids:
+            return ids[0]
+        time.sleep(1)
+    raise AssertionError(f"no healthy container for {service}")
+
+
+def wait_routing(spec: sw.SwarmSpec, edge_service: str, settle_s: float = 3.0) -> None:
+    """Wait until Traefik's watched file holds this spec's routing, then let it reload."""
+    expected = traefik.render(traefik.traefik_dynamic_config(spec.plan, spec.host))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        current = docker("exec", container_of(edge_service), "cat", traefik.DYNAMIC_FILE,
+                         check=False)
+        if current == expected:
+            time.sleep(settle_s)  # Traefik throttles provider reloads (2 s by default)
+            return
+        time.sleep(1)
+    raise AssertionError("the edge never received the expected dynamic config")
+
+
+def redis_cli(service: str, *args: str) -> str:
+    cmd = f'redis-cli --no-auth-warning -a "$(sed -n "s/^requirepass //p" ' \
+          f'/run/secrets/{sw.STORAGE_CONFIG})" ' + " ".join(args)
+    return docker("exec", container_of(service), "sh", "-c", cmd).strip()
+
+
+def remove_stack(stack: str, volumes: list[str]) -> None:
+    docker("stack", "rm", stack, check=False)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        left = docker("ps", "-aq", "--filter", f"label=com.docker.stack.namespace={stack}",
+                      check=False).split()
+        nets = docker("network", "ls", "-q", "--filter", f"name={stack}-net",
+                      check=False).split()
+        if not left and not nets:
+            break
+        time.sleep(1)
+    for volume in volumes:
+        for _ in range(30):
+            if docker("volume", "rm", "-f", volume, check=False) is not None and not docker(
+                "volume", "ls", "-q", "--filter", f"name=^{volume}$", check=False
+            ).split():
+                break
+            time.sleep(1)

@@ -1,0 +1,108 @@
+"""Bounded HTTP load generator for the Swarm traffic tests (127.0.0.1 only).
+
+Requests go through the Traefik edge with a Host header; the stand-in app answers with
+``track=<name> …``, so each response tells which track served it. Every request has a timeout,
+the total is bounded, and workers are plain threads.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Self
+
+TIMEOUT = 5.0
+
+
+@dataclass
+class Tally:
+    tracks: Counter = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def total(self) -> int:
+        return sum(self.tracks.values()) + len(self.failures)
+
+    def share(self, track: str) -> float:
+        ok = sum(self.tracks.values())
+        return self.tracks[track] / ok if ok else 0.0
+
+
+def request(port: int, host: str, path: str = "/", headers: dict[str, str] | None = None
+            ) -> tuple[int, str]:
+    """One GET through the edge on a fresh connection; returns (status, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    try:
+        conn.request("GET", path, headers={"Host": host, "Connection": "close",
+                                           **(headers or {})})
+        response = conn.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+def track_of(body: str) -> str | None:
+    for word in body.split():
+        if word.startswith("track="):
+            return word.removeprefix("track=")
+    return None
+
+
+def _one(port: int, host: str, headers: dict[str, str] | None, tally: Tally) -> None:
+    try:
+        status, body = request(port, host, headers=headers)
+        track = track_of(body)
+        outcome = track if status == 200 and track else f"HTTP {status}: {body[:80]!r}"
+    except (OSError, http.client.HTTPException) as exc:
+        outcome = f"{type(exc).__name__}: {exc}"
+        track = None
+    with tally.lock:
+        if track and outcome == track:
+            tally.tracks[track] += 1
+        else:
+            tally.failures.append(outcome)
+
+
+def burst(port: int, host: str, total: int, concurrency: int = 10,
+          headers: dict[str, str] | None = None) -> Tally:
+    """``total`` requests with ``concurrency`` workers."""
+    tally = Tally()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for _ in range(total):
+            pool.submit(_one, port, host, headers, tally)
+    return tally
+
+
+class Continuous:
+    """Load that runs until :meth:`stop` (or ``max_requests``), e.g. across a deploy."""
+
+    def __init__(self, port: int, host: str, concurrency: int = 4,
+                 max_requests: int = 200_000) -> None:
+        self.tally = Tally()
+        self._port, self._host = port, host
+        self._stop = threading.Event()
+        self._budget = threading.Semaphore(max_requests)
+        self._threads = [threading.Thread(target=self._run, daemon=True)
+                         for _ in range(concurrency)]
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and self._budget.acquire(blocking=False):
+            _one(self._port, self._host, None, self.tally)
+
+    def __enter__(self) -> Self:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> Tally:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=2 * TIMEOUT)
+        return self.tally
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,416 @@
+"""Real image build of docker/Dockerfile with the local Docker engine.
+
+No registry is reachable here, so the test makes a stand-in for ``node:20-alpine``: a tiny
+image imported from the host's Node 20 binary, its shared libraries, corepack, busybox and
+the host's CA bundle (the trust store a site base image would carry). The app is the small
+fixture in ``tests/fixtures/build-app`` laid out like LunaTV (pnpm, a build producing
+``.next/standalone``, ``start.js``); pnpm and its one dependency come from the npm registry.
+
+Asserted: the image runs as 1001:1001, serves /login and turns healthy through its own
+HEALTHCHECK, stays small, and a rebuild after a source-only change reuses the dependency
+layers (the cache-hit ratio of the build steps is printed).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import ssl
+import subprocess
+import tarfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKERFILE = REPO / "docker" / "Dockerfile"
+FIXTURE = REPO / "tests" / "fixtures" / "build-app"
+CLUSTER_SH = REPO / "tools" / "cluster.sh"
+
+# The production image may add at most this much to its base: the standalone server, static
+# files and traced runtime modules, never the dependency tree, the pnpm store or the sources.
+MAX_APP_PAYLOAD_BYTES = 5 * 1024 * 1024
+# Absolute bound for this stand-in base (Node 20 binary + libc); upstream's Alpine image is smaller.
+MAX_IMAGE_BYTES = 160 * 1024 * 1024
+# A source-only change may rebuild only `COPY . .`, `pnpm run build` and the standalone copy.
+MIN_CACHE_HIT_RATIO = 0.6
+
+STEP_RE = re.compile(r"^#(\d+) \[(?!internal\])([\w-]+) (\d+)/(\d+)\] (.*)$")
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("MOONTV_REQUIRE_ENGINE") == "1":
+        pytest.fail(f"MOONTV_REQUIRE_ENGINE=1 but {reason}")
+    pytest.skip(reason)
+
+
+def _run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)  # type: ignore[call-overload,no-any-return]
+
+
+def _docker_clis() -> list[str]:
+    """Every `docker` executable on PATH, in PATH order."""
+    seen: list[str] = []
+    for entry in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = Path(entry) / "docker"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            real = str(candidate.resolve())
+            if real not in seen:
+                seen.append(real)
+    return seen
+
+
+@dataclass(frozen=True)
+class Engine:
+    docker: str
+    build: tuple[str, ...]
+    env: dict[str, str]
+
+    def __call__(self, *args: str, check: bool = True) -> str:
+        proc = _run([self.docker, *args])
+        if check and proc.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)} failed:\n{proc.stderr}")
+        return proc.stdout.strip()
+
+
+def _pick_build_cli() -> Engine | None:
+    """A client that builds with BuildKit: `docker buildx`, or a pre-23 client's built-in one."""
+    clis = _docker_clis()
+    for docker in clis:
+        if _run([docker, "buildx", "version"]).returncode == 0:
+            return Engine(docker, (docker, "buildx", "build", "--load"), {})
+    for docker in clis:
+        version = _run([docker, "version", "--format", "{{.Client.Version}}"]).stdout.strip()
+        match = re.match(r"(\d+)\.", version)
+        if match and int(match.group(1)) < 23:
+            return Engine(docker, (docker, "build"), {"DOCKER_BUILDKIT": "1"})
+    return None
+
+
+def _daemon_reachable() -> bool:
+    return any(_run([docker, "info"]).returncode == 0 for docker in _docker_clis())
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Engine]:
+    started_here = False
+    if not _daemon_reachable():
+        if not CLUSTER_SH.exists():
+            _unavailable("Docker daemon not reachable and tools/cluster.sh (swarm-up) is absent")
+        print("starting the Docker engine: tools/cluster.sh swarm-up", flush=True)
+        up = _run(["bash", str(CLUSTER_SH), "swarm-up"], cwd=REPO)
+        if up.returncode != 0:
+            _unavailable(f"tools/cluster.sh swarm-up failed: {up.stderr.strip()[-500:]}")
+        started_here = True
+    chosen = _pick_build_cli()
+    try:
+        if chosen is None:
+            _unavailable("no docker client with BuildKit (neither buildx nor a pre-23 client)")
+            raise AssertionError("unreachable")
+        yield chosen
+    finally:
+        if started_here:
+            _run(["bash", str(CLUSTER_SH), "swarm-down"], cwd=REPO)
+
+
+def _host_rootfs_members() -> list[tuple[str, Path]]:
+    """(path in image, host path) for Node, its libraries, corepack, busybox and CA bundle."""
+    node = shutil.which("node")
+    corepack = shutil.which("corepack")
+    busybox = shutil.which("busybox")
+    if not (node and corepack and busybox):
+        _unavailable("host lacks node, corepack or busybox to make the stand-in base image")
+        raise AssertionError("unreachable")
+    version = _run([node, "--version"]).stdout.strip()
+    if not version.startswith("v20."):
+        _unavailable(f"host Node is {version}, the stand-in base needs Node 20")
+    members: list[tuple[str, Path]] = [
+        ("usr/local/bin/node", Path(node).resolve()),
+        ("bin/busybox", Path(busybox).resolve()),
+    ]
+    for binary in (node, busybox):
+        ldd = _run(["ldd", binary]).stdout
+        for lib in re.findall(r"(/\S+) \(0x", ldd):
+            members.append((lib.lstrip("/"), Path(lib).resolve()))
+    corepack_pkg = Path(corepack).resolve().parents[1]
+    for file in sorted(corepack_pkg.rglob("*")):
+        if file.is_file():
+            rel = file.relative_to(corepack_pkg)
+            members.append((f"usr/local/lib/node_modules/corepack/{rel}", file))
+    cafile = ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt"
+    members.append(("etc/ssl/certs/ca-certificates.crt", Path(cafile)))
+    return members
+
+
+def _base_image_tar() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        dirs: set[str] = set()
+
+        def add_dir(path: str, mode: int = 0o755) -> None:
+            if path and path not in dirs:
+                add_dir(os.path.dirname(path))
+                info = tarfile.TarInfo(path)
+                info.type, info.mode = tarfile.DIRTYPE, mode
+                tar.addfile(info)
+                dirs.add(path)
+
+        def add_link(path: str, target: str) -> None:
+            add_dir(os.path.dirname(path))
+            info = tarfile.TarInfo(path)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+
+        def add_bytes(path: str, data: bytes, mode: int = 0o644) -> None:
+            add_dir(os.path.dirname(path))
+            info = tarfile.TarInfo(path)
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+
+        for arcname, host in _host_rootfs_members():
+            add_dir(os.path.dirname(arcname))
+            tar.add(str(host), arcname=arcname, recursive=False)
+        add_dir("tmp", 0o1777)
+        add_link("usr/local/bin/corepack", "../lib/node_modules/corepack/dist/corepack.js")
+        applets = _run(["busybox", "--list"]).stdout.split()
+        for applet in applets:
+            if applet != "busybox":
+                add_link(f"bin/{applet}", "busybox")
+        add_link("usr/bin/env", "/bin/busybox")
+        add_bytes(
+            "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnode:x:1000:1000::/home/node:/bin/sh\n"
+        )
+        add_bytes("etc/group", b"root:x:0:\nnode:x:1000:\n")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def run_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="module")
+def base_image(engine: Engine, run_id: str) -> Iterator[str]:
+    ref = f"moontv-build-test/node-base:{run_id}"
+    proc = subprocess.run(
+        [
+            engine.docker,
+            "import",
+            "--change",
+            "ENV PATH=/usr/local/bin:/usr/bin:/bin",
+            "--change",
+            "ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt",
+            "--change",
+            'CMD ["node"]',
+            "-",
+            ref,
+        ],
+        input=_base_image_tar(),
+        capture_output=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    try:
+        yield ref
+    finally:
+        engine("rmi", "-f", ref, check=False)
+
+
+@dataclass(frozen=True)
+class Step:
+    vertex: str
+    stage: str
+    command: str
+    cached: bool
+
+
+def parse_steps(log: str) -> list[Step]:
+    """Dockerfile steps of a `--progress=plain` build (FROM lines excluded), once per vertex."""
+    names: dict[str, tuple[str, str]] = {}
+    cached: set[str] = set()
+    for line in log.splitlines():
+        match = STEP_RE.match(line)
+        if match and not match.group(5).startswith("FROM "):
+            names.setdefault(match.group(1), (match.group(2), match.group(5)))
+        elif re.match(r"^#\d+ CACHED$", line):
+            cached.add(line.split()[0][1:])
+    return [Step(v, stage, cmd, v in cached) for v, (stage, cmd) in names.items()]
+
+
+def _build(engine: Engine, context: Path, base: str, tag: str, *extra: str) -> str:
+    cmd = [
+        *engine.build,
+        "--progress=plain",
+        "-f",
+        str(DOCKERFILE),
+        "--build-arg",
+        f"BASE_IMAGE={base}",
+        "-t",
+        tag,
+        *extra,
+        str(context),
+    ]
+    print(f"building {tag} ...", flush=True)
+    started = time.monotonic()
+    proc = _run(cmd, env={**os.environ, **engine.env})
+    assert proc.returncode == 0, f"build failed:\n{proc.stdout}\n{proc.stderr}"
+    print(f"built {tag} in {time.monotonic() - started:.1f}s", flush=True)
+    return proc.stdout + proc.stderr
+
+
+@dataclass(frozen=True)
+class Builds:
+    first: str
+    second: str
+    second_log: str
+    build_stage: str
+
+
+@pytest.fixture(scope="module")
+def builds(
+    engine: Engine, base_image: str, run_id: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Builds]:
+    context = tmp_path_factory.mktemp("build-app") / "app"
+    shutil.copytree(FIXTURE, context)
+    # Files a developer's checkout has that must never reach the context.
+    (context / ".env.local").write_text("PASSWORD=do-not-ship\n")
+    (context / "node_modules").mkdir()
+    (context / "node_modules" / "stale-host-module.js").write_text("// host leftovers\n")
+    repo = f"moontv-build-test/app-{run_id}"
+    first, second, stage = f"{repo}:first", f"{repo}:second", f"{repo}:build-stage"
+    try:
+        _build(engine, context, base_image, first, "--build-arg", "VERSION=1.0.0-test")
+        server = context / "src" / "server.js"
+        # Unique per run: the engine's build cache outlives the test.
+        server.write_text(server.read_text() + f"\n// source-only change {run_id}\n")
+        log = _build(engine, context, base_image, second, "--build-arg", "VERSION=1.0.0-test")
+        _build(engine, context, base_image, stage, "--target", "build")
+        yield Builds(first, second, log, stage)
+    finally:
+        engine("rmi", "-f", first, second, stage, check=False)
+
+
+def _inspect(engine: Engine, ref: str) -> dict[str, object]:
+    data = json.loads(engine("image", "inspect", ref))
+    assert isinstance(data, list)
+    return dict(data[0])
+
+
+def test_given_a_source_only_change_when_rebuilt_then_dependency_layers_are_reused(
+    builds: Builds,
+) -> None:
+    steps = parse_steps(builds.second_log)
+    assert steps, "no build steps found in the build output"
+    hits = sum(s.cached for s in steps)
+    ratio = hits / len(steps)
+    print(f"cache hits after a source-only change: {hits}/{len(steps)} steps = {ratio:.0%}")
+    for s in steps:
+        print(f"  {'CACHED' if s.cached else 'built '}  [{s.stage}] {s.command[:70]}")
+    deps = [s for s in steps if s.stage == "deps"]
+    assert deps and all(s.cached for s in deps), "deps stage was rebuilt: " + str(deps)
+    build = [s for s in steps if s.stage == "build"]
+    assert any(s.command.startswith("RUN pnpm run build") and not s.cached for s in build)
+    assert ratio >= MIN_CACHE_HIT_RATIO
+
+
+def test_given_a_checkout_with_local_files_then_the_context_filter_keeps_them_out(
+    engine: Engine, builds: Builds
+) -> None:
+    listing = engine("run", "--rm", "--entrypoint", "ls", builds.build_stage, "-a", "/app")
+    assert ".env.local" not in listing.split()
+    modules = engine("run", "--rm", "--entrypoint", "ls", builds.build_stage, "/app/node_modules")
+    assert "stale-host-module.js" not in modules.split()
+    assert "ms" in modules.split()
+
+
+def test_then_the_image_is_small_and_carries_only_the_runtime(
+    engine: Engine, builds: Builds, base_image: str
+) -> None:
+    size = int(str(_inspect(engine, builds.second)["Size"]))
+    base = int(str(_inspect(engine, base_image)["Size"]))
+    app_kb = (size - base) / 1e3
+    print(f"image size {size / 1e6:.1f} MB (base {base / 1e6:.1f} MB, app {app_kb:.0f} kB)")
+    assert size - base <= MAX_APP_PAYLOAD_BYTES
+    assert size <= MAX_IMAGE_BYTES
+    listing = engine("run", "--rm", "--entrypoint", "ls", builds.second, "-a", "/app")
+    assert set(listing.split()) == {
+        ".",
+        "..",
+        ".next",
+        "node_modules",
+        "package.json",
+        "public",
+        "scripts",
+        "server.js",
+        "start.js",
+    }
+
+
+def test_then_the_image_config_runs_as_1001_on_port_3000_with_labels(
+    engine: Engine, builds: Builds
+) -> None:
+    config = _inspect(engine, builds.second)["Config"]
+    assert isinstance(config, dict)
+    assert config["User"] == "1001:1001"
+    env = dict(item.split("=", 1) for item in config["Env"])
+    assert env["HOSTNAME"] == "0.0.0.0" and env["PORT"] == "3000"
+    assert config["Labels"]["org.opencontainers.image.version"] == "1.0.0-test"
+    assert config["Healthcheck"]["Test"][:2] == ["CMD", "node"]
+
+
+def _wait_healthy(engine: Engine, container: str, timeout: float = 60.0) -> str:
+    deadline = time.monotonic() + timeout
+    status = "unknown"
+    while time.monotonic() < deadline:
+        status = engine("inspect", "--format", "{{.State.Health.Status}}", container)
+        if status in ("healthy", "unhealthy"):
+            return status
+        time.sleep(0.5)
+    return status
+
+
+def test_when_run_then_it_serves_login_as_uid_1001_and_turns_healthy(
+    engine: Engine, builds: Builds, run_id: str
+) -> None:
+    name = f"moontv-build-test-{run_id}"
+    engine(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "-p",
+        "127.0.0.1::3000",
+        "--health-interval",
+        "1s",
+        "--health-start-period",
+        "1s",
+        builds.second,
+    )
+    try:
+        assert _wait_healthy(engine, name) == "healthy", engine("logs", name)
+        port = engine("port", name, "3000/tcp").splitlines()[0].rsplit(":", 1)[1]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=5) as resp:
+            assert resp.status == 200
+            assert b"Login" in resp.read()
+        uid = engine(
+            "exec",
+            name,
+            "node",
+            "-e",
+            "process.stdout.write(`${process.getuid()}:${process.getgid()}`)",
+        )
+        assert uid == "1001:1001"
+        manifest = engine("exec", name, "cat", "/app/public/manifest.json")
+        assert json.loads(manifest)["name"] == "MoonTV"
+    finally:
+        engine("rm", "-f", name, check=False)

@@ -1,0 +1,151 @@
+"""Traffic behaviour of the Swarm stack on a real single-node Swarm.
+
+The stack is deployed with ``docker stack deploy`` from the compose file that
+:mod:`components.swarm.compose` renders from the same service specs and Traefik routing the
+Pulumi component uses (the Pulumi-engine variant is ``test_swarm_engine.py``). Images are built
+locally (stand-in app, Traefik from its Go module, Debian's redis). Requests go to 127.0.0.1.
+
+The tests run in order against one stack: blue-green → switch → canary 20 → rollback to 0.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from components.swarm import compose
+from components.swarm import spec as sw
+from tests.integration import swarm_env as env
+from tests.integration import swarm_load as load
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+STACK = "moontv-it"
+CANARY_SHARE_TOLERANCE = 0.05
+
+
+class Stack:
+    def __init__(self, workdir: Path, port: int) -> None:
+        self.workdir, self.port = workdir, port
+        self.spec: sw.SwarmSpec | None = None
+        self.deploys = 0
+
+    def service(self, key: str) -> str:
+        return f"{STACK}_{key}"
+
+    def deploy(self, raw_release: dict) -> sw.SwarmSpec:
+        spec = env.spec_for(STACK, raw_release, self.port)
+        values = sw.secret_contents(spec, env.OWNER_PASSWORD, env.STORAGE_PASSWORD)
+        self.deploys += 1
+        out = self.workdir / f"deploy-{self.deploys}"
+        target = compose.write_files(spec, values, out)
+        env.docker("stack", "deploy", "--prune", "-c", str(target), STACK, timeout=300)
+        env.wait_converged([self.service(s.key) for s in sw.stack_services(spec)])
+        env.wait_routing(spec, self.service("edge"))
+        self.spec = spec
+        return spec
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    started = env.require_engine()
+    env.build_images()
+    volumes = [f"{STACK}-{sw.STORAGE_DATA}", f"{STACK}-{sw.EDGE_DYNAMIC}"]
+    env.remove_stack(STACK, volumes)  # leftovers of an interrupted run
+    running = Stack(tmp_path_factory.mktemp("swarm"), env.free_port())
+    try:
+        yield running
+    finally:
+        env.remove_stack(STACK, volumes)
+        env.release_engine(started)
+
+
+def blue_green(active: str) -> dict:
+    return {"strategy": "blue-green",
+            "blueGreen": {"blue": "v1", "green": "v2", "active": active}}
+
+
+def canary(weight: int) -> dict:
+    return {"strategy": "canary", "canary": {"version": "v2", "weight": weight}}
+
+
+def test_given_blue_active_then_default_host_reaches_blue_and_preview_host_green(stack):
+    stack.deploy(blue_green("blue"))
+    assert load.burst(stack.port, env.HOST, 40).tracks == {"blue": 40}
+    assert load.burst(stack.port, f"preview.{env.HOST}", 20).tracks == {"green": 20}
+    status, body = load.request(stack.port, env.HOST, "/login")
+    assert status == 200
+    # the entrypoint wrapper exported the secret files and sourced the site settings
+    import hashlib
+
+    expected = hashlib.sha256(env.OWNER_PASSWORD.encode()).hexdigest()
+    assert f"password_sha256={expected}" in body
+    assert "storage_url_set=yes" in body and "site=MoonTV-IT" in body and "storage=redis" in body
+
+
+def test_api_cron_is_not_routed(stack):
+    status, body = load.request(stack.port, env.HOST, "/api/cron")
+    assert status == 404 and "cron reached" not in body
+    assert load.request(stack.port, env.HOST, "/api/cron/x")[0] == 404
+
+
+def test_given_a_key_in_storage_when_colours_switch_under_load_then_no_request_fails(stack):
+    storage = stack.service("redis")
+    assert env.redis_cli(storage, "SET", "moontv:it:key", "kept") == "OK"
+    with load.Continuous(stack.port, env.HOST, concurrency=4) as traffic:
+        time.sleep(2)
+        stack.deploy(blue_green("green"))
+        time.sleep(3)
+    tally = traffic.stop()
+    print(f"\nblue-green switch under load: {tally.total} requests, "
+          f"{len(tally.failures)} failed, served by {dict(tally.tracks)}")
+    assert tally.failures == []
+    assert tally.tracks["blue"] > 0 and tally.tracks["green"] > 0
+    assert load.burst(stack.port, env.HOST, 40).tracks == {"green": 40}
+    assert env.redis_cli(storage, "GET", "moontv:it:key") == "kept"
+
+
+def test_given_a_key_when_the_storage_service_is_updated_then_the_data_is_kept(stack):
+    storage = stack.service("redis")
+    assert env.redis_cli(storage, "SET", "moontv:it:update", "still-here") == "OK"
+    before = env.container_of(storage)
+    env.docker("service", "update", "--force", "--detach=false", storage, timeout=300)
+    env.wait_converged([storage])
+    assert env.container_of(storage) != before
+    assert env.redis_cli(storage, "GET", "moontv:it:update") == "still-here"
+    assert env.redis_cli(storage, "GET", "moontv:it:key") == "kept"
+
+
+def test_given_canary_weight_20_then_the_split_is_within_5_percent(stack):
+    stack.deploy(canary(20))
+    tally = load.burst(stack.port, env.HOST, 500, concurrency=10)
+    share = tally.share("canary")
+    print(f"\ncanary weight 20: {dict(tally.tracks)} of {tally.total}, canary share "
+          f"{share:.3f}, {len(tally.failures)} failed")
+    assert tally.failures == []
+    assert set(tally.tracks) == {"stable", "canary"}
+    assert abs(share - 0.20) <= CANARY_SHARE_TOLERANCE
+
+
+def test_given_canary_then_the_header_pins_a_track(stack):
+    always = load.burst(stack.port, env.HOST, 30, headers={"x-moontv-canary": "always"})
+    never = load.burst(stack.port, env.HOST, 30, headers={"x-moontv-canary": "never"})
+    assert always.tracks == {"canary": 30}
+    assert never.tracks == {"stable": 30}
+
+
+def test_when_rolled_back_to_weight_0_under_load_then_all_traffic_is_stable(stack):
+    with load.Continuous(stack.port, env.HOST, concurrency=4) as traffic:
+        time.sleep(2)
+        stack.deploy(canary(0))
+        time.sleep(3)
+    tally = traffic.stop()
+    after = load.burst(stack.port, env.HOST, 200, concurrency=10)
+    print(f"\nrollback to weight 0 under load: {tally.total} requests, "
+          f"{len(tally.failures)} failed; afterwards {dict(after.tracks)}")
+    assert tally.failures == []
+    assert after.tracks == {"stable": 200}
+    assert env.redis_cli(stack.service("redis"), "GET", "moontv:it:key") == "kept"

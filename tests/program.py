@@ -1,0 +1,157 @@
+"""Run the whole Pulumi program for a stack file under Pulumi mocks.
+
+``run_stack("dev")`` loads ``Pulumi.dev.yaml`` (optionally with overrides), sets every key with
+``set_all_config`` exactly as the engine would, calls ``__main__.main()`` and returns every
+registered resource with its inputs, plus the stack outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+
+from components import passwords
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Plain-text values of secrets that tests look for in places they must never appear.
+OWNER_PASSWORD = "owner-Secret-Passw0rd-42"
+EXTERNAL_URL = "redis://:ext-Secret-9f8e7d@redis.example.com:6379"
+
+
+def _program():
+    spec = importlib.util.spec_from_file_location("moontv_program", ROOT / "__main__.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class Resource:
+    type: str
+    name: str
+    inputs: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return self.type.rsplit(":", 1)[-1]
+
+    @property
+    def metadata_name(self) -> str | None:
+        return (self.inputs.get("metadata") or {}).get("name")
+
+
+@dataclass
+class Run:
+    resources: list[Resource] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    secret_outputs: set[str] = field(default_factory=set)
+    secrets: list[str] = field(default_factory=list)  # plain-text secret values of this run
+
+    def of_type(self, type_: str) -> list[Resource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def kind(self, kind: str) -> list[Resource]:
+        return [r for r in self.resources if r.kind == kind]
+
+    def named(self, kind: str, name: str) -> Resource:
+        found = [r for r in self.kind(kind) if r.metadata_name == name]
+        assert len(found) == 1, f"expected one {kind} {name}, found {[r.name for r in found]}"
+        return found[0]
+
+    def kubernetes(self) -> list[Resource]:
+        return [r for r in self.resources
+                if r.type.startswith("kubernetes:") and not r.type.startswith("pulumi:providers")]
+
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+
+def unwrap(value: Any) -> Any:
+    """Inputs as plain values: secret envelopes replaced by the values they carry."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
+            return unwrap(value.get("value"))
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Mocks that answer like the real providers and record every resource."""
+
+    def __init__(self, run: Run):
+        self.run = run
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        inputs = unwrap(dict(args.inputs))
+        self.run.resources.append(Resource(args.typ, args.name, inputs))
+        state = dict(inputs)
+        if args.typ == passwords.TYPE:  # a generated password: a realistic random value
+            digest = hashlib.sha256(args.name.encode()).hexdigest()
+            state["result"] = ("P" + digest)[: int(inputs.get("length", 16))]
+            self.run.secrets.append(state["result"])
+        if args.typ.startswith("kubernetes:") and "metadata" in inputs:
+            meta = dict(inputs["metadata"] or {})
+            suffix = hashlib.sha1(args.name.encode()).hexdigest()[:8]
+            meta.setdefault("name", f"{args.name}-{suffix}")
+            state["metadata"] = meta
+        return f"{args.name}_id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``config`` mapping of ``Pulumi.<stack>.yaml`` with ``overrides`` merged on top."""
+    path = ROOT / f"Pulumi.{stack}.yaml"
+    config = dict((yaml.safe_load(path.read_text()) or {}).get("config") or {})
+    for key, value in (overrides or {}).items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    return config
+
+
+def set_config(config: dict[str, Any], secret_keys: list[str]) -> None:
+    flat = {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+    pulumi.runtime.set_all_config(flat, secret_keys)
+
+
+def run_stack(stack: str, overrides: dict[str, Any] | None = None,
+              secrets: dict[str, str] | None = None) -> Run:
+    """Run the program for ``stack``; ``secrets`` are set as secret config values."""
+    run = Run()
+    config = stack_config(stack, overrides)
+    config.update(secrets or {})
+    run.secrets.extend((secrets or {}).values())
+    pulumi.runtime.set_mocks(RecordingMocks(run), project="moontv", stack=stack, preview=False)
+    set_config(config, list((secrets or {}).keys()))
+    program = _program()
+
+    @pulumi.runtime.test
+    def go():
+        program.main()
+        stack_resource = pulumi.runtime.get_root_resource()
+        outputs = dict(getattr(stack_resource, "outputs", {}) or {})
+
+        async def collect():
+            for key, value in outputs.items():
+                out = pulumi.Output.from_input(value)
+                run.outputs[key] = await out.future(with_unknowns=True)
+                if await out.is_secret():
+                    run.secret_outputs.add(key)
+
+        return pulumi.Output.from_input(collect())
+
+    go()
+    return run

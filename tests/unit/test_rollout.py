@@ -1,0 +1,688 @@
+"""The rollout CLI's decisions, against an in-memory stack and a Prometheus HTTP fake on
+127.0.0.1: given a stack config, when a command runs, then the config, the `up`s and the exit
+status are these."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import threading
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from rollout import commands
+from rollout.cli import main
+from rollout.health import HealthPolicy, QueryError, check, query
+from rollout.stack import EngineError, decode_config, diff, engine_env, error_tail
+
+ROOT = Path(__file__).resolve().parents[2]
+DIGEST = "sha256:" + "cd" * 32
+CANARY = {"strategy": "canary", "canary": {"version": "v2", "weight": 0}}
+BLUE_GREEN = {
+    "strategy": "blue-green",
+    "blueGreen": {"blue": "v1", "green": "v2", "active": "blue"},
+}
+IMAGE = {"repository": "registry.local/moontv", "tag": "v1"}
+
+
+class FakeStack:
+    """A shipped stack file's config in memory, with `pulumi config set --path` typing;
+    records writes, previews and ups."""
+
+    def __init__(
+        self,
+        release: dict[str, Any] | None,
+        fail_up: set[int] | None = None,
+        stack: str = "dev",
+        image: dict[str, Any] | None = None,
+    ):
+        self.name = stack
+        shipped = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+        self.data: dict[str, Any] = shipped
+        self.data["moontv:image"] = copy.deepcopy(IMAGE if image is None else image)
+        self.data.pop("moontv:release", None)
+        if release is not None:
+            self.data["moontv:release"] = copy.deepcopy(release)
+        self.ups: list[dict[str, Any]] = []
+        self.previews: list[dict[str, Any]] = []
+        self.writes = 0
+        self._fail_up = fail_up or set()
+
+    def config(self) -> dict[str, Any]:
+        return copy.deepcopy(self.data)
+
+    def write(self, sets: Mapping[str, str], removes: list[str]) -> None:
+        self.writes += 1
+        for path in removes:
+            *parents, leaf = self._walk(path)
+            del parents[-1][leaf]
+        for path, text in sets.items():
+            *parents, leaf = self._walk(path)
+            parents[-1][leaf] = self._typed(text)
+
+    def _walk(self, path: str) -> list[Any]:
+        key, *parts = path.split(".")
+        node = self.data.setdefault(key, {})
+        nodes: list[Any] = [node]
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            nodes.append(node)
+        return [*nodes, parts[-1]]
+
+    @staticmethod
+    def _typed(text: str) -> Any:
+        if text in ("true", "false"):
+            return text == "true"
+        return int(text) if re.fullmatch(r"-?[1-9][0-9]*|0", text) else text
+
+    def up(self) -> None:
+        if len(self.ups) + 1 in self._fail_up:
+            self.ups.append({})
+            raise EngineError("error: update failed: resource moontv-canary timed out")
+        self.ups.append(copy.deepcopy(self.data))
+
+    def preview(self) -> None:
+        self.previews.append(copy.deepcopy(self.data))
+
+    @property
+    def release(self) -> dict[str, Any]:
+        release: dict[str, Any] = self.data.get("moontv:release", {})
+        return release
+
+    def weights_at_each_up(self) -> list[int | None]:
+        return [u.get("moontv:release", {}).get("canary", {}).get("weight") for u in self.ups]
+
+
+class FakePrometheus:
+    """`/api/v1/query` answering probe metrics from queues the test controls (the last value
+    repeats; None means no data), plus `/smoke` answering `smoke_status`."""
+
+    def __init__(self) -> None:
+        self.success: list[float | None] = [1.0]
+        self.latency: list[float | None] = [0.1]
+        self.smoke_status = 200
+        self.queries: list[str] = []
+        self.smoke_headers: list[dict[str, str]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                url = urllib.parse.urlparse(self.path)
+                if url.path == "/smoke":
+                    fake.smoke_headers.append({k.lower(): v for k, v in self.headers.items()})
+                    self._send(fake.smoke_status, {})
+                    return
+                promql = urllib.parse.parse_qs(url.query)["query"][0]
+                fake.queries.append(promql)
+                if promql == "vector(1)":
+                    value: float | None = 1.0
+                elif "probe_success" in promql:
+                    value = fake._next(fake.success)
+                elif "probe_duration_seconds" in promql:
+                    value = fake._next(fake.latency)
+                else:
+                    self._send(400, {"status": "error", "error": "unknown query"})
+                    return
+                result = [] if value is None else [{"metric": {}, "value": [0, str(value)]}]
+                self._send(
+                    200, {"status": "success", "data": {"resultType": "vector", "result": result}}
+                )
+
+            def _send(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _next(queue: list[float | None]) -> float | None:
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join()
+
+
+@pytest.fixture
+def prometheus() -> Iterator[FakePrometheus]:
+    fake = FakePrometheus()
+    yield fake
+    fake.close()
+
+
+def run(stack: FakeStack, *argv: str) -> int:
+    return main([*argv, "--stack", stack.name], open_stack=lambda name, cwd: stack)
+
+
+def auto(stack: FakeStack, prom: FakePrometheus, *extra: str) -> int:
+    return run(stack, "auto", "--prometheus", prom.url, "--interval", "0s", *extra)
+
+
+# --- manual commands -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("weight", [0, 25, 50, 100])
+def test_given_canary_when_set_weight_then_config_holds_it_and_up_runs_once(weight: int) -> None:
+    stack = FakeStack(CANARY)
+    assert run(stack, "set-weight", str(weight), "--reason", "ramp") == 0
+    assert stack.weights_at_each_up() == [weight]
+    assert stack.release["canary"] == {"version": "v2", "weight": weight}
+    assert stack.release["lastDecision"]["action"] == "set-weight"
+    assert stack.release["lastDecision"]["reason"] == "ramp"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", stack.release["lastDecision"]["at"])
+
+
+@pytest.mark.parametrize(
+    ("release", "argv", "message"),
+    [
+        (CANARY, ["set-weight", "101"], "canary.weight: must be an integer 0..100, got 101"),
+        (CANARY, ["set-weight", "-1"], "canary.weight: must be an integer 0..100, got -1"),
+        (CANARY, ["set-weight", "ten"], 'canary.weight: must be an integer 0..100, got "ten"'),
+        (None, ["set-weight", "10"], 'set-weight needs strategy canary, got "rolling"'),
+        ({"strategy": "canary"}, ["set-weight", "10"], "set-weight needs a canary"),
+        ({"strategy": "canary"}, ["promote"], "promote needs a canary"),
+        (None, ["rollback"], "rollback needs strategy canary or blue-green"),
+        (
+            {"strategy": "blue-green", "blueGreen": {"blue": "v1"}},
+            ["switch", "green"],
+            "cannot switch to green, it has no version",
+        ),
+        (CANARY, ["switch"], "switch needs strategy blue-green"),
+        ({"strategy": "linear"}, ["status"], "moontv:release.strategy: must be one of"),
+        (
+            {"strategy": "canary", "canary": {"weight": 5}},
+            ["set-weight", "10"],
+            "weight: must be 0",
+        ),
+    ],
+)
+def test_given_bad_input_then_exit_2_with_message_and_config_untouched(
+    release: dict[str, Any] | None,
+    argv: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stack = FakeStack(release)
+    before = copy.deepcopy(stack.data)
+    assert run(stack, *argv) == 2
+    assert message in capsys.readouterr().err
+    assert (stack.data, stack.writes, stack.ups) == (before, 0, [])
+
+
+@pytest.mark.parametrize(
+    ("release", "version", "expected"),
+    [
+        (CANARY, "v3", {"version": "v3", "weight": 0}),
+        ({"strategy": "canary"}, "latest", {"version": "latest", "weight": 0}),
+    ],
+)
+def test_given_canary_when_staged_then_candidate_runs_at_weight_0(
+    release: dict[str, Any], version: str, expected: dict[str, Any]
+) -> None:
+    stack = FakeStack(release)
+    assert run(stack, "stage", version) == 0
+    assert stack.ups[0]["moontv:release"]["canary"] == expected
+    assert stack.release["lastDecision"]["action"] == "stage"
+
+
+@pytest.mark.parametrize(
+    ("stack_name", "release", "image", "version", "message"),
+    [
+        (
+            "staging",
+            CANARY,
+            IMAGE,
+            "latest",
+            "moontv:release.canary.version: must not be the mutable tag 'latest'",
+        ),
+        (
+            "prod",
+            {"strategy": "blue-green", "blueGreen": {"blue": f"v1@{DIGEST}", "active": "blue"}},
+            {**IMAGE, "digest": DIGEST},
+            "v2",
+            "moontv:release.blueGreen.green: prod requires a digest-pinned version",
+        ),
+    ],
+)
+def test_given_change_the_environment_refuses_then_exit_2_and_config_untouched(
+    stack_name: str,
+    release: dict[str, Any],
+    image: dict[str, Any],
+    version: str,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stack = FakeStack(release, stack=stack_name, image=image)
+    before = copy.deepcopy(stack.data)
+    assert run(stack, "stage", version) == 2
+    err = capsys.readouterr().err
+    assert "the change would make the stack config invalid" in err
+    assert message in err
+    assert (stack.data, stack.writes, stack.ups) == (before, 0, [])
+
+
+def test_given_prod_when_staging_a_pinned_version_then_green_previews_it() -> None:
+    stack = FakeStack(
+        {"strategy": "blue-green", "blueGreen": {"blue": f"v1@{DIGEST}", "active": "blue"}},
+        stack="prod",
+        image={**IMAGE, "digest": DIGEST},
+    )
+    assert run(stack, "stage", f"v2@{DIGEST}") == 0
+    assert stack.ups[0]["moontv:release"]["blueGreen"]["green"] == f"v2@{DIGEST}"
+
+
+def test_given_canary_when_promoted_then_image_takes_the_canary_version() -> None:
+    stack = FakeStack({"strategy": "canary", "canary": {"version": f"v2@{DIGEST}", "weight": 50}})
+    assert run(stack, "promote") == 0
+    assert stack.data["moontv:image"] == {**IMAGE, "tag": "v2", "digest": DIGEST}
+    assert stack.release["canary"] == {"weight": 0}
+    assert stack.release["lastDecision"]["action"] == "promote"
+    assert len(stack.ups) == 1
+
+
+def test_given_canary_when_rolled_back_then_weight_0_and_canary_kept() -> None:
+    stack = FakeStack({"strategy": "canary", "canary": {"version": "v2", "weight": 50}})
+    assert run(stack, "rollback") == 0
+    assert stack.release["canary"] == {"version": "v2", "weight": 0}
+
+
+def test_given_canary_when_aborted_then_canary_version_removed() -> None:
+    stack = FakeStack({"strategy": "canary", "canary": {"version": "v2", "weight": 50}})
+    assert run(stack, "abort") == 0
+    assert stack.release["canary"] == {"weight": 0}
+    assert stack.data["moontv:image"] == IMAGE
+
+
+@pytest.mark.parametrize(
+    ("argv", "active"),
+    [(["switch"], "green"), (["switch", "green"], "green"), (["promote"], "green")],
+)
+def test_given_blue_green_when_switched_then_active_colour_changes(
+    argv: list[str], active: str
+) -> None:
+    stack = FakeStack(BLUE_GREEN)
+    assert run(stack, *argv) == 0
+    assert stack.ups[0]["moontv:release"]["blueGreen"]["active"] == active
+
+
+def test_given_blue_green_when_switching_to_active_colour_then_nothing_changes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stack = FakeStack(BLUE_GREEN)
+    assert run(stack, "switch", "blue") == 0
+    assert "blue is already active" in capsys.readouterr().out
+    assert (stack.writes, stack.ups) == (0, [])
+
+
+def test_given_dry_run_then_preview_sees_the_change_and_config_is_restored() -> None:
+    stack = FakeStack(CANARY)
+    before = copy.deepcopy(stack.data)
+    assert run(stack, "promote", "--dry-run") == 0
+    assert stack.ups == []
+    assert stack.previews[0]["moontv:image"]["tag"] == "v2"
+    assert stack.data == before
+
+
+def test_status_shows_strategy_versions_weights_and_health(
+    prometheus: FakePrometheus, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = FakeStack({"strategy": "canary", "canary": {"version": "v2", "weight": 25}})
+    assert run(stack, "status", "--prometheus", prometheus.url) == 0
+    out = capsys.readouterr().out
+    assert "strategy: canary" in out
+    assert "track stable: version v1, weight 75%, role primary" in out
+    assert "track canary: version v2, weight 25%, role canary" in out
+    assert "header x-moontv-canary: always -> canary, never -> stable" in out
+    assert "health canary: success 1 (min 0.99), p99 100 ms (max 500)" in out
+    assert stack.ups == []
+
+
+def test_given_no_pulumi_project_then_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", "--stack", "dev", "--cwd", str(tmp_path)]) == 2
+    assert f"--cwd: no Pulumi.yaml in {tmp_path}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["auto", "--prometheus", "http://x", "--steps", "50,10"], "--steps: must be"),
+        (["auto", "--prometheus", "http://x", "--steps", "0,10"], "--steps: must be"),
+        (["auto", "--prometheus", "http://x", "--interval", "soon"], "--interval: must be"),
+        (["auto", "--prometheus", "x"], "--prometheus: must be an http(s) URL"),
+        (["auto", "--prometheus", "http://x", "--min-success", "2"], "--min-success: must be"),
+        (["auto"], "the following arguments are required: --prometheus"),
+        (["switch", "red"], "invalid choice: 'red'"),
+    ],
+)
+def test_given_bad_flags_then_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = FakeStack(CANARY)
+    with pytest.raises(SystemExit) as info:
+        run(stack, *argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert stack.writes == 0
+
+
+# --- auto: canary ------------------------------------------------------------------------------
+
+
+def test_given_healthy_canary_when_auto_then_weight_reaches_100_and_promotes(
+    prometheus: FakePrometheus,
+) -> None:
+    stack = FakeStack(CANARY)
+    assert auto(stack, prometheus, "--steps", "10,50,100") == 0
+    assert stack.weights_at_each_up() == [10, 50, 100, 0]
+    assert stack.data["moontv:image"]["tag"] == "v2"
+    assert "version" not in stack.release["canary"]
+    assert stack.release["lastDecision"]["action"] == "promote"
+
+
+def test_given_auto_then_health_is_checked_before_each_step_and_it_waits_the_interval(
+    prometheus: FakePrometheus,
+) -> None:
+    stack = FakeStack(CANARY)
+    slept: list[float] = []
+    ctx = commands.Context(stack=stack, out=lambda line: None, sleep=slept.append)
+    assert commands.auto(ctx, HealthPolicy(prometheus.url), [25, 100], 30.0) == 0
+    assert slept == [30.0, 30.0]
+    success_queries = [q for q in prometheus.queries if "probe_success" in q]
+    assert success_queries == ['avg(avg_over_time(probe_success{track="canary"}[1m]))'] * 3
+
+
+@pytest.mark.parametrize(
+    ("success", "latency", "reason"),
+    [
+        ([0.5], [0.1], "step 1/3 at 0%: success rate too low: success 0.5 (min 0.99)"),
+        ([1.0, 1.0, 0.9], [0.1], "step 3/3 at 50%: success rate too low: success 0.9"),
+        ([1.0, 1.0, 1.0, 0.9], [0.1], "final check at 100%: success rate too low"),
+        (
+            [1.0],
+            [0.1, 0.9],
+            "step 2/3 at 10%: p99 latency too high: success 1 (min 0.99), p99 900 ms (max 500)",
+        ),
+        ([None], [0.1], "step 1/3 at 0%: metrics unavailable: "),
+    ],
+)
+def test_given_unhealthy_canary_when_auto_then_weight_back_to_0_and_reason_recorded(
+    prometheus: FakePrometheus,
+    success: list[float | None],
+    latency: list[float | None],
+    reason: str,
+) -> None:
+    prometheus.success, prometheus.latency = success, latency
+    stack = FakeStack(CANARY)
+    assert auto(stack, prometheus, "--steps", "10,50,100") == 1
+    assert stack.weights_at_each_up()[-1] == 0
+    assert stack.release["canary"] == {"version": "v2", "weight": 0}
+    decision = stack.release["lastDecision"]
+    assert decision["action"] == "rollback"
+    assert decision["reason"].startswith(reason)
+    assert stack.data["moontv:image"] == IMAGE
+
+
+def test_given_canary_already_at_25_when_auto_then_it_continues_from_there(
+    prometheus: FakePrometheus,
+) -> None:
+    stack = FakeStack({"strategy": "canary", "canary": {"version": "v2", "weight": 25}})
+    assert auto(stack, prometheus, "--steps", "10,25,50,100") == 0
+    assert stack.weights_at_each_up() == [50, 100, 0]
+
+
+def test_given_smoke_url_failing_when_auto_then_rolls_back(prometheus: FakePrometheus) -> None:
+    prometheus.smoke_status = 503
+    stack = FakeStack(CANARY)
+    assert auto(stack, prometheus, "--smoke-url", prometheus.url + "/smoke") == 1
+    assert (
+        f"smoke GET {prometheus.url}/smoke answered 503" in stack.release["lastDecision"]["reason"]
+    )
+    assert prometheus.smoke_headers[0]["x-moontv-canary"] == "always"
+
+
+def test_given_healthy_smoke_url_when_auto_then_it_is_checked_each_step(
+    prometheus: FakePrometheus,
+) -> None:
+    stack = FakeStack(CANARY)
+    assert (
+        auto(stack, prometheus, "--steps", "50,100", "--smoke-url", prometheus.url + "/smoke") == 0
+    )
+    assert len(prometheus.smoke_headers) == 3
+
+
+def test_given_up_fails_mid_rollout_then_auto_rolls_back_and_records_it(
+    prometheus: FakePrometheus,
+) -> None:
+    stack = FakeStack(CANARY, fail_up={2})
+    assert auto(stack, prometheus, "--steps", "10,50,100") == 1
+    assert stack.weights_at_each_up() == [10, None, 0]
+    assert stack.release["lastDecision"]["reason"] == (
+        "step 2/3: update failed: error: update failed: resource moontv-canary timed out"
+    )
+
+
+def test_given_custom_queries_and_thresholds_then_auto_uses_them(
+    prometheus: FakePrometheus,
+) -> None:
+    prometheus.success, prometheus.latency = [0.95], [0.7]
+    stack = FakeStack(CANARY)
+    code = auto(
+        stack,
+        prometheus,
+        "--steps",
+        "100",
+        "--success-query",
+        'sum(rate(probe_success{job="x",track="$track"}[5m]))',
+        "--latency-query",
+        'max(probe_duration_seconds{track="$track"})',
+        "--min-success",
+        "0.9",
+        "--max-p99-ms",
+        "800",
+    )
+    assert code == 0
+    assert 'sum(rate(probe_success{job="x",track="canary"}[5m]))' in prometheus.queries
+
+
+def test_given_dry_run_when_auto_then_one_preview_and_config_restored(
+    prometheus: FakePrometheus,
+) -> None:
+    stack = FakeStack(CANARY)
+    before = copy.deepcopy(stack.data)
+    assert auto(stack, prometheus, "--dry-run") == 0
+    assert stack.ups == []
+    assert stack.previews[0]["moontv:release"]["canary"]["weight"] == 10
+    assert stack.data == before
+
+
+@pytest.mark.parametrize(
+    ("release", "message"),
+    [
+        ({"strategy": "canary"}, "auto needs a canary"),
+        (None, "auto needs strategy canary or blue-green, got 'rolling'"),
+    ],
+)
+def test_given_nothing_to_roll_out_when_auto_then_exit_2(
+    prometheus: FakePrometheus,
+    release: dict[str, Any] | None,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stack = FakeStack(release)
+    assert auto(stack, prometheus) == 2
+    assert message in capsys.readouterr().err
+    assert stack.writes == 0
+
+
+def test_given_prometheus_unreachable_when_auto_then_exit_2_and_config_untouched(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    closed = FakePrometheus()
+    url = closed.url
+    closed.close()
+    stack = FakeStack(CANARY)
+    assert run(stack, "auto", "--prometheus", url, "--interval", "0s") == 2
+    assert f"--prometheus: vector(1): cannot reach {url}" in capsys.readouterr().err
+    assert stack.writes == 0
+
+
+# --- auto: blue-green ----------------------------------------------------------------------------
+
+
+def test_given_healthy_preview_when_auto_blue_green_then_switches(
+    prometheus: FakePrometheus,
+) -> None:
+    stack = FakeStack(BLUE_GREEN)
+    assert auto(stack, prometheus) == 0
+    assert [u["moontv:release"]["blueGreen"]["active"] for u in stack.ups] == ["green"]
+    assert 'avg(avg_over_time(probe_success{track="green"}[1m]))' in prometheus.queries
+
+
+def test_given_unhealthy_preview_when_auto_blue_green_then_stays_and_records_why(
+    prometheus: FakePrometheus,
+) -> None:
+    prometheus.success = [0.2]
+    stack = FakeStack(BLUE_GREEN)
+    assert auto(stack, prometheus) == 1
+    assert stack.release["blueGreen"]["active"] == "blue"
+    assert stack.release["lastDecision"]["reason"].startswith(
+        "preview green unhealthy, blue stays active: success rate too low"
+    )
+
+
+def test_given_colour_unhealthy_after_switch_when_auto_then_switches_back(
+    prometheus: FakePrometheus,
+) -> None:
+    prometheus.success = [1.0, 0.3]
+    stack = FakeStack(BLUE_GREEN)
+    assert auto(stack, prometheus) == 1
+    assert [u["moontv:release"]["blueGreen"]["active"] for u in stack.ups] == ["green", "blue"]
+    assert stack.release["lastDecision"]["action"] == "rollback"
+    assert "green unhealthy after the switch" in stack.release["lastDecision"]["reason"]
+
+
+# --- pieces ----------------------------------------------------------------------------------
+
+
+def test_diff_sets_changed_leaves_and_removes_missing_ones() -> None:
+    old = {"strategy": "canary", "canary": {"version": "v2", "weight": 10}}
+    new = {"strategy": "canary", "canary": {"weight": 0}, "blueGreen": {"scaleDownInactive": True}}
+    assert diff("moontv:release", old, new) == (
+        {"moontv:release.canary.weight": "0", "moontv:release.blueGreen.scaleDownInactive": "true"},
+        ["moontv:release.canary.version"],
+    )
+
+
+def test_diff_removes_a_vanished_object_whole() -> None:
+    old = {"strategy": "canary", "lastDecision": {"action": "promote", "reason": "r", "at": "t"}}
+    assert diff("moontv:release", old, {"strategy": "canary"}) == (
+        {},
+        ["moontv:release.lastDecision"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("success", "message"),
+    [([None], "no data"), (["NaN"], "no data (NaN)")],
+)
+def test_query_without_a_number_is_an_error(
+    prometheus: FakePrometheus, success: list[Any], message: str
+) -> None:
+    prometheus.success = success
+    with pytest.raises(QueryError, match=re.escape(message)):
+        query(prometheus.url, "probe_success")
+
+
+def test_query_with_an_error_status_names_the_query(prometheus: FakePrometheus) -> None:
+    with pytest.raises(QueryError, match=r"^up: HTTP 400 from http://127\.0\.0\.1:\d+$"):
+        query(prometheus.url, "up")
+
+
+def test_check_reports_measurements_when_healthy(prometheus: FakePrometheus) -> None:
+    prometheus.success, prometheus.latency = [0.995], [0.25]
+    health = check(HealthPolicy(prometheus.url), "canary")
+    assert health.ok
+    assert health.summary == "success 0.995 (min 0.99), p99 250 ms (max 500)"
+
+
+def test_engine_env_defaults_to_the_project_file_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    assert engine_env("dev", tmp_path) == {
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_BACKEND_URL": f"file://{tmp_path}/.pulumi-state",
+        "PULUMI_CONFIG_PASSPHRASE": "",
+    }
+    assert "PULUMI_CONFIG_PASSPHRASE" not in engine_env("prod", tmp_path)
+    monkeypatch.setenv("PULUMI_BACKEND_URL", "file:///elsewhere")
+    assert "PULUMI_BACKEND_URL" not in engine_env("dev", tmp_path)
+
+
+@pytest.mark.parametrize("script", ["canary-deploy.sh", "blue-green-deploy.sh"])
+def test_deploy_scripts_have_help_and_refuse_missing_arguments(script: str) -> None:
+    path = ROOT / "scripts" / script
+    shown = subprocess.run(
+        ["bash", str(path), "--help"], check=False, capture_output=True, text=True
+    )
+    assert shown.returncode == 0
+    assert shown.stdout.startswith(f"Usage: scripts/{script} --stack STACK --version VERSION")
+    missing = subprocess.run(
+        ["bash", str(path), "--stack", "dev"], check=False, capture_output=True, text=True
+    )
+    assert missing.returncode == 2
+    assert "--stack and --version are required" in missing.stderr
+
+
+def test_decode_config_reads_objects_scalars_and_hides_secrets() -> None:
+    entries = {
+        "moontv:release": {
+            "value": '{"strategy":"canary"}',
+            "objectValue": {"strategy": "canary"},
+            "secret": False,
+        },
+        "moontv:replicas": {"value": "2", "secret": False},
+        "moontv:environment": {"value": "dev", "secret": False},
+        "moontv:ownerPassword": {"value": "[secret]", "secret": True},
+        "kubernetes:context": {"value": "kind", "secret": False},
+    }
+    assert decode_config(entries) == {
+        "moontv:release": {"strategy": "canary"},
+        "moontv:replicas": 2,
+        "moontv:environment": "dev",
+        "moontv:ownerPassword": "[secret]",
+    }
+
+
+def test_engine_errors_keep_the_useful_tail() -> None:
+    from pulumi.automation._cmd import CommandResult
+    from pulumi.automation.errors import CommandError
+
+    only_stdout = CommandError(
+        CommandResult("Updating\n  2 errored\nerror: plugin missing\n", "", 255)
+    )
+    assert error_tail(only_stdout) == "Updating\n  2 errored\nerror: plugin missing"
+    with_stderr = CommandError(CommandResult("noise", "error: stack is locked\n", 255))
+    assert error_tail(with_stderr) == "error: stack is locked"

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Install the Debian packages the test suite runs for real (idempotent; quiet when present).
+set -euo pipefail
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then
+  echo "Usage: tools/test-deps.sh   (installs redis-server, prometheus, blackbox exporter, alertmanager, docker.io when missing)"
+  exit 0
+fi
+declare -A wanted=(
+  [redis-server]=redis-server
+  [prometheus]=prometheus
+  [promtool]=prometheus
+  [prometheus-blackbox-exporter]=prometheus-blackbox-exporter
+  [amtool]=prometheus-alertmanager
+  [dockerd]=docker.io
+  [busybox]=busybox-static
+)
+missing=()
+for binary in "${!wanted[@]}"; do
+  command -v "$binary" >/dev/null 2>&1 || missing+=("${wanted[$binary]}")
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "test packages present"
+  exit 0
+fi
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get -o DPkg::Lock::Timeout=600 update -qq
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts packaged daemons on install; tests run their own on 127.0.0.1.
+for service in redis-server prometheus prometheus-blackbox-exporter prometheus-alertmanager prometheus-node-exporter; do
+  if command -v systemctl >/dev/null 2>&1; then systemctl stop "$service" >/dev/null 2>&1 || true; fi
+  pkill -x "${service}" >/dev/null 2>&1 || true
+done
+echo "installed: ${missing[*]}"
