@@ -236,7 +236,11 @@ build_random() {
 }
 
 build_docker_build() {
-	local v=$1
+	local v=$1 m
+	for m in github.com/pulumi/pulumi-docker-build/provider github.com/pulumi/pulumi-docker-build ""; do
+		[[ -n $m ]] || unavailable "github.com/pulumi/pulumi-docker-build@v$v is not published on the Go module proxy"
+		module_served "$m@v$v" && break
+	done
 	GOFLAGS=-mod=mod GOBIN="$BIN" CGO_ENABLED=0 go install -trimpath \
 		-ldflags "-s -w -X github.com/pulumi/pulumi-docker-build/provider.Version=$v" \
 		"github.com/pulumi/pulumi-docker-build/provider/cmd/pulumi-resource-docker-build@v$v"
