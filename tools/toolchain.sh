@@ -236,14 +236,26 @@ build_random() {
 }
 
 build_docker_build() {
-	local v=$1 m
-	for m in github.com/pulumi/pulumi-docker-build/provider github.com/pulumi/pulumi-docker-build ""; do
-		[[ -n $m ]] || unavailable "github.com/pulumi/pulumi-docker-build@v$v is not published on the Go module proxy"
-		module_served "$m@v$v" && break
-	done
-	GOFLAGS=-mod=mod GOBIN="$BIN" CGO_ENABLED=0 go install -trimpath \
-		-ldflags "-s -w -X github.com/pulumi/pulumi-docker-build/provider.Version=$v" \
-		"github.com/pulumi/pulumi-docker-build/provider/cmd/pulumi-resource-docker-build@v$v"
+	local v=$1 w="$SRC/docker-build" mv="github.com/pulumi/pulumi-docker-build@v$1"
+	# The command lives in the repository's root module; `go install …@v` fails because the
+	# proxy refuses the module's version list (needed for its deprecation check), so build it
+	# through a wrapper module.
+	module_served "$mv" || unavailable "$mv is not published on the Go module proxy"
+	wrapper_module "$w" "$mv"
+	cd "$w"
+	printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/pulumi/pulumi-docker-build/provider/cmd/pulumi-resource-docker-build"\n' >tools.go
+	# v0.0.22 imports the Java and .NET code generators (for its docs), whose modules the proxy
+	# does not serve; report those.
+	local out missing
+	if ! out=$(GOFLAGS=-mod=mod go mod tidy 2>&1); then
+		echo "$out"
+		missing=$(sed -n 's/.*: \([^ :]*@v[^ :]*\): reading http.*403 Forbidden.*/\1/p' <<<"$out" | sort -u | paste -sd' ')
+		[[ -z $missing ]] || unavailable "$mv needs modules the Go module proxy does not publish: $missing"
+		return 1
+	fi
+	GOFLAGS=-mod=mod gobuild -ldflags "-s -w -X github.com/pulumi/pulumi-docker-build/provider.Version=$v" \
+		-o "$BIN/pulumi-resource-docker-build.tmp" github.com/pulumi/pulumi-docker-build/provider/cmd/pulumi-resource-docker-build
+	mv "$BIN/pulumi-resource-docker-build.tmp" "$BIN/pulumi-resource-docker-build"
 }
 
 build_docker() {
