@@ -204,7 +204,7 @@ build_python() {
 		-ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$v" \
 		-o "$BIN/pulumi-language-python.tmp" .
 	install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$BIN/pulumi-language-python-exec"
-	# Serves Pulumi dynamic providers (components/passwords.py) from the language host.
+	# The provider plugin that runs Python dynamic providers (pulumi.dynamic).
 	install -m 0755 "$sdk/python/dist/pulumi-resource-pulumi-python" "$BIN/pulumi-resource-pulumi-python"
 	mv "$BIN/pulumi-language-python.tmp" "$BIN/pulumi-language-python"
 }
@@ -236,10 +236,26 @@ build_random() {
 }
 
 build_docker_build() {
-	local v=$1
-	GOFLAGS=-mod=mod GOBIN="$BIN" CGO_ENABLED=0 go install -trimpath \
-		-ldflags "-s -w -X github.com/pulumi/pulumi-docker-build/provider.Version=$v" \
-		"github.com/pulumi/pulumi-docker-build/provider/cmd/pulumi-resource-docker-build@v$v"
+	local v=$1 w="$SRC/docker-build" mv="github.com/pulumi/pulumi-docker-build@v$1"
+	# The command lives in the repository's root module; `go install …@v` fails because the
+	# proxy refuses the module's version list (needed for its deprecation check), so build it
+	# through a wrapper module.
+	module_served "$mv" || unavailable "$mv is not published on the Go module proxy"
+	wrapper_module "$w" "$mv"
+	cd "$w"
+	printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/pulumi/pulumi-docker-build/provider/cmd/pulumi-resource-docker-build"\n' >tools.go
+	# v0.0.22 imports the Java and .NET code generators (for its docs), whose modules the proxy
+	# does not serve; report those.
+	local out missing
+	if ! out=$(GOFLAGS=-mod=mod go mod tidy 2>&1); then
+		echo "$out"
+		missing=$(sed -n 's/.*: \([^ :]*@v[^ :]*\): reading http.*403 Forbidden.*/\1/p' <<<"$out" | sort -u | paste -sd' ')
+		[[ -z $missing ]] || unavailable "$mv needs modules the Go module proxy does not publish: $missing"
+		return 1
+	fi
+	GOFLAGS=-mod=mod gobuild -ldflags "-s -w -X github.com/pulumi/pulumi-docker-build/provider.Version=$v" \
+		-o "$BIN/pulumi-resource-docker-build.tmp" github.com/pulumi/pulumi-docker-build/provider/cmd/pulumi-resource-docker-build
+	mv "$BIN/pulumi-resource-docker-build.tmp" "$BIN/pulumi-resource-docker-build"
 }
 
 build_docker() {
