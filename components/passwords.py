@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import string
+import weakref
 from typing import Any
 
 import pulumi
@@ -43,14 +44,16 @@ class _Provider(pulumi.ProviderResource):
         super().__init__("pulumi-python", "moontv-passwords", {})
 
 
+#: One explicit provider per program run, keyed by the run's root stack resource.
+_PROVIDERS: weakref.WeakKeyDictionary[pulumi.Resource, _Provider] = weakref.WeakKeyDictionary()
+
+
 def _explicit_provider() -> _Provider:
-    """One explicit provider per program run (kept on the run's root stack resource)."""
     root = pulumi.runtime.get_root_resource()
-    provider = getattr(root, "_moontv_passwords", None)
-    if provider is None:
-        provider = _Provider()
-        setattr(root, "_moontv_passwords", provider)
-    return provider
+    assert root is not None, "generated passwords are created inside a Pulumi program"
+    if root not in _PROVIDERS:
+        _PROVIDERS[root] = _Provider()
+    return _PROVIDERS[root]
 
 
 class GeneratedPassword(Resource):

@@ -135,6 +135,8 @@ class StorageSettings(ConfigModel):
     storage_class: str | None = None
     kvrocks_image: str = "apache/kvrocks:2.11.1"
     redis_image: str = "redis:7.4.2-alpine"
+    #: Prometheus exporter sidecar of the storage StatefulSet (metrics port 9121).
+    exporter_image: str = "oliver006/redis_exporter:v1.67.0"
     backup: BackupSettings = BackupSettings()
 
     @property

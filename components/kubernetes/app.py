@@ -51,6 +51,8 @@ class MoonTVKubernetesArgs:
     storage_url: pulumi.Output[str] | None = None
     #: Image references to use instead of ``repository:version`` (e.g. a freshly built digest).
     image_overrides: Mapping[str, pulumi.Input[str]] | None = None
+    #: Namespace of the Prometheus that scrapes the storage exporter (monitoring on).
+    metrics_namespace: str | None = None
 
 
 def image_ref(repository: str, version: str) -> str:
@@ -62,6 +64,7 @@ class MoonTVKubernetes(pulumi.ComponentResource):
     """The whole MoonTV deployment in one namespace."""
 
     namespace: pulumi.Output[str]
+    storage: Storage
     services: dict[str, pulumi.Output[str]]
     deployments: dict[str, k8s.apps.v1.Deployment]
 
@@ -90,11 +93,12 @@ class MoonTVKubernetes(pulumi.ComponentResource):
             automount_service_account_token=False,
             opts=inner,
         )
-        storage = Storage(
+        storage = self.storage = Storage(
             f"{name}-storage",
             StorageArgs(namespace=self.namespace, instance=args.instance, storage=args.storage,
                         tool_image=self._image(args.plan.tracks[0]),
-                        external_url=args.storage_url),
+                        external_url=args.storage_url,
+                        metrics_namespace=args.metrics_namespace),
             opts=inner,
         )
         self.config_map = k8s.core.v1.ConfigMap(

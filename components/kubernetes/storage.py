@@ -24,6 +24,7 @@ SCRIPT_DIR = "/opt/moontv"
 PORTS = {"kvrocks": 6666, "redis": 6379}
 DATA_DIRS = {"kvrocks": "/var/lib/kvrocks", "redis": "/data"}
 STORAGE_UID = 999  # the `redis` user of the Redis image; Kvrocks runs as any uid
+EXPORTER_PORT = 9121
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class StorageArgs:
     #: Image with Node 20 that runs the backup script (the MoonTV image itself).
     tool_image: pulumi.Input[str]
     external_url: pulumi.Output[str] | None = None
+    #: Namespace whose Prometheus scrapes the storage exporter (None: no exporter traffic).
+    metrics_namespace: str | None = None
 
 
 def _server_config(kind: str, password: pulumi.Output[str]) -> pulumi.Output[str]:
@@ -54,12 +57,18 @@ class Storage(pulumi.ComponentResource):
     url: pulumi.Output[str]
     host: str | None
     port: int | None
+    #: Labels of the storage Service (it has the exporter's `metrics` port), or None.
+    selector: dict[str, str] | None
+    #: Name of the backup CronJob, or None.
+    backup_cronjob: str | None
 
     def __init__(self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("moontv:kubernetes:Storage", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         s = args.storage
         self.host = self.port = None
+        self.selector = None
+        self.backup_cronjob = None
         if s.kind == "external":
             assert args.external_url is not None  # settings guarantees it
             self.url = pulumi.Output.secret(args.external_url)
@@ -80,7 +89,7 @@ class Storage(pulumi.ComponentResource):
         config = k8s.core.v1.Secret(
             f"{name}-config",
             metadata={"namespace": args.namespace, "labels": labels},
-            string_data={f"{kind}.conf": _server_config(kind, password)},
+            string_data={f"{kind}.conf": _server_config(kind, password), "password": password},
             opts=child,
         )
         k8s.core.v1.Service(
@@ -89,7 +98,8 @@ class Storage(pulumi.ComponentResource):
             spec={
                 "clusterIP": "None",
                 "selector": selector,
-                "ports": [{"name": kind, "port": port, "targetPort": kind}],
+                "ports": [{"name": kind, "port": port, "targetPort": kind},
+                          {"name": "metrics", "port": EXPORTER_PORT, "targetPort": "metrics"}],
             },
             opts=child,
         )
@@ -123,6 +133,21 @@ class Storage(pulumi.ComponentResource):
                                 {"name": "config", "mountPath": f"/etc/{kind}", "readOnly": True},
                                 {"name": "tmp", "mountPath": "/tmp"},
                             ],
+                        }, {
+                            "name": "exporter",
+                            "image": s.exporter_image,
+                            "env": [
+                                {"name": "REDIS_ADDR", "value": f"redis://localhost:{port}"},
+                                {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {
+                                    "name": config.metadata.name, "key": "password"}}},
+                            ],
+                            "ports": [{"name": "metrics", "containerPort": EXPORTER_PORT}],
+                            "readinessProbe": {"tcpSocket": {"port": "metrics"}},
+                            "livenessProbe": {"tcpSocket": {"port": "metrics"},
+                                              "periodSeconds": 20},
+                            "resources": {"requests": {"cpu": "10m", "memory": "32Mi"},
+                                          "limits": {"cpu": "100m", "memory": "64Mi"}},
+                            "securityContext": pod.container_security(),
                         }],
                         "volumes": [
                             {"name": "config", "secret": {"secretName": config.metadata.name}},
@@ -149,13 +174,20 @@ class Storage(pulumi.ComponentResource):
                         for component in ("app", "backup")
                     ],
                     "ports": [{"protocol": "TCP", "port": port}],
-                }],
+                }, *([{
+                    "from": [{"namespaceSelector": {"matchLabels": {
+                        "kubernetes.io/metadata.name": args.metrics_namespace}}}],
+                    "ports": [{"protocol": "TCP", "port": EXPORTER_PORT}],
+                }] if args.metrics_namespace else [])],
             },
             opts=child,
         )
+        self.selector = selector
         if s.backup.enabled:
             self._backup(name, args, service_name, child)
-        self.register_outputs({"url": self.url, "host": self.host, "port": self.port})
+            self.backup_cronjob = f"{service_name}-backup"
+        self.register_outputs({"url": self.url, "host": self.host, "port": self.port,
+                               "backupCronJob": self.backup_cronjob})
 
     def _backup(self, name: str, args: StorageArgs, service_name: str,
                 child: pulumi.ResourceOptions) -> None:

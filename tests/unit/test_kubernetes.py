@@ -182,3 +182,18 @@ def test_given_a_provider_then_only_its_routing_objects_exist(run, provider):
     r = run("dev", {"moontv:traffic": {"host": "tv.example.com", "provider": provider}})
     assert bool(r.kind("HTTPRoute")) == (provider == "gateway")
     assert bool(r.kind("Ingress")) == (provider == "nginx")
+
+
+def test_given_monitoring_then_prometheus_scrapes_the_storage_exporter(run):
+    staging = run("staging")
+    service = staging.named("Service", "moontv-kvrocks").inputs["spec"]
+    assert {"name": "metrics", "port": 9121, "targetPort": "metrics"} in service["ports"]
+    monitors = [m for m in staging.kind("ServiceMonitor")]
+    assert monitors, "a ServiceMonitor for the storage exporter"
+    selector = monitors[0].inputs["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["selector"].items()
+    policy = staging.named("NetworkPolicy", "moontv-kvrocks-from-app").inputs["spec"]["ingress"]
+    assert any(rule["ports"] == [{"protocol": "TCP", "port": 9121}] for rule in policy)
+    dev = run("dev")  # monitoring off: no exporter traffic admitted
+    policy = dev.named("NetworkPolicy", "moontv-kvrocks-from-app").inputs["spec"]["ingress"]
+    assert len(policy) == 1
