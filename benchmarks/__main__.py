@@ -89,6 +89,7 @@ def _render_only(stack_file: Path, render_dir: Path) -> None:
 
     doc = yaml.safe_load(stack_file.read_text())
     doc["config"]["moontv:kubernetes"] = {"renderDir": str(render_dir)}
+    doc.pop("encryptionsalt", None)  # the stack is created anew with the bench passphrase
     stack_file.write_text(yaml.safe_dump(doc))
 
 
