@@ -35,6 +35,7 @@ from components.monitoring.model import (
     KUBE_PROMETHEUS_STACK_REPO,
     MonitoringSettings,
     TrackLike,
+    require_receiver_secrets,
 )
 from components.monitoring.rules import (
     PROBE_JOB,
@@ -110,11 +111,7 @@ class Monitoring(pulumi.ComponentResource):
         self._args = args
         self._ns = args.namespace
         s = args.settings
-        missing = [n for n in s.secret_receivers() if n not in args.receiver_secrets]
-        if missing:
-            raise ValueError(
-                "moontv:monitoring.receivers: no secret value for " + ", ".join(missing)
-            )
+        require_receiver_secrets(s, args.receiver_secrets)
         self._opts = pulumi.ResourceOptions(
             parent=self, providers=[args.provider] if args.provider else None
         )

@@ -7,6 +7,7 @@ components keyed by receiver name.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Literal, Protocol
 from urllib.parse import urlparse
 
@@ -174,3 +175,10 @@ class MonitoringSettings(_Model):
     def secret_receivers(self) -> list[str]:
         """Names of the receivers whose secret value must be supplied."""
         return [r.name for r in self.receivers if r.needs_secret]
+
+
+def require_receiver_secrets(settings: MonitoringSettings, secrets: Mapping[str, object]) -> None:
+    """Raise when a receiver that needs a secret value (URL, SMTP password) has none."""
+    missing = [n for n in settings.secret_receivers() if n not in secrets]
+    if missing:
+        raise ValueError("moontv:monitoring.receivers: no secret value for " + ", ".join(missing))

@@ -26,7 +26,7 @@ from components.monitoring.config import (
     blackbox_config,
     prometheus_config,
 )
-from components.monitoring.model import MonitoringSettings, TrackLike
+from components.monitoring.model import MonitoringSettings, TrackLike, require_receiver_secrets
 from components.monitoring.rules import PROBE_PATH, RuleScope, alert_rules, monitored
 
 APP_PORT = 3000
@@ -80,11 +80,7 @@ class SwarmMonitoring(pulumi.ComponentResource):
         super().__init__("moontv:monitoring:SwarmMonitoring", name, None, opts)
         self._args = args
         s = args.settings
-        missing = [n for n in s.secret_receivers() if n not in args.receiver_secrets]
-        if missing:
-            raise ValueError(
-                "moontv:monitoring.receivers: no secret value for " + ", ".join(missing)
-            )
+        require_receiver_secrets(s, args.receiver_secrets)
         self._opts = pulumi.ResourceOptions(
             parent=self, providers=[args.provider] if args.provider else None
         )
