@@ -12,13 +12,11 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,7 @@ from components.monitoring.config import (
 from components.monitoring.model import MonitoringSettings
 from components.monitoring.rules import TRACK_DOWN, RuleScope, alert_rules, health_gate_queries
 from tests.conftest import require_tools
+from tests.integration.local_http import LocalServer, QuietHandler
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ("prometheus", "prometheus-blackbox-exporter", "prometheus-alertmanager")
@@ -70,62 +69,36 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class LoginApp:
+class LoginApp(LocalServer):
     """Stand-in for one MoonTV track: GET /login answers 200 with an HTML page."""
 
     def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
-                status, body = (200, b"<html><body>login</body></html>") \
-                    if self.path == "/login" else (404, b"not found")
-                self.send_response(status)
-                self.send_header("Content-Type", "text/html")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                if self.path == "/login":
+                    self.reply(200, "text/html", b"<html><body>login</body></html>")
+                else:
+                    self.reply(404, "text/html", b"not found")
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/login"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.running = True
-
-    def stop(self) -> None:
-        if self.running:
-            self.server.shutdown()
-            self.server.server_close()
-            self.thread.join(timeout=5)
-            self.running = False
+        super().__init__(Handler)
+        self.url = f"http://{self.address}/login"
 
 
-class WebhookSink:
+class WebhookSink(LocalServer):
     """Receives Alertmanager webhook notifications."""
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
         sink = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 sink.received.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.end_headers()
+                self.reply(200, "text/plain", b"")
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
+        self.url = f"http://{self.address}/alerts"
 
 
 def get_json(url: str) -> Any:

@@ -12,11 +12,9 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ import yaml
 from rollout.health import HealthPolicy, check
 from tests.conftest import ROOT, skip_or_fail
 from tests.integration.engine import Project, require_engine, stack_config
+from tests.integration.local_http import LocalServer, QuietHandler
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
@@ -39,7 +38,7 @@ def _free_port() -> int:
         return port
 
 
-class ProbeExporter:
+class ProbeExporter(LocalServer):
     """`/metrics` with blackbox-style probe metrics for the canary track."""
 
     def __init__(self) -> None:
@@ -47,7 +46,7 @@ class ProbeExporter:
         self.duration = 0.12
         exporter = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 body = (
                     "# TYPE probe_success gauge\n"
@@ -56,31 +55,16 @@ class ProbeExporter:
                     "# TYPE probe_duration_seconds gauge\n"
                     f'probe_duration_seconds{{track="canary"}} {exporter.duration}\n'
                 ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.reply(200, "text/plain; version=0.0.4", body)
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.address = f"127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,))
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
+        super().__init__(Handler)
 
 
 @pytest.fixture
 def exporter() -> Iterator[ProbeExporter]:
     probes = ProbeExporter()
     yield probes
-    probes.close()
+    probes.stop()
 
 
 @pytest.fixture
