@@ -1,13 +1,14 @@
 """The policies of ``moontv-policies``: CrossGuard wrappers around the rules of ``rules.py``.
 
 Digest pinning is enforced when the pack config sets ``requireDigests`` or, without it, when
-the stack is ``prod``.
+the stack's ``moontv:environment`` is ``prod`` (or, for other programs, the stack is named prod).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 import rules
 from pulumi_policy import (
@@ -18,8 +19,32 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
+from pulumi_policy import policy as policy_runtime
 
 ResourceRule = Callable[[str, rules.Props], list[str]]
+
+#: The stack under analysis. The engine names it, with its config, in ConfigureStack;
+#: pulumi-policy 1.21 keeps only the stack's tags from that call, so the pack records the rest.
+STACK: dict[str, str | None] = {"name": os.environ.get("PULUMI_STACK"), "environment": None}
+ENVIRONMENT_KEY = "moontv:environment"
+
+
+def _record_stack(configure_stack: Callable[..., Any]) -> Callable[..., Any]:
+    def record(servicer: Any, request: Any, context: Any) -> Any:
+        STACK["name"] = request.stack or STACK["name"]
+        STACK["environment"] = request.config.get(ENVIRONMENT_KEY)
+        return configure_stack(servicer, request, context)
+
+    return record
+
+
+_servicer = policy_runtime._PolicyAnalyzerServicer
+_servicer.ConfigureStack = _record_stack(_servicer.ConfigureStack)  # type: ignore[method-assign]
+
+
+def stack_environment() -> str | None:
+    """The environment of the stack: its moontv:environment, else its name's last segment."""
+    return STACK["environment"] or (STACK["name"] or "").rsplit("/", 1)[-1] or None
 
 
 def resource_policy(name: str, description: str, rule: ResourceRule) -> ResourceValidationPolicy:
@@ -31,7 +56,7 @@ def resource_policy(name: str, description: str, rule: ResourceRule) -> Resource
 
 
 def _digest_validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if rules.digests_required(args.get_config(), os.environ.get("PULUMI_STACK")):
+    if rules.digests_required(args.get_config(), stack_environment()):
         for message in rules.digest_pinned(args.resource_type, args.props):
             report(message, None)
 

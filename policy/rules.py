@@ -249,13 +249,12 @@ def digest_pinned(resource_type: str, props: Props) -> list[str]:
     ]
 
 
-def digests_required(pack_config: Mapping[str, Any], stack: str | None) -> bool:
-    """Digest pinning applies when the pack config says so, else when the stack is prod."""
+def digests_required(pack_config: Mapping[str, Any], environment: str | None) -> bool:
+    """Digest pinning applies when the pack config says so, else in a prod environment."""
     explicit = pack_config.get("requireDigests")
     if explicit is not None:
         return bool(explicit)
-    name = (stack or "").rsplit("/", 1)[-1]
-    return name in PROD_ENVIRONMENTS
+    return environment in PROD_ENVIRONMENTS
 
 
 # --- services and config maps ----------------------------------------------------------------

@@ -56,13 +56,6 @@ DASHBOARD_LABEL = {"grafana_dashboard": "1"}
 
 
 @dataclass(frozen=True)
-class MonitoringImages:
-    blackbox_exporter: str = "quay.io/prometheus/blackbox-exporter:v0.25.0"
-    fluent_bit: str = "cr.fluentbit.io/fluent/fluent-bit:3.2.2"
-    otel_collector: str = "otel/opentelemetry-collector-contrib:0.115.1"
-
-
-@dataclass(frozen=True)
 class MonitoringArgs:
     namespace: str
     tracks: Sequence[TrackLike]
@@ -76,7 +69,6 @@ class MonitoringArgs:
     storage_selector: Mapping[str, str] | None = None
     storage_metrics_port: str = "metrics"
     backup_cronjob: str | None = None
-    images: MonitoringImages = field(default_factory=MonitoringImages)
     provider: pulumi.ProviderResource | None = None
 
 
@@ -234,7 +226,7 @@ class Monitoring(pulumi.ComponentResource):
                         "securityContext": _restricted_pod(65534),
                         "containers": [{
                             "name": "blackbox-exporter",
-                            "image": self._args.images.blackbox_exporter,
+                            "image": self._args.settings.images.blackbox_exporter,
                             "args": ["--config.file=/etc/blackbox/blackbox.yml"],
                             "ports": [{"name": "http", "containerPort": BLACKBOX_PORT}],
                             "securityContext": _restricted_container(),
@@ -402,7 +394,7 @@ class Monitoring(pulumi.ComponentResource):
                         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
                         "containers": [{
                             "name": "fluent-bit",
-                            "image": self._args.images.fluent_bit,
+                            "image": self._args.settings.images.fluent_bit,
                             "args": ["--config=/fluent-bit/etc/fluent-bit.conf"],
                             "ports": [{"name": "http", "containerPort": FLUENT_BIT_HTTP_PORT}],
                             "securityContext": _restricted_container(),
@@ -454,7 +446,7 @@ class Monitoring(pulumi.ComponentResource):
                         "securityContext": _restricted_pod(10001),
                         "containers": [{
                             "name": "otel-collector",
-                            "image": self._args.images.otel_collector,
+                            "image": self._args.settings.images.otel_collector,
                             "args": ["--config=/etc/otelcol/collector.yaml"],
                             "ports": [
                                 {"name": "otlp-grpc", "containerPort": OTLP_GRPC_PORT},

@@ -147,6 +147,18 @@ class TraceExport(_Model):
         return self
 
 
+class MonitoringImages(_Model):
+    """``moontv:monitoring.images``: what the monitoring components run. Prod pins them by
+    digest (``name:tag@sha256:…``), as the policy pack requires."""
+
+    blackbox_exporter: str = "quay.io/prometheus/blackbox-exporter:v0.25.0"
+    fluent_bit: str = "cr.fluentbit.io/fluent/fluent-bit:3.2.2"
+    otel_collector: str = "otel/opentelemetry-collector-contrib:0.115.1"
+    # Swarm only: Kubernetes uses the Prometheus Operator's Prometheus and Alertmanager.
+    prometheus: str = "quay.io/prometheus/prometheus:v2.53.4"
+    alertmanager: str = "quay.io/prometheus/alertmanager:v0.28.1"
+
+
 class MonitoringSettings(_Model):
     """``moontv:monitoring``: probes, alert thresholds, receivers, logs and traces."""
 
@@ -163,6 +175,7 @@ class MonitoringSettings(_Model):
     receivers: tuple[Receiver, ...] = ()
     logs: LogShipping = Field(default_factory=LogShipping)
     traces: TraceExport = Field(default_factory=TraceExport)
+    images: MonitoringImages = Field(default_factory=MonitoringImages)
 
     @model_validator(mode="after")
     def _unique_receivers(self) -> MonitoringSettings:

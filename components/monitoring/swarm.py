@@ -37,18 +37,10 @@ PROMETHEUS_DIR, ALERTMANAGER_DIR, BLACKBOX_DIR = (
 
 
 @dataclass(frozen=True)
-class SwarmMonitoringImages:
-    prometheus: str = "quay.io/prometheus/prometheus:v2.53.4"
-    blackbox_exporter: str = "quay.io/prometheus/blackbox-exporter:v0.25.0"
-    alertmanager: str = "quay.io/prometheus/alertmanager:v0.28.1"
-
-
-@dataclass(frozen=True)
 class SwarmMonitoringArgs:
     tracks: Sequence[TrackLike]
     settings: MonitoringSettings
     network: pulumi.Input[str]  # overlay network shared with the MoonTV services
-    images: SwarmMonitoringImages = field(default_factory=SwarmMonitoringImages)
     # track name -> Swarm service name (its DNS name on the network); default `moontv-<track>`.
     service_names: Mapping[str, str] = field(default_factory=dict)
     # receiver name -> URL (webhook, slack) or SMTP password (email), as secret Outputs.
@@ -95,13 +87,13 @@ class SwarmMonitoring(pulumi.ComponentResource):
             names = {k: naming.resource_name(naming.APP, k)
                      for k in ("prometheus", "blackbox", "alertmanager")}
             self.blackbox = self._service(
-                names["blackbox"], args.images.blackbox_exporter, BLACKBOX_PORT,
+                names["blackbox"], args.settings.images.blackbox_exporter, BLACKBOX_PORT,
                 [f"--config.file={BLACKBOX_DIR}/blackbox.yml"],
                 configs=[self._config("blackbox-yml", _yaml(blackbox_config()),
                                       f"{BLACKBOX_DIR}/blackbox.yml")],
             )
             self.alertmanager = self._service(
-                names["alertmanager"], args.images.alertmanager, ALERTMANAGER_PORT,
+                names["alertmanager"], args.settings.images.alertmanager, ALERTMANAGER_PORT,
                 [f"--config.file={ALERTMANAGER_DIR}/alertmanager.yml",
                  "--storage.path=/alertmanager", "--cluster.listen-address="],
                 secrets=[self._alertmanager_secret()],
@@ -116,7 +108,7 @@ class SwarmMonitoring(pulumi.ComponentResource):
             rules = alert_rules(tracks, s, RuleScope(storage=args.storage_exporter is not None))
             rules_file = f"{PROMETHEUS_DIR}/moontv-rules.yml"
             self.prometheus = self._service(
-                names["prometheus"], args.images.prometheus, PROMETHEUS_PORT,
+                names["prometheus"], args.settings.images.prometheus, PROMETHEUS_PORT,
                 [f"--config.file={PROMETHEUS_DIR}/prometheus.yml",
                  "--storage.tsdb.path=/prometheus"],
                 configs=[

@@ -20,7 +20,7 @@ from pulumi import automation as auto
 from tests.conftest import ROOT, skip_or_fail
 
 PASSPHRASE = "integration-test-passphrase"
-PROGRAM_FILES = ("Pulumi.yaml", "__main__.py", "components")
+PROGRAM_FILES = ("Pulumi.yaml", "__main__.py", "components", "policy")
 
 
 def toolchain_bin() -> Path | None:

@@ -22,7 +22,6 @@ from components.monitoring.rules import TRACK_DOWN, RuleScope, alert_rules
 from components.monitoring.swarm import (
     SwarmMonitoring,
     SwarmMonitoringArgs,
-    SwarmMonitoringImages,
 )
 from tests.program import unwrap
 
@@ -313,12 +312,12 @@ def test_declared_kubernetes_objects_pass_strict_schema_validation() -> None:
 
 def swarm_args(**changes: Any) -> SwarmMonitoringArgs:
     base: dict[str, Any] = {
-        "tracks": CANARY, "settings": settings(), "network": "moontv-net",
+        "tracks": CANARY, "network": "moontv-net",
+        "settings": settings(images={"prometheus": "local/prometheus:test",
+                                     "blackboxExporter": "local/blackbox:test",
+                                     "alertmanager": "local/alertmanager:test"}),
         "receiver_secrets": {n: pulumi.Output.secret(v) for n, v in SECRET_VALUES.items()},
         "storage_exporter": "moontv-storage-exporter:9121",
-        "images": SwarmMonitoringImages(prometheus="local/prometheus:test",
-                                        blackbox_exporter="local/blackbox:test",
-                                        alertmanager="local/alertmanager:test"),
     }
     return SwarmMonitoringArgs(**{**base, **changes})
 

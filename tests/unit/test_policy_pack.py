@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pulumi_policy import (
+    EnforcementLevel,
     ResourceValidationArgs,
     ResourceValidationPolicy,
     StackValidationArgs,
@@ -18,7 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "policy"))
 
 import pack
 import rules
+from pulumi_policy import policy as policy_runtime
 
+from tests.conftest import ROOT
 from tests.program import run_stack
 
 LATEST_DEPLOYMENT = {
@@ -59,17 +63,55 @@ def test_a_resource_policy_reports_each_violation() -> None:
     assert found == [("container 'app' uses the moving tag 'latest': x.io/a/b:latest", None)]
 
 
+@pytest.fixture
+def stack_context(monkeypatch: pytest.MonkeyPatch) -> dict[str, str | None]:
+    """pack.STACK, restored after the test."""
+    monkeypatch.setattr(pack, "STACK", {"name": None, "environment": None})
+    return pack.STACK
+
+
+def configure_stack(stack: str, config: dict[str, str]) -> None:
+    """Call ConfigureStack on the pack's analyzer servicer as the engine does."""
+    from pulumi.runtime.proto import analyzer_pb2
+
+    servicer = policy_runtime._PolicyAnalyzerServicer("p", "0.0.1", pack.POLICIES,
+                                                      EnforcementLevel.MANDATORY)
+    servicer.ConfigureStack(analyzer_pb2.AnalyzerStackConfigureRequest(
+        stack=stack, project="moontv", config=config), None)
+
+
 @pytest.mark.parametrize(
-    ("stack", "config", "violations"),
-    [("prod", {}, 1), ("staging", {}, 0), ("staging", {"requireDigests": True}, 1)],
+    ("stack", "environment", "config", "violations"),
+    [
+        ("prod", "prod", {}, 1),
+        ("eu-1", "prod", {}, 1),  # the environment decides, not the stack name
+        ("prod", "staging", {}, 0),
+        ("staging", "staging", {}, 0),
+        ("staging", "staging", {"requireDigests": True}, 1),
+        ("prod", "prod", {"requireDigests": False}, 0),
+    ],
 )
-def test_the_digest_policy_follows_the_stack_or_the_pack_config(
-    monkeypatch: pytest.MonkeyPatch, stack: str, config: dict[str, Any], violations: int
+def test_the_digest_policy_follows_the_stack_environment_or_the_pack_config(
+    stack_context: dict[str, str | None], stack: str, environment: str,
+    config: dict[str, Any], violations: int,
 ) -> None:
-    monkeypatch.setenv("PULUMI_STACK", stack)
+    configure_stack(stack, {"moontv:environment": environment, "moontv:replicas": "3"})
+    assert stack_context == {"name": stack, "environment": environment}
     props = {"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x.io/a:1"}]}}}}
     args = resource_args("kubernetes:apps/v1:Deployment", props, config)
     assert len(check(policy("image-digest-pinned-in-prod"), args)) == violations
+
+
+@pytest.mark.parametrize(
+    ("name", "environment", "expected"),
+    [("org/moontv/prod", None, "prod"), ("prod", "staging", "staging"), (None, None, None)],
+)
+def test_without_moontv_environment_the_stack_name_decides(
+    stack_context: dict[str, str | None], name: str | None, environment: str | None,
+    expected: str | None,
+) -> None:
+    stack_context.update(name=name, environment=environment)
+    assert pack.stack_environment() == expected
 
 
 def test_a_stack_policy_reports_the_offending_urn() -> None:
@@ -106,7 +148,10 @@ def violations_of(stack: str) -> list[str]:
     run = run_stack(stack)
     resources = [rules.Resource(r.type, r.name, r.inputs) for r in run.resources]
     found = []
-    checks = RESOURCE_RULES + ([rules.digest_pinned] if rules.digests_required({}, stack) else [])
+    environment = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"][
+        "moontv:environment"]
+    checks = RESOURCE_RULES + (
+        [rules.digest_pinned] if rules.digests_required({}, environment) else [])
     for r in resources:
         for rule in checks:
             found += [f"{r.type} {r.name}: {m}" for m in rule(r.type, r.props)]
@@ -115,29 +160,6 @@ def violations_of(stack: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize(
-    "stack",
-    [
-        "dev",
-        "staging",
-        pytest.param(
-            "prod",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="prod's third-party images (Kvrocks, exporters) are not "
-                "digest-pinned in the shipped stack file",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
 def test_given_a_shipped_stack_then_it_passes_every_policy(stack: str) -> None:
     assert violations_of(stack) == []
-
-
-def test_given_prod_then_the_only_open_violations_are_third_party_digests() -> None:
-    # Keeps the xfail above honest: any other prod violation fails here.
-    found = violations_of("prod")
-    allowed = ("container 'kvrocks' must be pinned by digest",
-               "container 'blackbox-exporter' must be pinned by digest",
-               "container 'exporter' must be pinned by digest")
-    assert found and all(any(a in v for a in allowed) for v in found), found

@@ -216,18 +216,18 @@ def test_image_tag(image: str, tag: str | None) -> None:
 
 
 @pytest.mark.parametrize(
-    ("config", "stack", "required"),
+    ("config", "environment", "required"),
     [
         ({}, "prod", True),
-        ({}, "org/moontv/prod", True),
+        ({}, "production", True),
         ({}, "staging", False),
         ({}, None, False),
         ({"requireDigests": True}, "staging", True),
         ({"requireDigests": False}, "prod", False),
     ],
 )
-def test_digests_required(config: dict[str, Any], stack: str | None, required: bool) -> None:
-    assert rules.digests_required(config, stack) is required
+def test_digests_required(config: dict[str, Any], environment: str | None, required: bool) -> None:
+    assert rules.digests_required(config, environment) is required
 
 
 def service(kind: str | None, name: str = "moontv") -> dict[str, Any]:

@@ -7,7 +7,9 @@
 // `pulumi-language-python-exec` shim, which is installed next to this binary.
 //
 // It implements the calls the engine needs to run a program: GetRequiredPlugins (read from the
-// `pulumi-plugin.json` files of the installed Pulumi packages), Run, GetPluginInfo and About.
+// `pulumi-plugin.json` files of the installed Pulumi packages), Run, GetPluginInfo and About;
+// and RunPlugin, which starts Python plugins such as CrossGuard policy packs
+// (`pulumi preview --policy-pack DIR`).
 // Calls it does not implement answer Unimplemented, which the engine handles by falling back.
 package main
 
@@ -257,6 +259,43 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 		}, nil
 	}
 	return &pulumirpc.RunResponse{}, nil
+}
+
+// RunPlugin runs a Python plugin directory (a policy pack) the way the upstream host does:
+// `python -u DIR ARGS...` in the plugin's toolchain, so DIR/__main__.py starts the plugin, which
+// prints its gRPC port on stdout. Output is streamed back; the last message is the exit code.
+func (h *host) RunPlugin(req *pulumirpc.RunPluginRequest, server pulumirpc.LanguageRuntime_RunPluginServer) error {
+	info := req.GetInfo()
+	tc, err := resolve(info)
+	if err != nil {
+		return err
+	}
+	closer, stdout, stderr, err := rpcutil.MakeRunPluginStreams(server, false)
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+
+	args := append([]string{"-u", info.GetProgramDirectory()}, req.GetArgs()...)
+	cmd, err := tc.Command(server.Context(), args...)
+	if err != nil {
+		return err
+	}
+	// The toolchain sets the virtualenv variables; the engine's environment comes on top.
+	cmd.Env = append(cmd.Environ(), req.GetEnv()...)
+	cmd.Dir = req.GetPwd()
+	cmd.Stdout = stdout
+	cmd.Stderr = stderr
+
+	code := int32(0)
+	if err := cmd.Run(); err != nil {
+		var exitErr *exec.ExitError
+		if !errors.As(err, &exitErr) {
+			return fmt.Errorf("running plugin %s: %w", info.GetProgramDirectory(), err)
+		}
+		code = int32(exitErr.ExitCode())
+	}
+	return server.Send(&pulumirpc.RunPluginResponse{Output: &pulumirpc.RunPluginResponse_Exitcode{Exitcode: code}})
 }
 
 func (h *host) GetPluginInfo(context.Context, *emptypb.Empty) (*pulumirpc.PluginInfo, error) {
