@@ -7,12 +7,19 @@
       dockerfile: docker/Dockerfile
       platforms: [linux/amd64, linux/arm64]
       push: true
+      load: false                                  # also load it into the local Docker engine
+      builder: default      # a buildx builder by name (`docker buildx ls`); see below
+      exec: true            # build with the docker-buildx CLI plugin instead of the embedded client
       registry: {server: ghcr.io, username: moontv-ci}
       cacheFrom: ghcr.io/org/moontv:buildcache
       cacheTo: ghcr.io/org/moontv:buildcache      # exported with mode=max
       inlineCache: false
       buildArgs: {BASE_IMAGE: "node:20-alpine@sha256:…"}
       tags: {gitRef: refs/tags/v1.2.3, gitSha: <commit>, pr: 12, latest: false}
+
+Without ``builder`` the provider uses a builder it can drive, or creates a docker-container one
+(which pulls ``moby/buildkit``). The Docker engine's built-in ``default`` builder needs
+``exec: true`` and a ``docker-buildx`` CLI plugin (``make toolchain`` builds one).
 
 The registry password is not part of that object: it is the secret config value
 ``moontv:registryPassword``, read by ``settings.py`` as a secret Output and handed to
@@ -69,6 +76,10 @@ class ImageBuildSettings(ConfigModel):
     target: str = "production"
     platforms: tuple[str, ...] = DEFAULT_PLATFORMS
     push: bool = False
+    #: Also load the image into the local Docker engine (``docker`` export).
+    load: bool = False
+    builder: str | None = Field(default=None, min_length=1)
+    exec: bool = False
     registry: RegistrySettings | None = None
     cache_from: CacheRef | None = None
     cache_to: CacheRef | None = None
@@ -192,6 +203,11 @@ class MoonTVImage(pulumi.ComponentResource):
             name,
             docker_build.ImageArgs(
                 push=settings.push,
+                load=settings.load,
+                builder=docker_build.BuilderConfigArgs(name=settings.builder)
+                if settings.builder
+                else None,
+                exec_=settings.exec,
                 tags=list(self.tags),
                 context=docker_build.BuildContextArgs(location=settings.context),
                 dockerfile=docker_build.DockerfileArgs(location=settings.dockerfile),
@@ -205,8 +221,11 @@ class MoonTVImage(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.digest = image.digest
-        repository = args.repository
-        self.ref = image.digest.apply(lambda digest: f"{repository}@{digest}" if digest else "")
+        repository, first_tag = args.repository, self.tags[0]
+        # Without an export (neither push nor load) there is no digest: the first tag names it.
+        self.ref = image.digest.apply(
+            lambda digest: f"{repository}@{digest}" if digest else first_tag
+        )
         self.register_outputs({"tags": list(self.tags), "digest": self.digest, "ref": self.ref})
 
 

@@ -88,7 +88,8 @@ step_bins() {
 	case $1 in
 	pulumi) echo pulumi ;;
 	python) echo pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python ;;
-	kubernetes | random | docker-build | docker) echo "pulumi-resource-$1" ;;
+	docker-build) echo pulumi-resource-docker-build docker-buildx ;;
+	kubernetes | random | docker) echo "pulumi-resource-$1" ;;
 	kwok) echo kwok kwokctl ;;
 	etcd) echo etcd ;;
 	kube) echo kube-apiserver kube-controller-manager kube-scheduler ;;
@@ -243,9 +244,23 @@ build_docker_build() {
 	module_served "$mv" || unavailable "$mv is not published on the Go module proxy"
 	wrapper_module "$w" "$mv"
 	cd "$w"
-	printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/pulumi/pulumi-docker-build/provider/cmd/pulumi-resource-docker-build"\n' >tools.go
-	# v0.0.22 imports the Java and .NET code generators (for its docs), whose modules the proxy
-	# does not serve; report those.
+	printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "github.com/docker/buildx/cmd/buildx"\n\t_ "github.com/pulumi/pulumi-docker-build/provider/cmd/pulumi-resource-docker-build"\n)\n' >tools.go
+	# The provider imports the Java and .NET SDK generators only for two option structs in its
+	# schema's language section (used when generating those SDKs, never when building images).
+	# The proxy does not serve those modules, so local modules stand in with the same structs.
+	stub_codegen_module "$w/stubs/java" github.com/pulumi/pulumi-java pkg/codegen/java java \
+		'type PackageInfo struct {
+	BuildFiles                      string            `json:"buildFiles,omitempty"`
+	GradleNexusPublishPluginVersion string            `json:"gradleNexusPublishPluginVersion,omitempty"`
+	Dependencies                    map[string]string `json:"dependencies,omitempty"`
+}'
+	stub_codegen_module "$w/stubs/dotnet" github.com/pulumi/pulumi-dotnet/pulumi-language-dotnet/v3 codegen codegen \
+		'type CSharpPackageInfo struct {
+	RespectSchemaVersion bool              `json:"respectSchemaVersion,omitempty"`
+	PackageReferences    map[string]string `json:"packageReferences,omitempty"`
+}'
+	go mod edit -replace=github.com/pulumi/pulumi-java="$w/stubs/java" \
+		-replace=github.com/pulumi/pulumi-dotnet/pulumi-language-dotnet/v3="$w/stubs/dotnet"
 	local out missing
 	if ! out=$(GOFLAGS=-mod=mod go mod tidy 2>&1); then
 		echo "$out"
@@ -255,7 +270,23 @@ build_docker_build() {
 	fi
 	GOFLAGS=-mod=mod gobuild -ldflags "-s -w -X github.com/pulumi/pulumi-docker-build/provider.Version=$v" \
 		-o "$BIN/pulumi-resource-docker-build.tmp" github.com/pulumi/pulumi-docker-build/provider/cmd/pulumi-resource-docker-build
+	# The buildx CLI plugin at the version the provider embeds: the provider execs it (`exec: true`)
+	# to build on the Docker engine's own BuildKit, which its embedded client cannot drive.
+	local buildx
+	buildx=$(go list -m -f '{{.Version}}' github.com/docker/buildx)
+	GOFLAGS=-mod=mod gobuild -ldflags "-s -w -X github.com/docker/buildx/version.Version=$buildx" \
+		-o "$BIN/docker-buildx.tmp" github.com/docker/buildx/cmd/buildx
 	mv "$BIN/pulumi-resource-docker-build.tmp" "$BIN/pulumi-resource-docker-build"
+	mv "$BIN/docker-buildx.tmp" "$BIN/docker-buildx"
+}
+
+# stub_codegen_module DIR MODULE PKGDIR PKGNAME DECLS: a local module holding only DECLS.
+stub_codegen_module() {
+	local dir=$1 module=$2 pkgdir=$3 pkg=$4 decls=$5
+	mkdir -p "$dir/$pkgdir"
+	printf 'module %s\n\ngo 1.21\n' "$module" >"$dir/go.mod"
+	printf '// Package %s stands in for the code generator of %s: only the option struct the\n// docker-build provider names in its schema.\npackage %s\n\n%s\n' \
+		"$pkg" "$module" "$pkg" "$decls" >"$dir/$pkgdir/stub.go"
 }
 
 build_docker() {
@@ -376,6 +407,7 @@ run_step() {
 	fi
 	if ((status == 0)); then
 		secs=$(($(date +%s) - start))
+		rm -f "$KEYDIR/stamps/$s.unavailable"
 		step_stamp "$s" "$v" >"$KEYDIR/stamps/$s"
 		printf '%s\t%s\t%s\t%s\n' "$s" "$v" "$secs" "$(date -u +%FT%TZ)" >>"$KEYDIR/build-times.tsv"
 		echo "done in ${secs}s"

@@ -29,6 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
+
+from tests.conftest import skip_or_fail
+from tests.integration.engine import Project, changes, require_engine, stack_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
@@ -414,3 +418,67 @@ def test_when_run_then_it_serves_login_as_uid_1001_and_turns_healthy(
         assert json.loads(manifest)["name"] == "MoonTV"
     finally:
         engine("rm", "-f", name, check=False)
+
+
+# --- the same build through the Pulumi engine (components/image.py, docker-build plugin) -------
+
+
+def test_given_image_build_config_when_up_then_the_engine_builds_loads_and_deploys_the_digest(
+    engine: Engine, base_image: str, run_id: str, tmp_path: Path
+) -> None:
+    env = require_engine()
+    bin_dir = Path(env["PATH"].split(os.pathsep)[0])
+    if not all((bin_dir / b).exists() for b in ("pulumi-resource-docker-build", "docker-buildx")):
+        skip_or_fail("the docker-build provider plugin is not built (tools/toolchain.sh)")
+    context = tmp_path / "app"
+    shutil.copytree(FIXTURE, context)
+    repository = f"moontv.local/engine-build-{run_id}"
+    sha = run_id[:7]  # hex
+    build = {
+        "context": str(context),
+        "dockerfile": str(DOCKERFILE),
+        "platforms": ["linux/amd64"],
+        "load": True,
+        "builder": "default",  # the engine's own BuildKit: nothing to pull
+        "exec": True,
+        "buildArgs": {"BASE_IMAGE": base_image},
+        "tags": {"gitSha": sha},
+    }
+    config = stack_config("dev", **{
+        "moontv:image": {"repository": repository, "tag": "v5.4.0", "build": build},
+        "moontv:kubernetes": {"renderDir": str(tmp_path / "out")},
+    })
+    # The provider finds the docker-buildx plugin in $DOCKER_CONFIG/cli-plugins.
+    docker_config = tmp_path / "docker-config"
+    (docker_config / "cli-plugins").mkdir(parents=True)
+    (docker_config / "cli-plugins" / "docker-buildx").symlink_to(bin_dir / "docker-buildx")
+    env = {**env, "DOCKER_CONFIG": str(docker_config)}
+    stack = Project(tmp_path, env).stack("dev", config)
+    try:
+        started = time.monotonic()
+        up = stack.up(on_output=lambda line: print(line, flush=True))
+        print(f"engine build + up in {time.monotonic() - started:.1f}s", flush=True)
+        assert up.summary.result == "succeeded"
+        ref = up.outputs["imageRef"].value
+        assert re.fullmatch(rf"{re.escape(repository)}@sha256:[0-9a-f]{{64}}", ref), ref
+
+        # Loaded into the local engine under the tag policy's tags, running as 1001.
+        tag = f"{repository}:sha-{sha}"
+        config_json = _inspect(engine, tag)["Config"]
+        assert isinstance(config_json, dict) and config_json["User"] == "1001:1001"
+
+        # The built digest runs the stable track of the rendered Deployment.
+        images = [
+            c["image"]
+            for path in (tmp_path / "out").rglob("*.yaml")
+            for doc in yaml.safe_load_all(path.read_text())
+            if doc and doc["kind"] == "Deployment"
+            for c in doc["spec"]["template"]["spec"]["containers"]
+        ]
+        assert ref in images, images
+
+        again = stack.up()
+        assert changes(again.summary.resource_changes) == {}, again.summary.resource_changes
+    finally:
+        stack.destroy()
+        engine("rmi", "-f", f"{repository}:sha-{sha}", check=False)
