@@ -22,7 +22,8 @@ IMAGE_TYPE = "docker-build:index:Image"
 
 
 class BuildMocks(RecordingMocks):
-    """Recording mocks whose docker-build Image answers with a digest, like a pushed build."""
+    """Recording mocks whose docker-build Image answers like the provider: a digest only when
+    the build is exported (pushed or loaded)."""
 
     def __init__(self, run: Run) -> None:
         super().__init__(run)
@@ -31,7 +32,7 @@ class BuildMocks(RecordingMocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         self.raw_inputs[args.typ] = dict(args.inputs)
         resource_id, state = super().new_resource(args)
-        if args.typ == IMAGE_TYPE:
+        if args.typ == IMAGE_TYPE and (state.get("push") or state.get("load")):
             content = repr(sorted(state.get("tags", []))) + repr(state.get("buildArgs"))
             state["digest"] = "sha256:" + hashlib.sha256(content.encode()).hexdigest()
             state["ref"] = f"{state['tags'][0]}@{state['digest']}"
@@ -248,3 +249,21 @@ def test_given_inline_cache_and_no_registry_then_only_inline_cache_is_exported()
     assert image.inputs["cacheTo"] == [{"inline": {}}]
     assert "registries" not in image.inputs and "cacheFrom" not in image.inputs
     assert outputs["tags"] == (f"{REPO}:main", f"{REPO}:sha-3f2a9c4", f"{REPO}:dev")
+
+
+def test_given_load_builder_and_exec_then_the_provider_gets_them() -> None:
+    args = MoonTVImageArgs(REPO, settings(load=True, builder="default", exec=True), "dev")
+    run, _, outputs = build(args)
+    [image] = run.of_type(IMAGE_TYPE)
+    assert image.inputs["load"] is True and image.inputs["push"] is False
+    assert image.inputs["builder"] == {"name": "default"}
+    assert image.inputs["exec"] is True
+    assert outputs["ref"] == f"{REPO}@{outputs['digest']}"
+
+
+def test_given_no_export_then_there_is_no_digest_and_the_first_tag_names_the_image() -> None:
+    run, _, outputs = build(MoonTVImageArgs(REPO, settings(tags={"gitSha": SHA}), "dev"))
+    [image] = run.of_type(IMAGE_TYPE)
+    assert "builder" not in image.inputs and image.inputs.get("exec") is False
+    assert outputs["digest"] in ("", None)
+    assert outputs["ref"] == f"{REPO}:sha-3f2a9c4"
