@@ -69,7 +69,8 @@ def swarm(s: Settings, overrides: dict[str, pulumi.Output[str]]) -> str:
         **{f: getattr(spec, f) for f in spec.__dataclass_fields__},
         owner_password=s.owner_password, storage_url=s.storage_url,
         storage_password=None if s.storage_url else generated_password("moontv-storage-password"),
-        provider=provider), opts=pulumi.ResourceOptions(providers=[provider]))
+        provider=provider, image_overrides=overrides),
+        opts=pulumi.ResourceOptions(providers=[provider]))
     if c.monitoring.enabled:
         SwarmMonitoring("moontv-monitoring", SwarmMonitoringArgs(
             tracks=s.plan.tracks, settings=c.monitoring, network=stack.network_name,

@@ -109,6 +109,11 @@ def join_version(tag: str, digest: str | None) -> str:
     return f"{tag}@{digest}" if digest else tag
 
 
+def image_ref(repository: str, version: str) -> str:
+    """``repo:tag`` or ``repo:tag@sha256:…`` for a track version."""
+    return f"{repository}:{version}"
+
+
 def split_version(version: str) -> tuple[str, str | None]:
     """Inverse of :func:`join_version`."""
     tag, _, digest = version.partition("@")

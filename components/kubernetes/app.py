@@ -14,7 +14,7 @@ from components import naming
 from components.kubernetes import pod
 from components.kubernetes.storage import SCRIPT, SCRIPT_DIR, Storage, StorageArgs, tool_config_map
 from components.kubernetes.traffic import SERVICE_PORT, RouteArgs, router_for
-from components.release import ReleasePlan, Track
+from components.release import ReleasePlan, Track, image_ref
 from components.settings import (
     AutoscalingSettings,
     ResourceSettings,
@@ -53,11 +53,6 @@ class MoonTVKubernetesArgs:
     image_overrides: Mapping[str, pulumi.Input[str]] | None = None
     #: Namespace of the Prometheus that scrapes the storage exporter (monitoring on).
     metrics_namespace: str | None = None
-
-
-def image_ref(repository: str, version: str) -> str:
-    """``repo:tag`` or ``repo:tag@sha256:…`` for a track version."""
-    return f"{repository}:{version}"
 
 
 class MoonTVKubernetes(pulumi.ComponentResource):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import base64
 import functools
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pulumi
@@ -33,6 +34,8 @@ class MoonTVSwarmArgs(sw.SwarmSpec):
     storage_password: pulumi.Input[str] | None = None  # kvrocks / redis
     storage_url: pulumi.Input[str] | None = None  # external
     provider: docker.Provider | None = None
+    #: Image references to use instead of ``repository:version`` (e.g. a freshly built digest).
+    image_overrides: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -155,6 +158,10 @@ class MoonTVSwarm(pulumi.ComponentResource):
             )
         return secrets
 
+    def _image(self, svc: sw.ServiceSpec) -> pulumi.Input[str]:
+        overrides = self._args.image_overrides
+        return overrides.get(svc.version, svc.image) if svc.version else svc.image
+
     def _service(
         self,
         name: str,
@@ -167,7 +174,7 @@ class MoonTVSwarm(pulumi.ComponentResource):
     ) -> docker.Service:
         hc = svc.healthcheck
         container = docker.ServiceTaskSpecContainerSpecArgs(
-            image=svc.image,
+            image=self._image(svc),
             commands=list(svc.entrypoint) if svc.entrypoint else None,
             args=list(svc.args) if svc.args else None,
             env=dict(svc.env) or None,

@@ -29,7 +29,7 @@ from typing import Literal
 from urllib.parse import quote
 
 from components import naming
-from components.release import ReleasePlan
+from components.release import ReleasePlan, image_ref
 from components.swarm import traefik
 
 StorageKind = Literal["kvrocks", "redis", "external"]
@@ -245,11 +245,6 @@ def secret_name(stack: str, key: str, value: str) -> str:
         n=2**14, r=8, p=1, dklen=6,
     )
     return f"{stack}-{key}-{digest.hex()}"
-
-
-def image_ref(repository: str, version: str) -> str:
-    """``repo:tag`` or ``repo:tag@sha256:…`` for a track version."""
-    return f"{repository}:{version}"
 
 
 def storage_alias(spec: SwarmSpec) -> str:
