@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rollout import commands
 from rollout.commands import FAILED, USAGE, Context
-from rollout.health import DEFAULT_LATENCY_QUERY, DEFAULT_SUCCESS_QUERY, HealthPolicy
+from rollout.health import DEFAULT_LATENCY_QUERY, DEFAULT_SUCCESS_QUERY, GATE, HealthPolicy
 from rollout.stack import EngineError, PulumiStack, Stack, UsageError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -102,13 +102,13 @@ def parser() -> argparse.ArgumentParser:
     health.add_argument(
         "--min-success",
         type=fraction,
-        default=0.99,
+        default=GATE.success_rate,
         help="lowest healthy success ratio (default: %(default)s)",
     )
     health.add_argument(
         "--max-p99-ms",
         type=positive,
-        default=500.0,
+        default=float(GATE.p99_latency_ms),
         help="highest healthy p99 latency in ms (default: %(default)g)",
     )
     health.add_argument(

@@ -1,10 +1,12 @@
 """Health of a release track, from Prometheus and an optional smoke request.
 
-The default queries read the blackbox-exporter probe metrics of the track under test (probes
-carry a ``track`` label); ``$track`` in a query is replaced by the track name:
+The default queries and thresholds are those of the monitoring stack's gate
+(``components.monitoring.rules``, the default ``moontv:monitoring.thresholds``). They read the
+blackbox-exporter probe metrics of the track under test (probes carry a ``track`` label);
+``$track`` in a query is replaced by the track name:
 
 * success: ``avg(avg_over_time(probe_success{track="$track"}[1m]))`` - share of successful probes
-* latency: ``max(quantile_over_time(0.99, probe_duration_seconds{track="$track"}[1m]))`` - p99 in
+* latency: ``max(quantile_over_time(0.99, probe_duration_seconds{track="$track"}[5m]))`` - p99 in
   **seconds**
 
 A query that fails or returns no data counts as unhealthy: no evidence, no promotion.
@@ -20,10 +22,14 @@ import urllib.request
 from dataclasses import dataclass
 from string import Template
 
+from components.monitoring.model import Thresholds
+from components.monitoring.rules import latency_p99_query, success_rate_query
 from components.release import HEADER
 
-DEFAULT_SUCCESS_QUERY = 'avg(avg_over_time(probe_success{track="$track"}[1m]))'
-DEFAULT_LATENCY_QUERY = 'max(quantile_over_time(0.99, probe_duration_seconds{track="$track"}[1m]))'
+GATE = Thresholds()
+# One sample per query: the probe series of a track, reduced across probers.
+DEFAULT_SUCCESS_QUERY = f"avg({success_rate_query('$track', GATE.success_window)})"
+DEFAULT_LATENCY_QUERY = f"max({latency_p99_query('$track', GATE.latency_window)})"
 
 
 class QueryError(Exception):
@@ -35,8 +41,8 @@ class HealthPolicy:
     prometheus: str
     success_query: str = DEFAULT_SUCCESS_QUERY
     latency_query: str = DEFAULT_LATENCY_QUERY
-    min_success: float = 0.99
-    max_p99_ms: float = 500.0
+    min_success: float = GATE.success_rate
+    max_p99_ms: float = float(GATE.p99_latency_ms)
     smoke_url: str | None = None
     timeout: float = 10.0
 
