@@ -203,6 +203,31 @@ class Monitoring(pulumi.ComponentResource):
             opts=self._opts,
         )
 
+    def _config_deployment(self, name: str, component: str, uid: int, config_path: str,
+                           container: dict[str, Any]) -> None:
+        """One restricted replica of ``container`` with ConfigMap ``name`` at ``config_path``."""
+        k8s.apps.v1.Deployment(
+            name, metadata=self._meta(name, component),
+            spec={
+                "replicas": 1,
+                "selector": {"matchLabels": self._selector(component)},
+                "template": {
+                    "metadata": {"labels": naming.labels(self._args.instance, component)},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "securityContext": _restricted_pod(uid),
+                        "containers": [{
+                            **container,
+                            "securityContext": _restricted_container(),
+                            "volumeMounts": [{"name": "config", "mountPath": config_path}],
+                        }],
+                        "volumes": [{"name": "config", "configMap": {"name": name}}],
+                    },
+                },
+            },
+            opts=self._opts,
+        )
+
     # --- probes -------------------------------------------------------------------------------
 
     def _blackbox_exporter(self, name: str) -> None:
@@ -213,37 +238,18 @@ class Monitoring(pulumi.ComponentResource):
             data={"blackbox.yml": yaml.safe_dump(blackbox_config(), sort_keys=False)},
             opts=self._opts,
         )
-        k8s.apps.v1.Deployment(
-            name,
-            metadata=self._meta(name, component),
-            spec={
-                "replicas": 1,
-                "selector": {"matchLabels": selector},
-                "template": {
-                    "metadata": {"labels": naming.labels(self._args.instance, component)},
-                    "spec": {
-                        "automountServiceAccountToken": False,
-                        "securityContext": _restricted_pod(65534),
-                        "containers": [{
-                            "name": "blackbox-exporter",
-                            "image": self._args.settings.images.blackbox_exporter,
-                            "args": ["--config.file=/etc/blackbox/blackbox.yml"],
-                            "ports": [{"name": "http", "containerPort": BLACKBOX_PORT}],
-                            "securityContext": _restricted_container(),
-                            "resources": {
-                                "requests": {"cpu": "10m", "memory": "32Mi"},
-                                "limits": {"cpu": "200m", "memory": "64Mi"},
-                            },
-                            "readinessProbe": {"httpGet": {"path": "/-/healthy", "port": "http"}},
-                            "livenessProbe": {"httpGet": {"path": "/-/healthy", "port": "http"}},
-                            "volumeMounts": [{"name": "config", "mountPath": "/etc/blackbox"}],
-                        }],
-                        "volumes": [{"name": "config", "configMap": {"name": name}}],
-                    },
-                },
+        self._config_deployment(name, component, 65534, "/etc/blackbox", {
+            "name": "blackbox-exporter",
+            "image": self._args.settings.images.blackbox_exporter,
+            "args": ["--config.file=/etc/blackbox/blackbox.yml"],
+            "ports": [{"name": "http", "containerPort": BLACKBOX_PORT}],
+            "resources": {
+                "requests": {"cpu": "10m", "memory": "32Mi"},
+                "limits": {"cpu": "200m", "memory": "64Mi"},
             },
-            opts=self._opts,
-        )
+            "readinessProbe": {"httpGet": {"path": "/-/healthy", "port": "http"}},
+            "livenessProbe": {"httpGet": {"path": "/-/healthy", "port": "http"}},
+        })
         k8s.core.v1.Service(
             f"{name}-service", metadata=self._meta(name, component),
             spec={"selector": selector,
@@ -434,40 +440,22 @@ class Monitoring(pulumi.ComponentResource):
                                                    sort_keys=False)},
             opts=self._opts,
         )
-        k8s.apps.v1.Deployment(
-            name, metadata=self._meta(name, component),
-            spec={
-                "replicas": 1,
-                "selector": {"matchLabels": selector},
-                "template": {
-                    "metadata": {"labels": naming.labels(self._args.instance, component)},
-                    "spec": {
-                        "automountServiceAccountToken": False,
-                        "securityContext": _restricted_pod(10001),
-                        "containers": [{
-                            "name": "otel-collector",
-                            "image": self._args.settings.images.otel_collector,
-                            "args": ["--config=/etc/otelcol/collector.yaml"],
-                            "ports": [
-                                {"name": "otlp-grpc", "containerPort": OTLP_GRPC_PORT},
-                                {"name": "otlp-http", "containerPort": OTLP_HTTP_PORT},
-                                {"name": "health", "containerPort": 13133},
-                            ],
-                            "securityContext": _restricted_container(),
-                            "resources": {
-                                "requests": {"cpu": "50m", "memory": "64Mi"},
-                                "limits": {"cpu": "500m", "memory": "256Mi"},
-                            },
-                            "readinessProbe": {"httpGet": {"path": "/", "port": "health"}},
-                            "livenessProbe": {"httpGet": {"path": "/", "port": "health"}},
-                            "volumeMounts": [{"name": "config", "mountPath": "/etc/otelcol"}],
-                        }],
-                        "volumes": [{"name": "config", "configMap": {"name": name}}],
-                    },
-                },
+        self._config_deployment(name, component, 10001, "/etc/otelcol", {
+            "name": "otel-collector",
+            "image": self._args.settings.images.otel_collector,
+            "args": ["--config=/etc/otelcol/collector.yaml"],
+            "ports": [
+                {"name": "otlp-grpc", "containerPort": OTLP_GRPC_PORT},
+                {"name": "otlp-http", "containerPort": OTLP_HTTP_PORT},
+                {"name": "health", "containerPort": 13133},
+            ],
+            "resources": {
+                "requests": {"cpu": "50m", "memory": "64Mi"},
+                "limits": {"cpu": "500m", "memory": "256Mi"},
             },
-            opts=self._opts,
-        )
+            "readinessProbe": {"httpGet": {"path": "/", "port": "health"}},
+            "livenessProbe": {"httpGet": {"path": "/", "port": "health"}},
+        })
         k8s.core.v1.Service(
             f"{name}-service", metadata=self._meta(name, component),
             spec={"selector": selector, "ports": [
