@@ -10,6 +10,7 @@ import pytest
 import yaml
 from pulumi_policy import (
     EnforcementLevel,
+    PolicyResource,
     ResourceValidationArgs,
     ResourceValidationPolicy,
     StackValidationArgs,
@@ -19,7 +20,6 @@ from pulumi_policy import (
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "policy"))
 
 import pack
-import rules
 from pulumi_policy import policy as policy_runtime
 
 from tests.conftest import ROOT
@@ -130,36 +130,41 @@ def test_a_stack_policy_reports_the_offending_urn() -> None:
     assert found == [("app: namespace 'moontv' has no NetworkPolicy", "urn:app")]
 
 
-RESOURCE_RULES = [
-    rules.run_as_non_root,
-    rules.no_privilege_escalation,
-    rules.drop_all_capabilities,
-    rules.seccomp_runtime_default,
-    rules.read_only_root_filesystem,
-    rules.requests_and_limits,
-    rules.liveness_and_readiness,
-    rules.no_latest_tag,
-    rules.app_service_not_exposed,
-    rules.no_secrets_in_config_map,
-]
-
-
-def violations_of(stack: str) -> list[str]:
+def violations_of(stack: str, environment: str | None = None) -> list[str]:
+    """Every violation the pack's own policies report on the program's resources for ``stack``,
+    with the stack context the engine would give it (by default the stack's environment)."""
     run = run_stack(stack)
-    resources = [rules.Resource(r.type, r.name, r.inputs) for r in run.resources]
-    found = []
-    environment = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"][
-        "moontv:environment"]
-    checks = RESOURCE_RULES + (
-        [rules.digest_pinned] if rules.digests_required({}, environment) else [])
-    for r in resources:
-        for rule in checks:
-            found += [f"{r.type} {r.name}: {m}" for m in rule(r.type, r.props)]
-    for stack_rule in (rules.network_policy_per_namespace, rules.pdb_for_replicated_workloads):
-        found += [v.message for v in stack_rule(resources)]
+    environment = environment or yaml.safe_load(
+        (ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]["moontv:environment"]
+    pack.STACK.update(name=stack, environment=environment)
+    found: list[str] = []
+    resources = [
+        PolicyResource(r.type, r.inputs, f"urn:{r.type}::{r.name}", r.name, None,  # type: ignore[arg-type]
+                       None, None, [], {})
+        for r in run.resources
+    ]
+    for p in pack.POLICIES:
+        if isinstance(p, StackValidationPolicy):
+            p.validate(StackValidationArgs(resources, {}),
+                       lambda message, urn=None, name=p.name: found.append(f"{name}: {message}"))
+            continue
+        for r in resources:
+            p.validate(resource_args(r.resource_type, r.props),
+                       lambda message, urn=None, where=f"{p.name} {r.name}":
+                       found.append(f"{where}: {message}"))
     return found
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
-def test_given_a_shipped_stack_then_it_passes_every_policy(stack: str) -> None:
+def test_given_a_shipped_stack_then_it_passes_every_policy(
+    stack_context: dict[str, str | None], stack: str
+) -> None:
     assert violations_of(stack) == []
+
+
+def test_given_tag_only_images_in_prod_then_the_pack_reports_each_one(
+    stack_context: dict[str, str | None],
+) -> None:
+    found = violations_of("staging", environment="prod")  # staging runs tags, not digests
+    assert found and all(v.startswith("image-digest-pinned-in-prod ") for v in found), found
+    assert any("moontv-stable: container 'moontv' must be pinned by digest" in v for v in found)
