@@ -247,13 +247,16 @@ build_docker_build() {
 	printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "github.com/docker/buildx/cmd/buildx"\n\t_ "github.com/pulumi/pulumi-docker-build/provider/cmd/pulumi-resource-docker-build"\n)\n' >tools.go
 	# The provider imports the Java and .NET SDK generators only for two option structs in its
 	# schema's language section (used when generating those SDKs, never when building images).
-	# The proxy does not serve those modules, so local modules stand in with the same structs.
+	# The proxy does not serve those modules, so local modules stand in, declaring those structs
+	# with the fields the provider sets.
+	# shellcheck disable=SC2016 # Go source with backquoted struct tags, not shell
 	stub_codegen_module "$w/stubs/java" github.com/pulumi/pulumi-java pkg/codegen/java java \
 		'type PackageInfo struct {
 	BuildFiles                      string            `json:"buildFiles,omitempty"`
 	GradleNexusPublishPluginVersion string            `json:"gradleNexusPublishPluginVersion,omitempty"`
 	Dependencies                    map[string]string `json:"dependencies,omitempty"`
 }'
+	# shellcheck disable=SC2016 # Go source with backquoted struct tags, not shell
 	stub_codegen_module "$w/stubs/dotnet" github.com/pulumi/pulumi-dotnet/pulumi-language-dotnet/v3 codegen codegen \
 		'type CSharpPackageInfo struct {
 	RespectSchemaVersion bool              `json:"respectSchemaVersion,omitempty"`
