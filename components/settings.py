@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 from components import release as release_model
 from components.errors import ConfigError, ConfigModel, format_errors, int_range
 from components.image import ImageBuildSettings
-from components.monitoring.model import MonitoringSettings
+from components.monitoring.model import MonitoringSettings, missing_receiver_secrets
 from components.passwords import generated_password
 
 NAMESPACE = "moontv"
@@ -297,8 +297,7 @@ def cross_checks(model: MoonTVSettings) -> list[str]:
             f"{PREFIX}storageUrl: required when storage.kind is 'external' "
             f"(pulumi config set --secret {PREFIX}storageUrl redis://…)"
         )
-    missing = [n for n in model.monitoring.secret_receivers()
-               if n not in (model.alert_receiver_urls or {})]
+    missing = missing_receiver_secrets(model.monitoring.receivers, model.alert_receiver_urls or {})
     if missing:
         problems.append(
             f"{PREFIX}alertReceiverUrls: needs a secret value for receiver(s) {', '.join(missing)} "

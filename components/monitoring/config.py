@@ -9,7 +9,7 @@ receiver URLs are references to a Kubernetes Secret.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from components.monitoring.model import (
     Receiver,
     SlackReceiver,
     WebhookReceiver,
+    missing_receiver_secrets,
 )
 from components.monitoring.rules import (
     CANARY_ERRORS,
@@ -38,7 +39,7 @@ INHIBITED_BY_TRACK_DOWN = (TRACK_LATENCY, CANARY_ERRORS)
 
 
 def _missing_secrets(receivers: Sequence[Receiver], secrets: Mapping[str, Any]) -> None:
-    missing = [r.name for r in receivers if r.needs_secret and r.name not in secrets]
+    missing = missing_receiver_secrets(receivers, secrets)
     if missing:
         raise ValueError(
             "monitoring receivers without a secret value: " + ", ".join(missing)
@@ -48,6 +49,45 @@ def _missing_secrets(receivers: Sequence[Receiver], secrets: Mapping[str, Any]) 
 
 def _severity_regex(receiver: Receiver) -> str:
     return "|".join(receiver.severities)
+
+
+# Receiver keys of a native alertmanager.yml and of an AlertmanagerConfig, which differ in case,
+# in `apiURL`, and in holding a Secret reference (`urlSecret`) where the native file has the URL.
+NATIVE_KEYS = {
+    "webhook": "webhook_configs", "slack": "slack_configs", "email": "email_configs",
+    "url": "url", "api_url": "api_url", "resolved": "send_resolved",
+    "auth_username": "auth_username", "auth_password": "auth_password",
+}
+CRD_KEYS = {
+    "webhook": "webhookConfigs", "slack": "slackConfigs", "email": "emailConfigs",
+    "url": "urlSecret", "api_url": "apiURL", "resolved": "sendResolved",
+    "auth_username": "authUsername", "auth_password": "authPassword",
+}
+
+
+def _receiver_entry(
+    r: Receiver, secret: Callable[[str], Any], keys: Mapping[str, str]
+) -> dict[str, Any]:
+    """One receiver; ``secret(name)`` gives its URL or SMTP password (or a reference to it)."""
+    entry: dict[str, Any] = {"name": r.name}
+    if isinstance(r, WebhookReceiver):
+        entry[keys["webhook"]] = [{keys["url"]: secret(r.name), keys["resolved"]: r.send_resolved}]
+    elif isinstance(r, SlackReceiver):
+        slack: dict[str, Any] = {keys["api_url"]: secret(r.name),
+                                 keys["resolved"]: r.send_resolved}
+        if r.channel:
+            slack["channel"] = r.channel
+        entry[keys["slack"]] = [slack]
+    elif isinstance(r, EmailReceiver):
+        email: dict[str, Any] = {
+            "to": r.to, "from": r.from_, "smarthost": r.smarthost,
+            keys["resolved"]: r.send_resolved,
+        }
+        if r.auth_username:
+            email[keys["auth_username"]] = r.auth_username
+            email[keys["auth_password"]] = secret(r.name)
+        entry[keys["email"]] = [email]
+    return entry
 
 
 def alertmanager_config(
@@ -66,28 +106,9 @@ def alertmanager_config(
         }
         for r in receivers
     ]
-    native: list[dict[str, Any]] = [{"name": NULL_RECEIVER}]
-    for r in receivers:
-        entry: dict[str, Any] = {"name": r.name}
-        if isinstance(r, WebhookReceiver):
-            entry["webhook_configs"] = [
-                {"url": secrets[r.name], "send_resolved": r.send_resolved}
-            ]
-        elif isinstance(r, SlackReceiver):
-            slack: dict[str, Any] = {"api_url": secrets[r.name], "send_resolved": r.send_resolved}
-            if r.channel:
-                slack["channel"] = r.channel
-            entry["slack_configs"] = [slack]
-        elif isinstance(r, EmailReceiver):
-            email: dict[str, Any] = {
-                "to": r.to, "from": r.from_, "smarthost": r.smarthost,
-                "send_resolved": r.send_resolved,
-            }
-            if r.auth_username:
-                email["auth_username"] = r.auth_username
-                email["auth_password"] = secrets[r.name]
-            entry["email_configs"] = [email]
-        native.append(entry)
+    native = [{"name": NULL_RECEIVER}] + [
+        _receiver_entry(r, lambda name: secrets[name], NATIVE_KEYS) for r in receivers
+    ]
     return {
         "route": {
             "receiver": NULL_RECEIVER,
@@ -116,26 +137,9 @@ def alertmanager_config_spec(receivers: Sequence[Receiver], secret_name: str) ->
     def ref(name: str) -> dict[str, str]:
         return {"name": secret_name, "key": name}
 
-    crd_receivers: list[dict[str, Any]] = [{"name": NULL_RECEIVER}]
-    for r in receivers:
-        entry: dict[str, Any] = {"name": r.name}
-        if isinstance(r, WebhookReceiver):
-            entry["webhookConfigs"] = [{"urlSecret": ref(r.name), "sendResolved": r.send_resolved}]
-        elif isinstance(r, SlackReceiver):
-            slack: dict[str, Any] = {"apiURL": ref(r.name), "sendResolved": r.send_resolved}
-            if r.channel:
-                slack["channel"] = r.channel
-            entry["slackConfigs"] = [slack]
-        elif isinstance(r, EmailReceiver):
-            email: dict[str, Any] = {
-                "to": r.to, "from": r.from_, "smarthost": r.smarthost,
-                "sendResolved": r.send_resolved,
-            }
-            if r.auth_username:
-                email["authUsername"] = r.auth_username
-                email["authPassword"] = ref(r.name)
-            entry["emailConfigs"] = [email]
-        crd_receivers.append(entry)
+    crd_receivers = [{"name": NULL_RECEIVER}] + [
+        _receiver_entry(r, ref, CRD_KEYS) for r in receivers
+    ]
     return {
         "route": {
             "receiver": NULL_RECEIVER,

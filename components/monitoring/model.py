@@ -7,7 +7,7 @@ components keyed by receiver name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Literal, Protocol
 from urllib.parse import urlparse
 
@@ -190,8 +190,14 @@ class MonitoringSettings(_Model):
         return [r.name for r in self.receivers if r.needs_secret]
 
 
+def missing_receiver_secrets(receivers: Sequence[Receiver], secrets: Mapping[str, object]
+                             ) -> list[str]:
+    """Names of the receivers that need a secret value (URL, SMTP password) and have none."""
+    return [r.name for r in receivers if r.needs_secret and r.name not in secrets]
+
+
 def require_receiver_secrets(settings: MonitoringSettings, secrets: Mapping[str, object]) -> None:
     """Raise when a receiver that needs a secret value (URL, SMTP password) has none."""
-    missing = [n for n in settings.secret_receivers() if n not in secrets]
+    missing = missing_receiver_secrets(settings.receivers, secrets)
     if missing:
         raise ValueError("moontv:monitoring.receivers: no secret value for " + ", ".join(missing))

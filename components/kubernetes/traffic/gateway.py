@@ -57,30 +57,22 @@ class GatewayRouter:
         if t.gateway.section_name:
             parent_ref["sectionName"] = t.gateway.section_name
         opts = pulumi.ResourceOptions(parent=parent)
-        k8s.apiextensions.CustomResource(
-            f"{name}-route",
-            api_version=API_VERSION,
-            kind="HTTPRoute",
-            metadata={"name": naming.PRIMARY_SERVICE, "namespace": args.namespace,
-                      "labels": args.labels},
-            spec={"parentRefs": [parent_ref], "hostnames": [t.host], "rules": route_rules(args)},
-            opts=opts,
-        )
-        if args.plan.preview:
+
+        def route(resource: str, route_name: str, host: str, rules: list[dict[str, Any]]) -> None:
             k8s.apiextensions.CustomResource(
-                f"{name}-preview-route",
+                resource,
                 api_version=API_VERSION,
                 kind="HTTPRoute",
-                metadata={"name": naming.PREVIEW_SERVICE, "namespace": args.namespace,
+                metadata={"name": route_name, "namespace": args.namespace,
                           "labels": args.labels},
-                spec={
-                    "parentRefs": [parent_ref],
-                    "hostnames": [preview_host(t)],
-                    "rules": [
-                        {"matches": [{"path": {"type": "PathPrefix", "value": CRON_PATH}}]},
-                        {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                         "backendRefs": [_backend(naming.PREVIEW_SERVICE)]},
-                    ],
-                },
+                spec={"parentRefs": [parent_ref], "hostnames": [host], "rules": rules},
                 opts=opts,
             )
+
+        route(f"{name}-route", naming.PRIMARY_SERVICE, t.host, route_rules(args))
+        if args.plan.preview:
+            route(f"{name}-preview-route", naming.PREVIEW_SERVICE, preview_host(t), [
+                {"matches": [{"path": {"type": "PathPrefix", "value": CRON_PATH}}]},
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                 "backendRefs": [_backend(naming.PREVIEW_SERVICE)]},
+            ])
