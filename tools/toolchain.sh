@@ -20,6 +20,7 @@ Options:
   -h, --help     show this help
 
 Steps: pulumi python kubernetes random kwok etcd kube docker-build docker
+       node coredns kube-router traefik   (the real single-node cluster of tools/cluster.sh)
 Provider versions follow the Python SDK pins (pulumi-plugin.json in ./venv, else
 requirements.txt). Build logs: <cache>/<key>/logs/<step>.log; build times:
 <cache>/<key>/build-times.tsv.
@@ -38,11 +39,17 @@ PULUMI_CLI_VERSION=3.274.0
 KWOK_VERSION=0.8.0
 KUBE_VERSION=1.36.1 # kwok 0.8.0's default Kubernetes version
 ETCD_VERSION=3.6.16
+COREDNS_VERSION=1.15.0
+# The only github.com/cloudnativelabs/kube-router/v2 version the Go module proxy serves.
+KUBE_ROUTER_VERSION=2.1.0
 # The only github.com/pulumi/pulumi-kubernetes/provider/v4 version the proxy serves; used when
 # the pinned version itself is not served.
 KUBERNETES_PROVIDER_FALLBACK=v4.0.0-20260115033456-f47bc2d6f199
 
-ALL_STEPS=(pulumi python kubernetes random kwok etcd kube docker-build docker)
+ALL_STEPS=(pulumi python kubernetes random kwok etcd kube docker-build docker node coredns kube-router traefik)
+# The steps whose versions make up the cache key. Steps added later are versioned by their stamps
+# only, so that adding one does not move the cache (and rebuild everything) to a new key.
+KEY_STEPS=(pulumi python kubernetes random kwok etcd kube docker-build docker)
 CORE_STEPS=(pulumi python kubernetes)
 
 die() {
@@ -78,6 +85,11 @@ load_versions() {
 	VERSION[kwok]=$KWOK_VERSION
 	VERSION[etcd]=$ETCD_VERSION
 	VERSION[kube]=$KUBE_VERSION
+	VERSION[node]=$KUBE_VERSION
+	VERSION[coredns]=$COREDNS_VERSION
+	VERSION[kube-router]=$KUBE_ROUTER_VERSION
+	VERSION[traefik]=$(sed -n 's/^VERSION="${TRAEFIK_VERSION:-v\([^}]*\)}"$/\1/p' "$ROOT/tools/traefik.sh")
+	[[ -n ${VERSION[traefik]} ]] || die "cannot read the pinned Traefik version from tools/traefik.sh"
 }
 
 step_version() {
@@ -93,13 +105,15 @@ step_bins() {
 	kwok) echo kwok kwokctl ;;
 	etcd) echo etcd ;;
 	kube) echo kube-apiserver kube-controller-manager kube-scheduler ;;
+	node) echo kubelet kube-proxy ;;
+	coredns | kube-router | traefik) echo "$1" ;;
 	esac
 }
 
 # The cache key: a short hash of every pinned version and the recipe revision.
 compute_key() {
 	local s line=""
-	for s in "${ALL_STEPS[@]}"; do
+	for s in "${KEY_STEPS[@]}"; do
 		line+="$s=$(step_version "$s") "
 	done
 	line+="recipe=$RECIPE"
@@ -321,32 +335,93 @@ build_etcd() {
 	mv "$BIN/etcd.tmp" "$BIN/etcd"
 }
 
-build_kube() {
+# kube_wrapper VERSION: the wrapper module of k8s.io/kubernetes@vVERSION in $SRC/kube (its staging
+# modules at their published versions), shared by the control plane and the node binaries.
+# Prints the -ldflags that stamp the version into the binaries.
+kube_wrapper() {
 	local v=$1 w="$SRC/kube" kdir staging c minor ldflags vpkg
-	wrapper_module "$w" "k8s.io/kubernetes@v$v"
-	kdir=$(module_dir "k8s.io/kubernetes@v$v")
-	cd "$w"
-	# k8s.io/kubernetes points its staging modules at ./staging; use their published versions.
-	staging=$(go mod edit -json "$kdir/go.mod" | python3 -c '
+	if [[ ! -f $w/go.sum ]]; then
+		wrapper_module "$w" "k8s.io/kubernetes@v$v" >&2
+		kdir=$(module_dir "k8s.io/kubernetes@v$v")
+		# k8s.io/kubernetes points its staging modules at ./staging; use their published versions.
+		staging=$(go mod edit -json "$kdir/go.mod" | python3 -c '
 import json, sys
 for r in json.load(sys.stdin).get("Replace") or []:
     if r["New"]["Path"].startswith("./staging/"):
         print(r["Old"]["Path"])')
-	for c in $staging; do
-		go mod edit -replace="$c=$c@v0.${v#1.}"
-	done
-	printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kube-controller-manager"\n\t_ "k8s.io/kubernetes/cmd/kube-scheduler"\n)\n' >tools.go
-	GOFLAGS=-mod=mod go mod tidy
+		for c in $staging; do
+			(cd "$w" && go mod edit -replace="$c=$c@v0.${v#1.}")
+		done
+		printf '//go:build tools\n\npackage tools\n\nimport (\n' >"$w/tools.go"
+		for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
+			printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$c" >>"$w/tools.go"
+		done
+		printf ')\n' >>"$w/tools.go"
+		(cd "$w" && GOFLAGS=-mod=mod go mod tidy >&2)
+	fi
 	minor=$(cut -d. -f2 <<<"$v")
 	ldflags="-s -w"
 	for vpkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 		ldflags+=" -X $vpkg.gitVersion=v$v -X $vpkg.gitMajor=1 -X $vpkg.gitMinor=$minor"
 		ldflags+=" -X $vpkg.gitTreeState=clean"
 	done
-	for c in kube-apiserver kube-controller-manager kube-scheduler; do
+	echo "$ldflags"
+}
+
+# kube_commands VERSION CMD...: build k8s.io/kubernetes/cmd/CMD for each CMD into $BIN.
+kube_commands() {
+	local v=$1 ldflags c
+	shift
+	ldflags=$(kube_wrapper "$v")
+	cd "$SRC/kube"
+	for c in "$@"; do
+		echo "building $c"
 		GOFLAGS=-mod=mod gobuild -pgo=off -ldflags "$ldflags" -o "$BIN/$c.tmp" "k8s.io/kubernetes/cmd/$c"
 		mv "$BIN/$c.tmp" "$BIN/$c"
 	done
+}
+
+build_kube() {
+	kube_commands "$1" kube-apiserver kube-controller-manager kube-scheduler
+}
+
+# The node agent and the Service proxy of the real single-node cluster (same version and module).
+build_node() {
+	kube_commands "$1" kubelet kube-proxy
+}
+
+# go_command NAME MODULE@VERSION PACKAGE [LDFLAGS]: build PACKAGE (a main package of MODULE)
+# through a wrapper module into $BIN/NAME.
+go_command() {
+	local name=$1 mv=$2 pkg=$3 ldflags=${4:-} w="$SRC/$1"
+	wrapper_module "$w" "$mv"
+	cd "$w"
+	printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$pkg" >tools.go
+	GOFLAGS=-mod=mod go mod tidy
+	GOFLAGS=-mod=mod gobuild -ldflags "-s -w $ldflags" -o "$BIN/$name.tmp" "$pkg"
+	mv "$BIN/$name.tmp" "$BIN/$name"
+}
+
+# CoreDNS with its default plugin set; the node runs it as a host process (kubernetes plugin).
+build_coredns() {
+	go_command coredns "github.com/coredns/coredns@v$1" github.com/coredns/coredns \
+		"-X github.com/coredns/coredns/coremain.GitCommit=v$1"
+}
+
+# kube-router, used only as the NetworkPolicy controller of the real node.
+build_kube_router() {
+	go_command kube-router "github.com/cloudnativelabs/kube-router/v2@v$1" \
+		github.com/cloudnativelabs/kube-router/v2/cmd/kube-router \
+		"-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=v$1"
+}
+
+# Traefik (the Gateway API implementation of the real node and the Swarm edge): tools/traefik.sh
+# builds and caches it; the toolchain links it.
+build_traefik() {
+	local out
+	out=$(TRAEFIK_VERSION="v$1" bash "$ROOT/tools/traefik.sh" | tail -n 1)
+	[[ -x $out ]] || die "tools/traefik.sh did not print a binary path (got '$out')"
+	ln -sf "$out" "$BIN/traefik"
 }
 
 # ---------------------------------------------------------------------------------------------
