@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import naming
+from components import app_facts, naming
 from components.kubernetes import pod
 from components.kubernetes.storage import SCRIPT, SCRIPT_DIR, Storage, StorageArgs, tool_config_map
 from components.kubernetes.traffic import SERVICE_PORT, RouteArgs, router_for
@@ -23,11 +23,8 @@ from components.settings import (
     TrafficSettings,
 )
 
-APP_PORT = 3000
 PRE_STOP_SECONDS = 10
 GRACE_SECONDS = 40
-#: Where the app writes at run time; everything else is a read-only root filesystem.
-WRITABLE_PATHS = {"public": "/app/public", "next-cache": "/app/.next/cache", "tmp": "/tmp"}
 #: Private and link-local ranges: the app reaches the internet (video sources), not the cluster.
 PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
                   "100.64.0.0/10"]
@@ -99,14 +96,15 @@ class MoonTVKubernetes(pulumi.ComponentResource):
         self.config_map = k8s.core.v1.ConfigMap(
             f"{name}-config",
             metadata={"namespace": self.namespace, "labels": app_labels},
-            data={**args.site.env(), "NEXT_PUBLIC_STORAGE_TYPE": args.storage.app_type},
+            data={**args.site.env(), app_facts.STORAGE_TYPE_ENV: args.storage.app_type},
             opts=inner,
         )
-        url_key = "KVROCKS_URL" if args.storage.app_type == "kvrocks" else "REDIS_URL"
+        url_key = app_facts.URL_VARIABLES[args.storage.app_type]
         self.secret = k8s.core.v1.Secret(
             f"{name}-secret",
             metadata={"namespace": self.namespace, "labels": app_labels},
-            string_data={"USERNAME": args.owner_username, "PASSWORD": args.owner_password,
+            string_data={app_facts.USERNAME_ENV: args.owner_username,
+                         app_facts.PASSWORD_ENV: args.owner_password,
                          url_key: storage.url},
             opts=inner,
         )
@@ -196,12 +194,12 @@ class MoonTVKubernetes(pulumi.ComponentResource):
         args = self._args
         image = self._image(track)
         security = pod.container_security()
-        mounts = [{"name": n, "mountPath": p} for n, p in WRITABLE_PATHS.items()]
-        probe = {"httpGet": {"path": "/login", "port": "http"}, "timeoutSeconds": 3}
+        mounts = [{"name": n, "mountPath": p} for n, p in app_facts.WRITABLE_PATHS.items()]
+        probe = {"httpGet": {"path": app_facts.PROBE_PATH, "port": "http"}, "timeoutSeconds": 3}
         storage_url = {"name": "STORAGE_URL", "valueFrom": {"secretKeyRef": {
             "name": self.secret.metadata.name, "key": self._url_key}}}
         return {
-            **pod.pod_defaults(uid=pod.APP_UID),
+            **pod.pod_defaults(uid=app_facts.UID),
             "serviceAccountName": self.service_account.metadata.name,
             "terminationGracePeriodSeconds": GRACE_SECONDS,
             "topologySpreadConstraints": [
@@ -234,11 +232,9 @@ class MoonTVKubernetes(pulumi.ComponentResource):
                 "name": "moontv",
                 "image": image,
                 "imagePullPolicy": args.pull_policy,
-                "ports": [{"name": "http", "containerPort": APP_PORT}],
+                "ports": [{"name": "http", "containerPort": app_facts.PORT}],
                 "env": [
-                    # Kubernetes sets HOSTNAME to the pod name; Next would bind the pod IP only.
-                    {"name": "HOSTNAME", "value": "0.0.0.0"},
-                    {"name": "PORT", "value": str(APP_PORT)},
+                    *({"name": k, "value": v} for k, v in app_facts.LISTEN_ENV.items()),
                     {"name": "MOONTV_TRACK", "value": track.name},
                 ],
                 "envFrom": [{"configMapRef": {"name": self.config_map.metadata.name}},
@@ -254,7 +250,7 @@ class MoonTVKubernetes(pulumi.ComponentResource):
                 "securityContext": security,
                 "volumeMounts": mounts,
             }],
-            "volumes": [{"name": n, "emptyDir": {}} for n in WRITABLE_PATHS]
+            "volumes": [{"name": n, "emptyDir": {}} for n in app_facts.WRITABLE_PATHS]
             + [{"name": "tool", "configMap": {"name": self._tool.metadata.name}}],
         }
 
@@ -297,7 +293,7 @@ class MoonTVKubernetes(pulumi.ComponentResource):
                 "policyTypes": ["Ingress"],
                 "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {
                     "kubernetes.io/metadata.name": args.traffic.allowed_namespace}}}],
-                    "ports": [{"protocol": "TCP", "port": APP_PORT}]}],
+                    "ports": [{"protocol": "TCP", "port": app_facts.PORT}]}],
             },
             "allow-app-egress": {
                 "podSelector": {"matchExpressions": [{

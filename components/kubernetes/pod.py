@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-APP_UID = 1001  # user `nextjs`, group `nodejs` in the MoonTV image
-
 
 def pod_defaults(uid: int) -> dict[str, Any]:
     """Pod-level settings: non-root, seccomp RuntimeDefault, no service account token."""

@@ -14,15 +14,13 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import naming
+from components import app_facts, naming
 from components.kubernetes import pod
 from components.passwords import generated_password
 from components.settings import StorageSettings
 
 SCRIPT = Path(__file__).parent / "scripts" / "storage-tool.js"
 SCRIPT_DIR = "/opt/moontv"
-PORTS = {"kvrocks": 6666, "redis": 6379}
-DATA_DIRS = {"kvrocks": "/var/lib/kvrocks", "redis": "/data"}
 STORAGE_UID = 999  # the `redis` user of the Redis image; Kvrocks runs as any uid
 EXPORTER_PORT = 9121
 
@@ -41,12 +39,12 @@ class StorageArgs:
 
 def _server_config(kind: str, password: pulumi.Output[str]) -> pulumi.Output[str]:
     """The server's config file; it carries the password, so it lives in a Secret."""
-    port = PORTS[kind]
+    port, data_dir = app_facts.STORAGE_PORTS[kind], app_facts.STORAGE_DATA_DIRS[kind]
     if kind == "kvrocks":
-        lines = ["bind 0.0.0.0", f"port {port}", f"dir {DATA_DIRS[kind]}",
+        lines = ["bind 0.0.0.0", f"port {port}", f"dir {data_dir}",
                  "pidfile /tmp/kvrocks.pid", "daemonize no"]
     else:
-        lines = ["bind 0.0.0.0", f"port {port}", f"dir {DATA_DIRS[kind]}", "appendonly yes",
+        lines = ["bind 0.0.0.0", f"port {port}", f"dir {data_dir}", "appendonly yes",
                  "appendfsync everysec", "save 3600 1 300 100 60 10000"]
     return password.apply(lambda pw: "\n".join([*lines, f"requirepass {pw}"]) + "\n")
 
@@ -76,7 +74,7 @@ class Storage(pulumi.ComponentResource):
             return
 
         kind = s.kind
-        port = PORTS[kind]
+        port = app_facts.STORAGE_PORTS[kind]
         service_name = naming.resource_name(naming.APP, kind)
         labels = naming.labels(args.instance, "storage", version=None)
         selector = naming.selector_labels(args.instance, "storage")
@@ -103,7 +101,7 @@ class Storage(pulumi.ComponentResource):
             },
             opts=child,
         )
-        data_dir = DATA_DIRS[kind]
+        data_dir = app_facts.STORAGE_DATA_DIRS[kind]
         binary = "kvrocks" if kind == "kvrocks" else "redis-server"
         conf_flag = ["-c"] if kind == "kvrocks" else []
         self.stateful_set = k8s.apps.v1.StatefulSet(
@@ -221,7 +219,7 @@ class Storage(pulumi.ComponentResource):
                     "template": {
                         "metadata": {"labels": labels},
                         "spec": {
-                            **pod.pod_defaults(uid=pod.APP_UID),
+                            **pod.pod_defaults(uid=app_facts.UID),
                             "restartPolicy": "OnFailure",
                             "containers": [{
                                 "name": "backup",

@@ -18,7 +18,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from components import naming
+from components import app_facts, naming
 from components.monitoring.agents import (
     FLUENT_BIT_HTTP_PORT,
     OTLP_GRPC_PORT,
@@ -48,7 +48,6 @@ from components.monitoring.rules import (
     monitored,
 )
 
-APP_PORT = 3000
 BLACKBOX_PORT = 9115
 MONITORING_API = "monitoring.coreos.com/v1"
 ALERTMANAGER_CONFIG_API = "monitoring.coreos.com/v1alpha1"
@@ -112,7 +111,7 @@ class Monitoring(pulumi.ComponentResource):
         self.prober_url = f"{blackbox}.{self._ns}.svc:{BLACKBOX_PORT}"
         self.probe_targets = {
             t.name: f"http://{args.service_names.get(t.name, naming.track_name(t.name))}"
-                    f".{self._ns}.svc:{APP_PORT}{PROBE_PATH}"
+                    f".{self._ns}.svc:{app_facts.PORT}{PROBE_PATH}"
             for t in tracks
         }
         self.health_queries = {t.name: health_gate_queries(t.name, s) for t in tracks}
@@ -272,7 +271,7 @@ class Monitoring(pulumi.ComponentResource):
                 "egress": [
                     {"to": [{"podSelector": {"matchExpressions": [
                         {"key": naming.TRACK_LABEL, "operator": "Exists"}]}}],
-                     "ports": [{"port": APP_PORT, "protocol": "TCP"}]},
+                     "ports": [{"port": app_facts.PORT, "protocol": "TCP"}]},
                     {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
                 ],
             },
@@ -286,7 +285,7 @@ class Monitoring(pulumi.ComponentResource):
                     {"key": naming.TRACK_LABEL, "operator": "Exists"}]},
                 "policyTypes": ["Ingress"],
                 "ingress": [{"from": [{"podSelector": {"matchLabels": selector}}],
-                             "ports": [{"port": APP_PORT, "protocol": "TCP"}]}],
+                             "ports": [{"port": app_facts.PORT, "protocol": "TCP"}]}],
             },
             opts=self._opts,
         )

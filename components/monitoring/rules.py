@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from components import app_facts
 from components.monitoring.model import MonitoringSettings, TrackLike
 
 PROBE_JOB = "moontv-probe"
 STORAGE_JOB = "moontv-storage"
 PROBE_MODULE = "http_login"
-PROBE_PATH = "/login"
+PROBE_PATH = app_facts.PROBE_PATH
 
 TRACK_DOWN = "MoonTVTrackDown"
 TRACK_LATENCY = "MoonTVTrackLatencyHigh"

@@ -19,7 +19,7 @@ import pulumi
 import pulumi_docker as docker
 import yaml
 
-from components import naming
+from components import app_facts, naming
 from components.monitoring.config import (
     ScrapeTargets,
     alertmanager_config,
@@ -27,9 +27,8 @@ from components.monitoring.config import (
     prometheus_config,
 )
 from components.monitoring.model import MonitoringSettings, TrackLike, require_receiver_secrets
-from components.monitoring.rules import PROBE_PATH, RuleScope, alert_rules, monitored
+from components.monitoring.rules import RuleScope, alert_rules, monitored
 
-APP_PORT = 3000
 PROMETHEUS_PORT, ALERTMANAGER_PORT, BLACKBOX_PORT = 9090, 9093, 9115
 PROMETHEUS_DIR, ALERTMANAGER_DIR, BLACKBOX_DIR = (
     "/etc/prometheus", "/etc/alertmanager", "/etc/blackbox"
@@ -78,8 +77,8 @@ class SwarmMonitoring(pulumi.ComponentResource):
         )
         tracks = monitored(args.tracks)
         self.probe_targets = {
-            t.name: f"http://{args.service_names.get(t.name, naming.track_name(t.name))}"
-                    f":{APP_PORT}{PROBE_PATH}"
+            t.name: app_facts.probe_url(
+                args.service_names.get(t.name, naming.track_name(t.name)), app_facts.PORT)
             for t in tracks
         }
         self.prometheus = self.alertmanager = self.blackbox = None

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import quote
 
-from components import naming
+from components import app_facts, naming
 from components.release import ReleasePlan, image_ref
 from components.swarm import traefik
 
@@ -38,7 +38,6 @@ StorageType = Literal["kvrocks", "redis"]
 MIB = 1024 * 1024
 SECRETS_DIR = "/run/secrets"
 CONFIG_DIR = "/moontv"
-APP_UID = "1001"
 
 OWNER_PASSWORD = "owner-password"
 STORAGE_URL = "storage-url"
@@ -48,10 +47,6 @@ SITE_ENV = "site-env"
 EDGE_DYNAMIC = "edge-dynamic"
 STORAGE_DATA = "storage-data"
 NETWORK = "net"
-
-STORAGE_PORTS: Mapping[str, int] = {"kvrocks": 6666, "redis": 6379}
-STORAGE_DATA_DIRS: Mapping[str, str] = {"kvrocks": "/var/lib/kvrocks", "redis": "/data"}
-URL_VARIABLES: Mapping[str, str] = {"kvrocks": "KVROCKS_URL", "redis": "REDIS_URL"}
 
 SITE_ENV_KEYS = re.compile(r"NEXT_PUBLIC_[A-Z0-9_]+|ANNOUNCEMENT")
 _STACK = re.compile(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?")
@@ -254,7 +249,7 @@ def storage_alias(spec: SwarmSpec) -> str:
 def storage_url(spec: SwarmSpec, password: str) -> str:
     """The URL the app uses for the in-stack storage service."""
     _check_password(password)
-    port = STORAGE_PORTS[spec.storage_kind]
+    port = app_facts.STORAGE_PORTS[spec.storage_kind]
     return f"redis://:{quote(password, safe='')}@{storage_alias(spec)}:{port}"
 
 
@@ -274,8 +269,8 @@ def _check_password(password: str) -> None:
 def site_env_file(spec: SwarmSpec) -> str:
     """Non-secret app settings as a shell file the entrypoint sources (values shell-quoted)."""
     env = {
-        "USERNAME": spec.owner_username,
-        "NEXT_PUBLIC_STORAGE_TYPE": spec.storage_type,
+        app_facts.USERNAME_ENV: spec.owner_username,
+        app_facts.STORAGE_TYPE_ENV: spec.storage_type,
         **dict(spec.site_env),
     }
     lines = [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())]
@@ -325,20 +320,21 @@ def _app_rollback() -> UpdatePolicy:
 
 def app_service(spec: SwarmSpec, track_name: str) -> ServiceSpec:
     track = next(t for t in spec.plan.tracks if t.name == track_name)
-    url_var = URL_VARIABLES[spec.storage_type]
-    secret_env = f"PASSWORD={SECRETS_DIR}/{OWNER_PASSWORD} {url_var}={SECRETS_DIR}/{STORAGE_URL}"
+    url_var = app_facts.URL_VARIABLES[spec.storage_type]
+    password = app_facts.PASSWORD_ENV
+    secret_env = f"{password}={SECRETS_DIR}/{OWNER_PASSWORD} {url_var}={SECRETS_DIR}/{STORAGE_URL}"
     env = {
-        "HOSTNAME": "0.0.0.0",
-        "PORT": str(traefik.APP_PORT),
+        **app_facts.LISTEN_ENV,
         "MOONTV_SECRET_ENV": secret_env,
         "MOONTV_TRACK": track.name,
         "MOONTV_VERSION": track.version,
     }
     depends: tuple[str, ...] = ()
     if spec.storage_kind != "external":
-        env["MOONTV_WAIT_FOR"] = f"{storage_alias(spec)}:{STORAGE_PORTS[spec.storage_kind]}"
+        port = app_facts.STORAGE_PORTS[spec.storage_kind]
+        env["MOONTV_WAIT_FOR"] = f"{storage_alias(spec)}:{port}"
         depends = (spec.storage_kind,)
-    login = f"http://127.0.0.1:{traefik.APP_PORT}/login"
+    login = app_facts.probe_url("127.0.0.1", app_facts.PORT)
     return ServiceSpec(
         key=track.name,
         alias=naming.track_name(track.name),
@@ -356,8 +352,8 @@ def app_service(spec: SwarmSpec, track_name: str) -> ServiceSpec:
         args=spec.app_command,
         env=env,
         secrets=(
-            FileRef(OWNER_PASSWORD, OWNER_PASSWORD, APP_UID, APP_UID, 0o400),
-            FileRef(STORAGE_URL, STORAGE_URL, APP_UID, APP_UID, 0o400),
+            FileRef(OWNER_PASSWORD, OWNER_PASSWORD, str(app_facts.UID), str(app_facts.GID), 0o400),
+            FileRef(STORAGE_URL, STORAGE_URL, str(app_facts.UID), str(app_facts.GID), 0o400),
         ),
         configs=(
             FileRef(ENTRYPOINT, f"{CONFIG_DIR}/entrypoint.sh", mode=0o555),
@@ -373,8 +369,8 @@ def app_service(spec: SwarmSpec, track_name: str) -> ServiceSpec:
 
 def storage_service(spec: SwarmSpec) -> ServiceSpec:
     kind = spec.storage_kind
-    port = STORAGE_PORTS[kind]
-    data_dir = STORAGE_DATA_DIRS[kind]
+    port = app_facts.STORAGE_PORTS[kind]
+    data_dir = app_facts.STORAGE_DATA_DIRS[kind]
     conf = f"{SECRETS_DIR}/{STORAGE_CONFIG}"
     entrypoint: tuple[str, ...] | None
     if kind == "kvrocks":

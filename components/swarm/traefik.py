@@ -26,15 +26,14 @@ from typing import Any
 
 import yaml
 
-from components import naming
+from components import app_facts, naming
 from components.release import ReleasePlan
 
-APP_PORT = 3000
 EDGE_PORT = 80
 ENTRYPOINT = "web"
 PING_ENTRYPOINT = "ping"
 PING_PORT = 8082
-CRON_PATH = "/api/cron"
+CRON_PATH = app_facts.BLOCKED_PATHS[0]
 DYNAMIC_DIR = "/etc/traefik/dynamic"
 DYNAMIC_FILE = f"{DYNAMIC_DIR}/dynamic.yml"
 RETRY = "moontv-retry"
@@ -52,7 +51,7 @@ def service_name(track: str) -> str:
 
 
 def backend_url(track: str) -> str:
-    return f"http://{naming.track_name(track)}:{APP_PORT}"
+    return f"http://{naming.track_name(track)}:{app_facts.PORT}"
 
 
 def _check_host(host: str) -> None:

@@ -12,11 +12,12 @@ from typing import Protocol
 
 import pulumi
 
+from components import app_facts
 from components.release import ReleasePlan, Track
 from components.settings import TrafficSettings
 
-SERVICE_PORT = 80
-CRON_PATH = "/api/cron"
+SERVICE_PORT = app_facts.SERVICE_PORT
+CRON_PATH = app_facts.BLOCKED_PATHS[0]
 
 
 @dataclass(frozen=True)
