@@ -209,7 +209,7 @@ class SwarmSettings(ConfigModel):
 class MoonTVSettings(ConfigModel):
     """The whole ``moontv:*`` namespace of a stack (secret keys are handled apart)."""
 
-    environment: Literal["dev", "staging", "prod"]
+    environment: Literal["dev", "review", "testing", "staging", "prod"]
     platform: Literal["kubernetes", "swarm"] = "kubernetes"
     namespace: DnsLabel = "moontv"
     image: ImageSettings
