@@ -20,12 +20,13 @@ def pod_defaults(uid: int) -> dict[str, Any]:
     }
 
 
-def container_security() -> dict[str, Any]:
-    """Container-level settings: read-only root, no privilege escalation, no capabilities."""
+def container_security(non_root: bool = True) -> dict[str, Any]:
+    """Container-level settings: read-only root, no privilege escalation, no capabilities
+    (``non_root=False`` only for an agent that must read root-owned node files)."""
     return {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
+        "runAsNonRoot": non_root,
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }

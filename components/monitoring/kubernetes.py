@@ -1,10 +1,10 @@
 """Monitoring of MoonTV on Kubernetes through the Prometheus Operator.
 
 Declares, in the application namespace: a blackbox exporter, one ``Probe`` per monitored track
-(``moontv-<track>:3000/login``), a ``ServiceMonitor`` for the storage exporter, the
-``PrometheusRule``, an ``AlertmanagerConfig`` whose receiver URLs are keys of a Kubernetes
-Secret, the Grafana dashboard ConfigMap and, when enabled, Fluent Bit and an OpenTelemetry
-Collector. Mode ``install`` also installs the pinned kube-prometheus-stack chart.
+(``moontv-<track>.<ns>.svc:80/login``: the Service port), a ``ServiceMonitor`` for the storage
+exporter, the ``PrometheusRule``, an ``AlertmanagerConfig`` whose receiver URLs are keys of a
+Kubernetes Secret, the Grafana dashboard ConfigMap and, when enabled, Fluent Bit and an
+OpenTelemetry Collector. Mode ``install`` also installs the pinned kube-prometheus-stack chart.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components import app_facts, naming
+from components.kubernetes import pod
 from components.monitoring.agents import (
     FLUENT_BIT_HTTP_PORT,
     OTLP_GRPC_PORT,
@@ -40,7 +41,6 @@ from components.monitoring.model import (
 from components.monitoring.rules import (
     PROBE_JOB,
     PROBE_MODULE,
-    PROBE_PATH,
     STORAGE_JOB,
     RuleScope,
     alert_rules,
@@ -60,8 +60,6 @@ class MonitoringArgs:
     tracks: Sequence[TrackLike]
     settings: MonitoringSettings
     instance: str = naming.APP
-    # track name -> Service name; tracks not listed use `moontv-<track>`.
-    service_names: Mapping[str, str] = field(default_factory=dict)
     # receiver name -> URL (webhook, slack) or SMTP password (email), as secret Outputs.
     receiver_secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     # Labels of the storage exporter's Service; None when there is no exporter to scrape.
@@ -69,21 +67,6 @@ class MonitoringArgs:
     storage_metrics_port: str = "metrics"
     backup_cronjob: str | None = None
     provider: pulumi.ProviderResource | None = None
-
-
-def _restricted_container(read_only: bool = True) -> dict[str, Any]:
-    return {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": read_only,
-        "capabilities": {"drop": ["ALL"]},
-    }
-
-
-def _restricted_pod(uid: int) -> dict[str, Any]:
-    return {
-        "runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -110,8 +93,8 @@ class Monitoring(pulumi.ComponentResource):
         blackbox = naming.resource_name(naming.APP, "blackbox")
         self.prober_url = f"{blackbox}.{self._ns}.svc:{BLACKBOX_PORT}"
         self.probe_targets = {
-            t.name: f"http://{args.service_names.get(t.name, naming.track_name(t.name))}"
-                    f".{self._ns}.svc:{app_facts.PORT}{PROBE_PATH}"
+            t.name: app_facts.probe_url(
+                f"{naming.track_name(t.name)}.{self._ns}.svc", app_facts.SERVICE_PORT)
             for t in tracks
         }
         self.health_queries = {t.name: health_gate_queries(t.name, s) for t in tracks}
@@ -213,11 +196,10 @@ class Monitoring(pulumi.ComponentResource):
                 "template": {
                     "metadata": {"labels": naming.labels(self._args.instance, component)},
                     "spec": {
-                        "automountServiceAccountToken": False,
-                        "securityContext": _restricted_pod(uid),
+                        **pod.pod_defaults(uid),
                         "containers": [{
                             **container,
-                            "securityContext": _restricted_container(),
+                            "securityContext": pod.container_security(),
                             "volumeMounts": [{"name": "config", "mountPath": config_path}],
                         }],
                         "volumes": [{"name": "config", "configMap": {"name": name}}],
@@ -402,7 +384,7 @@ class Monitoring(pulumi.ComponentResource):
                             "image": self._args.settings.images.fluent_bit,
                             "args": ["--config=/fluent-bit/etc/fluent-bit.conf"],
                             "ports": [{"name": "http", "containerPort": FLUENT_BIT_HTTP_PORT}],
-                            "securityContext": _restricted_container(),
+                            "securityContext": pod.container_security(non_root=False),
                             "resources": {
                                 "requests": {"cpu": "20m", "memory": "32Mi"},
                                 "limits": {"cpu": "200m", "memory": "128Mi"},

@@ -40,8 +40,6 @@ class SwarmMonitoringArgs:
     tracks: Sequence[TrackLike]
     settings: MonitoringSettings
     network: pulumi.Input[str]  # overlay network shared with the MoonTV services
-    # track name -> Swarm service name (its DNS name on the network); default `moontv-<track>`.
-    service_names: Mapping[str, str] = field(default_factory=dict)
     # receiver name -> URL (webhook, slack) or SMTP password (email), as secret Outputs.
     receiver_secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     storage_exporter: str | None = None  # host:port of the redis_exporter on the network
@@ -77,8 +75,7 @@ class SwarmMonitoring(pulumi.ComponentResource):
         )
         tracks = monitored(args.tracks)
         self.probe_targets = {
-            t.name: app_facts.probe_url(
-                args.service_names.get(t.name, naming.track_name(t.name)), app_facts.PORT)
+            t.name: app_facts.probe_url(naming.track_name(t.name), app_facts.PORT)
             for t in tracks
         }
         self.prometheus = self.alertmanager = self.blackbox = None

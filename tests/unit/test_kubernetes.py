@@ -197,3 +197,16 @@ def test_given_monitoring_then_prometheus_scrapes_the_storage_exporter(run):
     dev = run("dev")  # monitoring off: no exporter traffic admitted
     policy = dev.named("NetworkPolicy", "moontv-kvrocks-from-app").inputs["spec"]["ingress"]
     assert len(policy) == 1
+
+
+def test_given_monitoring_then_every_probe_targets_a_port_its_service_exposes(stack_run: Run):
+    probes = [r for r in stack_run.resources if r.inputs.get("kind") == "Probe"]
+    if stack_run.outputs.get("namespace") == "moontv-dev":
+        assert not probes  # dev has no monitoring
+        return
+    assert probes
+    for probe in probes:
+        (url,) = probe.inputs["spec"]["targets"]["staticConfig"]["static"]
+        host, port = url.removeprefix("http://").split("/", 1)[0].split(":")
+        service = stack_run.named("Service", host.split(".")[0])
+        assert int(port) in [p["port"] for p in service.inputs["spec"]["ports"]], url

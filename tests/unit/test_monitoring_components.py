@@ -162,7 +162,7 @@ def test_given_canary_release_then_one_probe_per_track_through_the_blackbox_expo
     assert set(by_track) == {"stable", "canary"}
     spec = by_track["canary"]["spec"]
     assert spec["targets"]["staticConfig"]["static"] == [
-        "http://moontv-canary.moontv.svc:3000/login"
+        "http://moontv-canary.moontv.svc:80/login"
     ]
     assert spec["prober"]["url"] == "moontv-blackbox.moontv.svc:9115"
     assert (spec["module"], spec["jobName"], spec["interval"]) == (
@@ -171,12 +171,11 @@ def test_given_canary_release_then_one_probe_per_track_through_the_blackbox_expo
     assert by_track["canary"]["apiVersion"] == "monitoring.coreos.com/v1"
 
 
-def test_given_idle_colour_and_custom_service_name_then_only_active_colour_is_probed() -> None:
-    args = k8s_args(tracks=(Track("blue", "primary"), Track("green", "idle")),
-                    service_names={"blue": "moontv-blue-svc"})
+def test_given_idle_colour_then_only_active_colour_is_probed_through_its_service_port() -> None:
+    args = k8s_args(tracks=(Track("blue", "primary"), Track("green", "idle")))
     (probe,) = deploy(args).custom("Probe").values()
     assert probe["spec"]["targets"]["staticConfig"]["static"] == [
-        "http://moontv-blue-svc.moontv.svc:3000/login"
+        "http://moontv-blue.moontv.svc:80/login"
     ]
 
 
