@@ -68,8 +68,11 @@ def test_given_testing_then_it_is_smaller_than_prod_in_its_own_namespace_and_hos
     assert testing.outputs["url"] == "https://moontv.testing.example.com" != prod.outputs["url"]
     hpa = testing.kind("HorizontalPodAutoscaler")[0].inputs["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 3)
-    namespaces = {r.inputs["metadata"].get("namespace") for r in testing.kubernetes()
-                  if r.kind not in {"Namespace"}}
+    namespaces = {
+        r.inputs["metadata"].get("namespace")
+        for r in testing.kubernetes()
+        if r.kind not in {"Namespace"}
+    }
     assert "moontv-testing" in namespaces and "moontv" not in namespaces
 
 
