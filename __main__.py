@@ -39,14 +39,16 @@ def kubernetes(s: Settings, overrides: dict[str, pulumi.Output[str]]) -> pulumi.
         owner_username=c.owner.username, owner_password=s.owner_password,
         replicas=c.replicas, resources=c.resources, autoscaling=c.autoscaling,
         storage=c.storage, traffic=c.traffic, storage_url=s.storage_url,
-        image_overrides=overrides,
+        image_overrides=overrides, backup_keys=s.backup_keys,
+        offsite_secret_key=s.backup_offsite_secret_key,
         metrics_namespace=c.monitoring.monitoring_namespace if c.monitoring.enabled else None),
         opts=opts)
     if c.monitoring.enabled:
         Monitoring("moontv-monitoring", MonitoringArgs(
             namespace=c.namespace, tracks=s.plan.tracks, settings=c.monitoring,
             instance=s.stack, receiver_secrets=s.receiver_secrets,
-            storage_selector=app.storage.selector, backup_cronjob=app.storage.backup_cronjob),
+            storage_selector=app.storage.selector, backup_cronjob=app.storage.backup_cronjob,
+            drill_cronjob=app.storage.drill_cronjob),
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[app])))
     return app.namespace
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -27,7 +28,8 @@ from components.passwords import generated_password
 NAMESPACE = "moontv"
 PREFIX = f"{NAMESPACE}:"
 #: Keys that must be set with ``pulumi config set --secret``; never echoed in errors.
-SECRET_KEYS = frozenset({"ownerPassword", "storageUrl", "registryPassword", "alertReceiverUrls"})
+SECRET_KEYS = frozenset({"ownerPassword", "storageUrl", "registryPassword", "alertReceiverUrls",
+                         "backupKeys", "backupOffsiteSecretKey"})
 
 _QUANTITY_CPU = r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$"
 _QUANTITY_MEM = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"
@@ -120,11 +122,38 @@ class AutoscalingSettings(ConfigModel):
         return self
 
 
+#: Backup key ids: a Secret key name (letters, digits, `.`, `_`, `-`).
+_KEY_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+#: The backup key generated for every stack (kept in the stack state); more come from backupKeys.
+GENERATED_BACKUP_KEY = "k1"
+
+
+class OffsiteSettings(ConfigModel):
+    """Optional off-site copy of every backup to an S3-compatible bucket."""
+
+    bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+    endpoint: Annotated[str, Field(pattern=r"^https?://[^\s/]+$")]
+    access_key_id: Annotated[str, Field(min_length=1)]
+    region: str = "us-east-1"
+    prefix: str = "moontv/"
+
+
+class DrillSettings(ConfigModel):
+    """Scheduled restore drill of the newest backup into a scratch instance."""
+
+    enabled: bool = True
+    schedule: Annotated[str, Field(pattern=_CRON)] = "30 4 * * 0"
+
+
 class BackupSettings(ConfigModel):
     enabled: bool = True
     schedule: Annotated[str, Field(pattern=_CRON)] = "0 3 * * *"
     retention: Annotated[int, int_range(1, 365)] = 7
     size: MemQuantity = "2Gi"
+    #: The key that encrypts new backups: the generated `k1` or one of ``moontv:backupKeys``.
+    key_id: Annotated[str, Field(pattern=_KEY_ID)] = GENERATED_BACKUP_KEY
+    offsite: OffsiteSettings | None = None
+    drill: DrillSettings = DrillSettings()
 
 
 class StorageSettings(ConfigModel):
@@ -229,6 +258,17 @@ class MoonTVSettings(ConfigModel):
     storage_url: pydantic.SecretStr | None = None
     registry_password: pydantic.SecretStr | None = None
     alert_receiver_urls: dict[str, pydantic.SecretStr] | None = None
+    backup_keys: dict[str, pydantic.SecretStr] | None = None
+    backup_offsite_secret_key: pydantic.SecretStr | None = None
+
+    @pydantic.field_validator("backup_keys", mode="before")
+    @classmethod
+    def _decode_object(cls, value: Any) -> Any:
+        """A secret object arrives as its JSON text."""
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return json.loads(value)
+        return value
 
     def plan(self) -> release_model.ReleasePlan:
         return release_model.plan(self.release, self.image.version, self.replicas)
@@ -246,6 +286,9 @@ class Settings:
     registry_password: pulumi.Output[str] | None
     #: receiver name -> URL (webhook, Slack) or SMTP password (email), secret Outputs.
     receiver_secrets: dict[str, pulumi.Output[str]]
+    #: backup key id -> key material from ``moontv:backupKeys`` (the generated k1 is added later).
+    backup_keys: dict[str, pulumi.Output[str]] | None = None
+    backup_offsite_secret_key: pulumi.Output[str] | None = None
 
     @property
     def plan(self) -> release_model.ReleasePlan:
@@ -303,6 +346,32 @@ def cross_checks(model: MoonTVSettings) -> list[str]:
             f"{PREFIX}alertReceiverUrls: needs a secret value for receiver(s) {', '.join(missing)} "
             f"(pulumi config set --secret --path {PREFIX}alertReceiverUrls.{missing[0]} …)"
         )
+    problems += _backup_checks(model)
+    return problems
+
+
+def _backup_checks(model: MoonTVSettings) -> list[str]:
+    backup = model.storage.backup
+    problems = []
+    keys = model.backup_keys or {}
+    for key_id, material in keys.items():
+        if not re.fullmatch(_KEY_ID, key_id):
+            problems.append(f"{PREFIX}backupKeys.{key_id}: key ids are letters, digits, '.', '_' "
+                            "and '-' (at most 63)")
+        if len(material.get_secret_value()) < 32:
+            problems.append(f"{PREFIX}backupKeys.{key_id}: needs at least 32 characters of key "
+                            "material (e.g. `openssl rand -base64 32`)")
+    if backup.key_id != GENERATED_BACKUP_KEY and backup.key_id not in keys:
+        problems.append(
+            f"{PREFIX}storage.backup.keyId: must be {GENERATED_BACKUP_KEY} (generated) or a key of "
+            f"{PREFIX}backupKeys, got {backup.key_id!r} (pulumi config set --secret --path "
+            f"{PREFIX}backupKeys.{backup.key_id} \"$(openssl rand -base64 32)\")"
+        )
+    if backup.offsite is not None and model.backup_offsite_secret_key is None:
+        problems.append(
+            f"{PREFIX}backupOffsiteSecretKey: required with storage.backup.offsite (the secret "
+            f"access key; pulumi config set --secret {PREFIX}backupOffsiteSecretKey …)"
+        )
     return problems
 
 
@@ -358,6 +427,15 @@ def load() -> Settings:
         storage_url=storage_url,
         registry_password=cfg.get_secret("registryPassword"),
         receiver_secrets=receivers,
+        backup_keys=_backup_keys(cfg, config),
+        backup_offsite_secret_key=cfg.get_secret("backupOffsiteSecretKey"),
     )
+
+
+def _backup_keys(cfg: pulumi.Config, config: MoonTVSettings) -> dict[str, pulumi.Output[str]]:
+    keys = cfg.get_secret_object("backupKeys")
+    if keys is None:
+        return {}
+    return {name: _receiver_url(keys, name) for name in (config.backup_keys or {})}
 
 

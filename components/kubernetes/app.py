@@ -50,6 +50,9 @@ class MoonTVKubernetesArgs:
     image_overrides: Mapping[str, pulumi.Input[str]] | None = None
     #: Namespace of the Prometheus that scrapes the storage exporter (monitoring on).
     metrics_namespace: str | None = None
+    #: Backup key ring additions and the off-site secret key (see components/settings.py).
+    backup_keys: Mapping[str, pulumi.Output[str]] | None = None
+    offsite_secret_key: pulumi.Output[str] | None = None
 
 
 class MoonTVKubernetes(pulumi.ComponentResource):
@@ -90,7 +93,9 @@ class MoonTVKubernetes(pulumi.ComponentResource):
             StorageArgs(namespace=self.namespace, instance=args.instance, storage=args.storage,
                         tool_image=self._image(args.plan.tracks[0]),
                         external_url=args.storage_url,
-                        metrics_namespace=args.metrics_namespace),
+                        metrics_namespace=args.metrics_namespace,
+                        backup_keys=args.backup_keys or {},
+                        offsite_secret_key=args.offsite_secret_key),
             opts=inner,
         )
         self.config_map = k8s.core.v1.ConfigMap(

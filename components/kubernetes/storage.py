@@ -7,7 +7,8 @@ timestamped logical snapshots to a backup PVC, keeping the newest ``retention`` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,14 @@ import pulumi_kubernetes as k8s
 from components import app_facts, naming
 from components.kubernetes import pod
 from components.passwords import generated_password
-from components.settings import StorageSettings
+from components.settings import GENERATED_BACKUP_KEY, StorageSettings
 
 SCRIPT = Path(__file__).parent / "scripts" / "storage-tool.js"
 SCRIPT_DIR = "/opt/moontv"
 STORAGE_UID = 999  # the `redis` user of the Redis image; Kvrocks runs as any uid
 EXPORTER_PORT = 9121
+KEYS_DIR = "/etc/moontv-backup-keys"
+SCRATCH_PORT = 6390  # the restore drill's scratch instance, on the pod's loopback only
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,10 @@ class StorageArgs:
     external_url: pulumi.Output[str] | None = None
     #: Namespace whose Prometheus scrapes the storage exporter (None: no exporter traffic).
     metrics_namespace: str | None = None
+    #: Backup key ring additions (``moontv:backupKeys``): key id -> secret key material.
+    backup_keys: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
+    #: Secret access key of the off-site bucket (with ``storage.backup.offsite``).
+    offsite_secret_key: pulumi.Output[str] | None = None
 
 
 def _server_config(kind: str, password: pulumi.Output[str]) -> pulumi.Output[str]:
@@ -59,6 +66,8 @@ class Storage(pulumi.ComponentResource):
     selector: dict[str, str] | None
     #: Name of the backup CronJob, or None.
     backup_cronjob: str | None
+    #: Name of the restore-drill CronJob, or None.
+    drill_cronjob: str | None
 
     def __init__(self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("moontv:kubernetes:Storage", name, None, opts)
@@ -66,7 +75,7 @@ class Storage(pulumi.ComponentResource):
         s = args.storage
         self.host = self.port = None
         self.selector = None
-        self.backup_cronjob = None
+        self.backup_cronjob = self.drill_cronjob = None
         if s.kind == "external":
             assert args.external_url is not None  # settings guarantees it
             self.url = pulumi.Output.secret(args.external_url)
@@ -184,8 +193,11 @@ class Storage(pulumi.ComponentResource):
         if s.backup.enabled:
             self._backup(name, args, service_name, child)
             self.backup_cronjob = f"{service_name}-backup"
+            if s.backup.drill.enabled:
+                self.drill_cronjob = f"{service_name}-restore-drill"
         self.register_outputs({"url": self.url, "host": self.host, "port": self.port,
-                               "backupCronJob": self.backup_cronjob})
+                               "backupCronJob": self.backup_cronjob,
+                               "restoreDrillCronJob": self.drill_cronjob})
 
     def _backup(self, name: str, args: StorageArgs, service_name: str,
                 child: pulumi.ResourceOptions) -> None:
@@ -205,6 +217,47 @@ class Storage(pulumi.ComponentResource):
             opts=child,
         )
         script = tool_config_map(f"{name}-backup-script", args.namespace, labels, child)
+        # The key ring lives in its own Secret, mounted read-only; never on the backup volume.
+        ring = {GENERATED_BACKUP_KEY: generated_password(f"{name}-backup-key", length=44,
+                                                         parent=self), **args.backup_keys}
+        keys = k8s.core.v1.Secret(
+            f"{name}-backup-keys",
+            metadata={"name": f"{service_name}-backup-keys", "namespace": args.namespace,
+                      "labels": labels},
+            string_data=ring,
+            opts=child,
+        )
+        env: list[dict[str, Any]] = [
+            {"name": "BACKUP_KEY_ID", "value": s.backup.key_id},
+            {"name": "BACKUP_KEYS_DIR", "value": KEYS_DIR},
+        ]
+        offsite = s.backup.offsite
+        if offsite is not None:
+            assert args.offsite_secret_key is not None  # settings guarantees it
+            offsite_secret = k8s.core.v1.Secret(
+                f"{name}-offsite",
+                metadata={"name": f"{service_name}-backup-offsite",
+                          "namespace": args.namespace, "labels": labels},
+                string_data={"AWS_SECRET_ACCESS_KEY": args.offsite_secret_key},
+                opts=child,
+            )
+            env += [
+                {"name": "S3_BUCKET", "value": offsite.bucket},
+                {"name": "S3_ENDPOINT", "value": offsite.endpoint},
+                {"name": "S3_REGION", "value": offsite.region},
+                {"name": "S3_PREFIX", "value": offsite.prefix},
+                {"name": "AWS_ACCESS_KEY_ID", "value": offsite.access_key_id},
+                {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {
+                    "name": offsite_secret.metadata.name, "key": "AWS_SECRET_ACCESS_KEY"}}},
+            ]
+        tool_mounts = [
+            {"name": "script", "mountPath": SCRIPT_DIR, "readOnly": True},
+            {"name": "keys", "mountPath": KEYS_DIR, "readOnly": True},
+        ]
+        tool_volumes = [
+            {"name": "script", "configMap": {"name": script.metadata.name}},
+            {"name": "keys", "secret": {"secretName": keys.metadata.name}},
+        ]
         k8s.batch.v1.CronJob(
             f"{name}-backup-job",
             metadata={"name": f"{service_name}-backup", "namespace": args.namespace,
@@ -230,19 +283,100 @@ class Storage(pulumi.ComponentResource):
                                     {"name": "STORAGE_URL", "valueFrom": {"secretKeyRef": {
                                         "name": url_secret.metadata.name, "key": "STORAGE_URL"}}},
                                     {"name": "BACKUP_RETENTION", "value": str(s.backup.retention)},
+                                    *env,
                                 ],
                                 "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
                                               "limits": {"cpu": "500m", "memory": "256Mi"}},
                                 "securityContext": pod.container_security(),
                                 "volumeMounts": [
                                     {"name": "backup", "mountPath": "/backup"},
-                                    {"name": "script", "mountPath": SCRIPT_DIR, "readOnly": True},
+                                    *tool_mounts,
                                 ],
                             }],
                             "volumes": [
                                 {"name": "backup", "persistentVolumeClaim": {
                                     "claimName": claim.metadata.name}},
-                                {"name": "script", "configMap": {"name": script.metadata.name}},
+                                *tool_volumes,
+                            ],
+                        },
+                    },
+                }},
+            },
+            opts=child,
+        )
+        if s.backup.drill.enabled:
+            self._drill(name, args, service_name, claim.metadata.name,
+                        (env[:2], tool_mounts, tool_volumes), child)
+
+    def _drill(self, name: str, args: StorageArgs, service_name: str,
+               claim: pulumi.Input[str],
+               tool: tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]],
+               child: pulumi.ResourceOptions) -> None:
+        """A CronJob restoring the newest backup into a scratch instance of the same server in
+        the Job's own pod (a native sidecar on loopback, empty each run), then comparing key
+        count and content hash with the backup. A mismatch fails the Job, which raises
+        MoonTVRestoreDrillFailed."""
+        s = args.storage
+        env, mounts, volumes = tool
+        labels = naming.labels(args.instance, "restore-drill")
+        kind = s.kind
+        if kind == "kvrocks":
+            scratch = ["kvrocks", "--bind", "127.0.0.1", "--port", str(SCRATCH_PORT),
+                       "--dir", "/scratch", "--pidfile", "/tmp/kvrocks.pid"]
+        else:
+            scratch = ["redis-server", "--bind", "127.0.0.1", "--port", str(SCRATCH_PORT),
+                       "--dir", "/scratch", "--save", "", "--appendonly", "no"]
+        k8s.batch.v1.CronJob(
+            f"{name}-restore-drill",
+            metadata={"name": f"{service_name}-restore-drill", "namespace": args.namespace,
+                      "labels": labels},
+            spec={
+                "schedule": s.backup.drill.schedule,
+                "concurrencyPolicy": "Forbid",
+                "successfulJobsHistoryLimit": 1,
+                "failedJobsHistoryLimit": 1,
+                "jobTemplate": {"spec": {
+                    "backoffLimit": 0,
+                    "activeDeadlineSeconds": 3600,
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {
+                            **pod.pod_defaults(uid=pod.APP_UID),
+                            "restartPolicy": "Never",
+                            "initContainers": [{
+                                "name": "scratch",
+                                "image": s.kvrocks_image if kind == "kvrocks" else s.redis_image,
+                                "command": scratch,
+                                "restartPolicy": "Always",  # native sidecar: ends with the Job
+                                "startupProbe": {"tcpSocket": {"port": SCRATCH_PORT},
+                                                 "periodSeconds": 2, "failureThreshold": 60},
+                                "resources": {"requests": {"cpu": "50m", "memory": "128Mi"},
+                                              "limits": {"cpu": "500m", "memory": "512Mi"}},
+                                "securityContext": pod.container_security(),
+                                "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"},
+                                                 {"name": "tmp", "mountPath": "/tmp"}],
+                            }],
+                            "containers": [{
+                                "name": "drill",
+                                "image": args.tool_image,
+                                "command": ["node", f"{SCRIPT_DIR}/{SCRIPT.name}", "drill",
+                                            "/backup"],
+                                "env": [{"name": "STORAGE_URL",
+                                         "value": f"redis://127.0.0.1:{SCRATCH_PORT}"}, *env],
+                                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                                              "limits": {"cpu": "500m", "memory": "256Mi"}},
+                                "securityContext": pod.container_security(),
+                                "volumeMounts": [
+                                    {"name": "backup", "mountPath": "/backup", "readOnly": True},
+                                    *mounts,
+                                ],
+                            }],
+                            "volumes": [
+                                {"name": "backup", "persistentVolumeClaim": {
+                                    "claimName": claim, "readOnly": True}},
+                                {"name": "scratch", "emptyDir": {}},
+                                {"name": "tmp", "emptyDir": {}},
+                                *volumes,
                             ],
                         },
                     },

@@ -66,6 +66,7 @@ class MonitoringArgs:
     storage_selector: Mapping[str, str] | None = None
     storage_metrics_port: str = "metrics"
     backup_cronjob: str | None = None
+    drill_cronjob: str | None = None
     provider: pulumi.ProviderResource | None = None
 
 
@@ -113,7 +114,8 @@ class Monitoring(pulumi.ComponentResource):
                 self._custom("ServiceMonitor", naming.resource_name(naming.APP, "storage"),
                              self._storage_monitor_spec(), crd_opts, MONITORING_API)
             scope = RuleScope(namespace=self._ns, storage=args.storage_selector is not None,
-                              backup_cronjob=args.backup_cronjob)
+                              backup_cronjob=args.backup_cronjob,
+                              drill_cronjob=args.drill_cronjob)
             self._custom("PrometheusRule", naming.resource_name(naming.APP, "alerts"),
                          alert_rules(tracks, s, scope), crd_opts, MONITORING_API)
             self._alertmanager(crd_opts)

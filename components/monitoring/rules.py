@@ -29,6 +29,7 @@ POD_RESTARTS = "MoonTVPodRestarting"
 HPA_AT_MAX = "MoonTVHPAAtMaximum"
 VOLUME_FULL = "MoonTVVolumeNearlyFull"
 BACKUP_FAILED = "MoonTVBackupFailed"
+RESTORE_DRILL_FAILED = "MoonTVRestoreDrillFailed"
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class RuleScope:
     namespace: str | None = None
     storage: bool = True
     backup_cronjob: str | None = None
+    drill_cronjob: str | None = None
 
 
 def monitored(tracks: Sequence[TrackLike]) -> list[TrackLike]:
@@ -187,6 +189,17 @@ def _kubernetes_rules(scope: RuleScope, settings: MonitoringSettings) -> list[di
             "MoonTV backup job failed",
             "Job {{ $labels.job_name }} of CronJob " + scope.backup_cronjob + " failed; the "
             "alert clears when the failed Job is removed (history limit or by hand).",
+        ))
+    if scope.drill_cronjob:
+        rules.append(_alert(
+            RESTORE_DRILL_FAILED,
+            f'kube_job_status_failed{{{ns},job_name=~"{scope.drill_cronjob}-.*"}} > 0',
+            th.for_.backup_failed,
+            "critical",
+            "MoonTV restore drill failed",
+            "Job {{ $labels.job_name }} could not restore the newest backup into a scratch "
+            "instance with the same key count and content hash: the backups may not be "
+            "restorable. See docs/runbooks/daily-operations.md (restore drill).",
         ))
     return rules
 
