@@ -341,7 +341,7 @@ class Storage(pulumi.ComponentResource):
                     "template": {
                         "metadata": {"labels": labels},
                         "spec": {
-                            **pod.pod_defaults(uid=pod.APP_UID),
+                            **pod.pod_defaults(uid=app_facts.UID),
                             "restartPolicy": "Never",
                             "initContainers": [{
                                 "name": "scratch",
