@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start and stop the local test clusters: a kwok Kubernetes cluster and a single-node Docker Swarm.
+# Start and stop the local test clusters: a kwok Kubernetes cluster, a real single-node Kubernetes
+# cluster (tools/node.sh) and a single-node Docker Swarm.
 set -euo pipefail
 
 usage() {
@@ -11,6 +12,13 @@ Commands:
                tools/toolchain.sh built, add one fake node, install the Gateway API (standard)
                and Prometheus Operator CRDs; prints the kubeconfig path and context name
   kwok-down    delete the kwok cluster and stop its processes
+  node-up      start a real single-node Kubernetes cluster (pods run, Services route, DNS,
+               NetworkPolicies, a Traefik Gateway on 127.0.0.1); installs the host packages it
+               needs; prints kubeconfig, context, gateway URL, Gateway and containerd socket
+               (see tools/node.sh --help)
+  node-down    stop it and remove every process, mount, bridge, chain and directory it made
+  node-import FILE…  import docker-archive image tarballs into the node's containerd
+  node-default-storage on|off  make the node's StorageClass the default one, or not
   swarm-up     install Debian's docker.io if dockerd is missing, start dockerd if no daemon
                answers on the default socket, and initialise a single-node swarm
                (advertised on 127.0.0.1) if the daemon is not in swarm mode
@@ -204,6 +212,7 @@ status() {
 	else
 		echo "kwok: not running"
 	fi
+	bash "$ROOT/tools/node.sh" status | tail -n 1
 	if docker info >/dev/null 2>&1; then
 		echo "swarm: dockerd running, swarm $(docker info --format '{{.Swarm.LocalNodeState}}')"
 	else
@@ -219,5 +228,10 @@ swarm-down) swarm_down ;;
 status) status ;;
 -h | --help) usage ;;
 "") usage >&2 && exit 2 ;;
-*) die "unknown command '$1' (accepted: kwok-up, kwok-down, swarm-up, swarm-down, status, --help)" ;;
+node-up | node-down | node-status | node-import | node-default-storage | node-deps)
+	command=${1#node-}
+	shift
+	exec bash "$ROOT/tools/node.sh" "$command" "$@"
+	;;
+*) die "unknown command '$1' (accepted: kwok-up, kwok-down, node-up, node-down, node-import, node-default-storage, swarm-up, swarm-down, status, --help)" ;;
 esac

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, skip_or_fail
+from tests.integration import node as node_host
 from tests.integration.engine import toolchain_bin
 
 
@@ -42,3 +45,29 @@ def kwok():
     info = dict(line.split(": ", 1) for line in started.stdout.splitlines() if ": " in line)
     yield Kwok(kubeconfig=info["kubeconfig"], context=info["context"])
     _cluster("kwok-down")
+
+
+@pytest.fixture(scope="session")
+def node():
+    """A real single-node Kubernetes cluster (tools/cluster.sh node-up): pods run, Services
+    route, CoreDNS resolves, kube-router enforces NetworkPolicies, Traefik serves one Gateway on
+    127.0.0.1. Stopped at the end of the session (or by the teardown test, which runs last)."""
+    if os.geteuid() != 0:
+        skip_or_fail("the real node needs root (bridge, iptables, mounts, cgroups)")
+    missing = node_host.missing_binaries()
+    if missing:
+        skip_or_fail(f"the real node's binaries are not built: {', '.join(missing)} "
+                     "(run `make toolchain`)")
+    baseline = node_host.host_footprint()
+    started = time.monotonic()
+    result = node_host.cluster("node-up")
+    if result.returncode != 0:
+        pytest.fail(f"node-up failed:\n{result.stdout}\n{result.stderr}")
+    yield node_host.Node.parse(result.stdout, start_seconds=time.monotonic() - started,
+                               baseline=baseline)
+    node_host.cluster("node-down")
+
+
+def pytest_collection_modifyitems(items):
+    """The node teardown test stops the session's node: run it after every other test."""
+    items.sort(key=lambda item: "test_node_teardown" in item.nodeid)

@@ -1,0 +1,262 @@
+"""The real single-node cluster of ``tools/cluster.sh node-up`` as the tests see it.
+
+``Node`` wraps the facts ``node-up`` prints (kubeconfig, context, Gateway URL, containerd
+socket) with kubectl and image import; ``host_footprint()`` lists what a node can leave on the
+machine (processes, mounts, links, iptables chains and rules, nftables tables, ipsets, kernel
+settings, directories) so that a test can compare the machine before ``node-up`` and after
+``node-down``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+STATE_ROOT = Path(os.environ.get("MOONTV_CLUSTER_DIR", Path.home() / ".cache/moontv-cluster"))
+STATE_DIR = STATE_ROOT / "node"
+BRIDGE = "moontv0"
+POD_CIDR_PREFIX = "10.244.0."
+NODE_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet",
+                 "kube-proxy", "coredns", "kube-router", "traefik")
+#: Kernel settings the node changes and must restore (ip_forward stays on while dockerd runs).
+SYSCTLS = ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables", "vm.overcommit_memory",
+           "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops", "kernel.keys.root_maxkeys",
+           "kernel.keys.root_maxbytes", "net.ipv4.conf.all.route_localnet")
+#: Host directories the node's components write outside its state directory.
+HOST_DIRS = ("/var/log/containers", "/var/log/pods", "/var/lib/cni", "/var/lib/kubelet", "/etc/cni",
+             "/opt/cni")
+
+
+def cluster(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(ROOT / "tools/cluster.sh"), *args], capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def bin_dir() -> Path:
+    out = subprocess.run(["bash", str(ROOT / "tools/toolchain.sh"), "--bin-dir"],
+                         capture_output=True, text=True, check=True, timeout=120).stdout
+    return Path(out.strip())
+
+
+def missing_binaries() -> list[str]:
+    found = bin_dir()
+    return [b for b in NODE_BINARIES if not (found / b).exists()]
+
+
+@dataclass
+class Node:
+    kubeconfig: str
+    context: str
+    gateway: str  # http://127.0.0.1:PORT
+    gateway_namespace: str
+    gateway_name: str
+    containerd: str  # the node's containerd socket
+    storage_class: str
+    #: start to node Ready, seconds (as measured around node-up)
+    start_seconds: float = 0.0
+    baseline: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, stdout: str, **extra: object) -> Node:
+        info = dict(line.split(": ", 1) for line in stdout.splitlines() if ": " in line)
+        namespace, _, name = info["gateway-ref"].partition("/")
+        return cls(kubeconfig=info["kubeconfig"], context=info["context"], gateway=info["gateway"],
+                   gateway_namespace=namespace, gateway_name=name, containerd=info["containerd"],
+                   storage_class=info["storage-class"], **extra)  # type: ignore[arg-type]
+
+    def kubectl(self, *args: str, check: bool = True, stdin: str | None = None,
+                timeout: int = 120) -> str:
+        result = subprocess.run(
+            ["kubectl", "--kubeconfig", self.kubeconfig, "--context", self.context, *args],
+            input=stdin, capture_output=True, text=True, check=False, timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+        return result.stdout
+
+    def apply(self, objects: list[dict[str, object]]) -> None:
+        self.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                           "items": objects}))
+
+    def import_images(self, *tarballs: Path | str) -> None:
+        result = cluster("node-import", *map(str, tarballs))
+        if result.returncode != 0:
+            raise AssertionError(f"node-import failed:\n{result.stdout}{result.stderr}")
+
+    def exec(self, namespace: str, pod: str, *command: str, check: bool = False,
+             container: str | None = None, timeout: int = 60) -> subprocess.CompletedProcess[str]:
+        args = ["kubectl", "--kubeconfig", self.kubeconfig, "--context", self.context, "exec",
+                "-n", namespace, pod, *(["-c", container] if container else []), "--", *command]
+        return subprocess.run(args, capture_output=True, text=True, check=check, timeout=timeout)
+
+    def wait_pod_ready(self, namespace: str, pod: str, timeout: int = 120) -> None:
+        self.kubectl("wait", "-n", namespace, "--for=condition=Ready", f"pod/{pod}",
+                     f"--timeout={timeout}s", timeout=timeout + 30)
+
+
+def busybox_image(out: Path, ref: str = "moontv.local/busybox:1") -> Path:
+    """A one-file image holding Debian's static busybox (runs as nobody)."""
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    subprocess.run(["python3", str(ROOT / "tools/docker_archive.py"), str(out), ref,
+                    "--add", f"{busybox}=/bin/busybox", "--user", "65534:65534",
+                    "--cmd", "/bin/busybox", "sleep", "3600"], check=True, timeout=60)
+    return out
+
+
+def restricted_pod(name: str, namespace: str, image: str, labels: dict[str, str],
+                   command: list[str]) -> dict[str, object]:
+    """A pod that Pod Security ``restricted`` admits."""
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": 0,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "probe", "image": image, "imagePullPolicy": "Never", "command": command,
+                "securityContext": {"allowPrivilegeEscalation": False,
+                                    "capabilities": {"drop": ["ALL"]},
+                                    "readOnlyRootFilesystem": True},
+            }],
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# What a node can leave on the machine
+
+
+def _run(*args: str) -> str:
+    if shutil.which(args[0]) is None:
+        return ""
+    return subprocess.run(args, capture_output=True, text=True, check=False, timeout=60).stdout
+
+
+def _node_processes() -> set[str]:
+    """Processes whose command line or environment names the node's state directory, or that
+    run in the kubelet's pod cgroups."""
+    marker = str(STATE_DIR).encode()
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker in cmdline or marker in environ:
+            command = cmdline.replace(b"\0", b" ").decode(errors="replace")
+            found.add(f"{proc.name} {command[:120]}")
+    for cgroup in Path("/sys/fs/cgroup").glob("*/kubepods"):
+        for procs in cgroup.rglob("cgroup.procs"):
+            found.update(f"{pid} (pod cgroup)" for pid in procs.read_text().split())
+    return found
+
+
+def _chains() -> set[str]:
+    chains = set()
+    for tool in ("iptables", "ip6tables"):
+        for table in ("filter", "nat", "mangle", "raw"):
+            for line in _run(tool, "-w", "-t", table, "-S").splitlines():
+                if line.startswith("-N "):
+                    chains.add(f"{tool} {table} {line[3:]}")
+    return chains
+
+
+def _rules_mentioning_node() -> set[str]:
+    rules = set()
+    for tool in ("iptables", "ip6tables"):
+        for table in ("filter", "nat", "mangle", "raw"):
+            for line in _run(tool, "-w", "-t", table, "-S").splitlines():
+                if POD_CIDR_PREFIX in line or BRIDGE in line or "MOONTV-NODE" in line:
+                    rules.add(f"{tool} {table} {line}")
+    return rules
+
+
+def _links() -> set[str]:
+    out = _run("ip", "-j", "link", "show")
+    links = json.loads(out) if out.strip() else []
+    return {link["ifname"] for link in links
+            if link["ifname"] == BRIDGE or link.get("master") == BRIDGE}
+
+
+def _sysctls() -> dict[str, str]:
+    values = {}
+    for key in SYSCTLS:
+        path = Path("/proc/sys") / key.replace(".", "/")
+        if path.exists():
+            values[key] = path.read_text().strip()
+    return values
+
+
+def _dockerd_running() -> bool:
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "comm").read_text().strip() == "dockerd":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def host_footprint() -> dict[str, object]:
+    mounts = {line for line in _run("findmnt", "-rn", "-o", "TARGET").splitlines()
+              if str(STATE_DIR) in line or line.startswith("/run/netns/cni-")}
+    return {
+        "processes": _node_processes(),
+        "mounts": mounts,
+        "links": _links(),
+        "chains": {c for c in _chains() if " DOCKER" not in c},
+        "rules": _rules_mentioning_node(),
+        "nft tables": set(_run("nft", "list", "tables").splitlines()),
+        "ipsets": set(_run("ipset", "list", "-n").splitlines()),
+        "netns": {p.name for p in Path("/run/netns").glob("cni-*")},
+        "cgroups": {str(p) for p in Path("/sys/fs/cgroup").glob("*/kubepods")},
+        "dirs": {d for d in HOST_DIRS if Path(d).exists()} | (
+            {str(STATE_DIR)} if STATE_DIR.exists() else set()),
+        "sysctls": _sysctls(),
+    }
+
+
+def leftovers(before: dict[str, object], after: dict[str, object]) -> dict[str, object]:
+    """What ``after`` holds that ``before`` did not (sysctls: the values that differ)."""
+    found: dict[str, object] = {}
+    for key, now in after.items():
+        was = before.get(key)
+        if isinstance(now, dict):
+            assert isinstance(was, dict)
+            changed = {k: f"{was.get(k)} -> {v}" for k, v in now.items() if was.get(k) != v}
+            if _dockerd_running():  # a dockerd started meanwhile needs forwarding
+                changed.pop("net.ipv4.ip_forward", None)
+            if changed:
+                found[key] = changed
+        else:
+            assert isinstance(now, set) and isinstance(was, set)
+            if key == "processes":
+                extra = now  # none may be left, whatever ran before
+            else:
+                extra = now - was
+            if extra:
+                found[key] = sorted(extra)
+    return found
+
+
+def wait_until(check, timeout: float, interval: float = 1.0):  # type: ignore[no-untyped-def]
+    """Call ``check`` until it returns a truthy value or ``timeout`` seconds pass; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)

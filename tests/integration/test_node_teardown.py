@@ -1,0 +1,24 @@
+"""node-down leaves nothing of the real node behind on the machine."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration import node as node_host
+
+pytestmark = pytest.mark.integration
+
+
+def test_given_a_running_node_when_node_down_then_the_machine_is_as_before_node_up(node):
+    # Given: the node is running (pods, bridge, chains, mounts exist)
+    during = node_host.host_footprint()
+    assert node_host.BRIDGE in during["links"]
+    assert during["processes"], "no node process found while the node runs"
+    assert any("KUBE-" in chain for chain in during["chains"])
+
+    # When
+    result = node_host.cluster("node-down")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    # Then: nothing the node made is left
+    assert node_host.leftovers(node.baseline, node_host.host_footprint()) == {}

@@ -1,0 +1,963 @@
+#!/usr/bin/env bash
+# A real single-node Kubernetes cluster on this machine, from the toolchain's binaries and
+# Debian packages: pods run, Services route, DNS resolves, a Gateway routes, NetworkPolicies
+# are enforced. Called through tools/cluster.sh node-up | node-down | node-status | node-import.
+set -euo pipefail
+
+usage() {
+	cat <<'EOF'
+Usage: tools/node.sh COMMAND   (or tools/cluster.sh node-COMMAND)
+
+Commands:
+  up           install the host packages the node needs when missing, then start etcd,
+               kube-apiserver, kube-controller-manager, kube-scheduler, containerd (its own
+               root, state and socket; a running dockerd is not touched), kubelet, kube-proxy
+               (iptables), CoreDNS (host process, cluster names only), kube-router (NetworkPolicy
+               only) and Traefik (Gateway API; one Gateway, listener on 127.0.0.1:PORT); install
+               the Gateway API and Prometheus Operator CRDs and a StorageClass with local
+               volumes. Waits until the node is Ready (bounded); on failure names the component,
+               prints the tail of its log and tears down what it started. Prints
+               "kubeconfig: …", "context: …", "gateway: http://127.0.0.1:PORT",
+               "gateway-ref: NAMESPACE/NAME", "containerd: SOCKET".
+  down         stop everything and remove every process, mount, network namespace, bridge,
+               iptables chain and rule, ipset, cgroup, sysctl change and state directory that
+               `up` made
+  status       say whether the node is running
+  import FILE… import docker-archive tarballs into the node's containerd (namespace k8s.io)
+  default-storage on|off
+               make the StorageClass the cluster default, or not
+  deps         install the host packages only
+  -h, --help   show this help
+
+Environment:
+  MOONTV_CLUSTER_DIR            state root (default $HOME/.cache/moontv-cluster); the node's
+                                state is in $MOONTV_CLUSTER_DIR/node and removed by `down`
+  MOONTV_CLUSTER_TIMEOUT        seconds for the whole start (default 180)
+  MOONTV_NODE_GATEWAY_PORT      the Gateway's listener on 127.0.0.1 (default 18088)
+  MOONTV_NODE_GATEWAY           NAMESPACE/NAME of the Gateway (default gateway-system/moontv-node)
+  MOONTV_NODE_DEFAULT_STORAGE   1 (default): the StorageClass moontv-node-local is the default
+                                one; 0: it exists but PVCs without a class stay Pending
+EOF
+}
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE=${MOONTV_CLUSTER_DIR:-$HOME/.cache/moontv-cluster}
+TIMEOUT=${MOONTV_CLUSTER_TIMEOUT:-180}
+NODE_DIR=$STATE/node
+NODE_NAME=moontv-node
+CONTEXT=moontv-node
+KUBECONFIG_PATH=$NODE_DIR/kubeconfig
+BRIDGE=moontv0
+POD_CIDR=10.244.0.0/24
+NODE_IP=10.244.0.1
+SERVICE_CIDR=10.96.0.0/16
+KUBERNETES_SERVICE_IP=10.96.0.1
+ETCD_PORT=12379
+APISERVER_PORT=16443
+GATEWAY_PORT=${MOONTV_NODE_GATEWAY_PORT:-18088}
+GATEWAY_REF=${MOONTV_NODE_GATEWAY:-gateway-system/moontv-node}
+DEFAULT_STORAGE=${MOONTV_NODE_DEFAULT_STORAGE:-1}
+STORAGE_CLASS=moontv-node-local
+VOLUMES=16
+PAUSE_IMAGE=moontv.local/pause:1
+SOCK=$NODE_DIR/containerd/containerd.sock
+PIDS=$NODE_DIR/pids
+LOGS=$NODE_DIR/logs
+HOST=$NODE_DIR/host
+GUARD_CHAIN=MOONTV-NODE-GUARD
+FORWARD_CHAIN=MOONTV-NODE-FORWARD
+# Health endpoints, all on 127.0.0.1.
+CM_PORT=20257
+SCHEDULER_PORT=20259
+KUBELET_HEALTHZ_PORT=20248
+PROXY_HEALTHZ_PORT=20256
+PROXY_METRICS_PORT=20249
+COREDNS_READY_PORT=20181
+ROUTER_HEALTH_PORT=20244
+TRAEFIK_PING_PORT=20280
+GATEWAY_API_MODULE=sigs.k8s.io/gateway-api@v1.6.3
+# The newest prometheus-operator module version the Go module proxy serves.
+PROMETHEUS_OPERATOR_MODULE=github.com/prometheus-operator/prometheus-operator@v0.85.0
+# Kernel settings that the node (or the kubelet, kube-proxy) change; saved and restored.
+SYSCTLS=(net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables
+	vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys
+	kernel.keys.root_maxbytes net.ipv4.conf.all.route_localnet)
+# Host directories the node's components create outside NODE_DIR (removed if `up` created them).
+HOST_DIRS=(/var/log/containers /var/log/pods /var/lib/cni /run/netns /run/containerd /var/lib/kubelet
+	/etc/cni /opt/cni)
+# Process start order; stopped in reverse.
+COMPONENTS=(etcd containerd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy
+	coredns kube-router traefik)
+
+die() {
+	echo "node: $*" >&2
+	exit 1
+}
+
+[[ $TIMEOUT =~ ^[0-9]+$ ]] || die "MOONTV_CLUSTER_TIMEOUT must be a whole number of seconds, got '$TIMEOUT'"
+[[ $GATEWAY_PORT =~ ^[0-9]+$ ]] && ((GATEWAY_PORT > 0 && GATEWAY_PORT < 65536)) ||
+	die "MOONTV_NODE_GATEWAY_PORT must be a port number (1-65535), got '$GATEWAY_PORT'"
+[[ $GATEWAY_REF =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?$ ]] ||
+	die "MOONTV_NODE_GATEWAY must be NAMESPACE/NAME (lower-case DNS labels), got '$GATEWAY_REF'"
+[[ $DEFAULT_STORAGE == 0 || $DEFAULT_STORAGE == 1 ]] ||
+	die "MOONTV_NODE_DEFAULT_STORAGE must be 1 (default StorageClass) or 0 (none), got '$DEFAULT_STORAGE'"
+GATEWAY_NAMESPACE=${GATEWAY_REF%/*}
+GATEWAY_NAME=${GATEWAY_REF#*/}
+
+# ---------------------------------------------------------------------------------------------
+# Host packages
+
+# command -> Debian package
+declare -A NODE_PACKAGES=(
+	[containerd]=containerd [ctr]=containerd [runc]=runc [/usr/lib/cni/bridge]=containernetworking-plugins
+	[iptables]=iptables [nft]=nftables [conntrack]=conntrack [ipset]=ipset [debootstrap]=debootstrap
+	[gcc]=gcc [/usr/lib/x86_64-linux-gnu/libc.a]=libc6-dev [openssl]=openssl [curl]=curl
+	[findmnt]=util-linux [busybox]=busybox-static
+)
+
+deps() {
+	local what missing=()
+	for what in "${!NODE_PACKAGES[@]}"; do
+		if [[ $what == /* ]]; then
+			[[ -e $what ]] || missing+=("${NODE_PACKAGES[$what]}")
+		else
+			command -v "$what" >/dev/null 2>&1 || missing+=("${NODE_PACKAGES[$what]}")
+		fi
+	done
+	((${#missing[@]})) || return 0
+	mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+	echo "installing the node's host packages: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get -o DPkg::Lock::Timeout=600 update -qq
+	# policy-rc.d 101: Debian must not start the packaged containerd; the node runs its own.
+	local policy=/usr/sbin/policy-rc.d made_policy=0
+	if [[ ! -e $policy ]]; then
+		printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
+	fi
+	apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+		{ ((made_policy)) && rm -f "$policy"; die "apt-get install ${missing[*]} failed"; }
+	((made_policy)) && rm -f "$policy"
+	return 0
+}
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+bin_dir() {
+	bash "$ROOT/tools/toolchain.sh" --bin-dir
+}
+
+need_binaries() {
+	local b missing=()
+	for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy coredns \
+		kube-router traefik; do
+		[[ -x $BIN/$b ]] || missing+=("$b")
+	done
+	((${#missing[@]} == 0)) ||
+		die "missing from $BIN: ${missing[*]}; run: bash tools/toolchain.sh --only etcd,kube,node,coredns,kube-router,traefik"
+}
+
+kctl() {
+	kubectl --kubeconfig "$KUBECONFIG_PATH" --context "$CONTEXT" "$@"
+}
+
+module_dir() {
+	go mod download -json "$1" | python3 -c 'import json,sys
+d = json.load(sys.stdin)
+if "Error" in d: sys.exit("node: " + d["Error"])
+print(d["Dir"])'
+}
+
+sysctl_path() {
+	echo "/proc/sys/${1//.//}"
+}
+
+# start NAME COMMAND...: run COMMAND in its own session, log to $LOGS/NAME.log.
+start() {
+	local name=$1
+	shift
+	setsid "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
+	echo $! >"$PIDS/$name.pid"
+}
+
+running() {
+	local pid
+	[[ -f $PIDS/$1.pid ]] && pid=$(cat "$PIDS/$1.pid") && kill -0 "$pid" 2>/dev/null
+}
+
+# fail COMPONENT MESSAGE: say which component failed, show its log tail, tear down, exit 1.
+fail() {
+	local name=$1 state="still running"
+	shift
+	trap - ERR
+	set +e
+	running "$name" || state="not running"
+	{
+		echo "node-up: $name: $* ($state)"
+		if [[ -f $LOGS/$name.log ]]; then
+			echo "--- last lines of $LOGS/$name.log"
+			tail -n 40 "$LOGS/$name.log"
+			echo "---"
+		fi
+	} >&2
+	if [[ ${MOONTV_NODE_KEEP_ON_FAILURE:-0} == 1 ]]; then
+		echo "node-up: MOONTV_NODE_KEEP_ON_FAILURE=1: leaving the node as it is" >&2
+	else
+		echo "node-up: tearing down what was started" >&2
+		down >&2 || true
+	fi
+	exit 1
+}
+
+remaining() {
+	local left=$((DEADLINE - $(date +%s)))
+	((left > 0)) && echo "$left" || echo 1
+}
+
+# wait_ready NAME WHAT COMMAND...: poll COMMAND until it succeeds, the component dies or the
+# start deadline passes.
+wait_ready() {
+	local name=$1 what=$2
+	shift 2
+	while :; do
+		if "$@" >/dev/null 2>&1; then
+			return 0
+		fi
+		if [[ -f $PIDS/$name.pid ]] && ! running "$name"; then
+			fail "$name" "exited before $what"
+		fi
+		(($(date +%s) < DEADLINE)) || fail "$name" "not $what within ${TIMEOUT}s of the start"
+		sleep 0.5
+	done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Certificates and kubeconfigs
+
+pki() {
+	local d=$NODE_DIR/pki
+	mkdir -p "$d"
+	openssl ecparam -name prime256v1 -genkey -noout -out "$d/ca.key" 2>/dev/null
+	openssl req -x509 -new -key "$d/ca.key" -subj /CN=moontv-node-ca -days 30 -out "$d/ca.crt" \
+		-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+	openssl ecparam -name prime256v1 -genkey -noout -out "$d/sa.key" 2>/dev/null
+	openssl ec -in "$d/sa.key" -pubout -out "$d/sa.pub" 2>/dev/null
+	cert apiserver kube-apiserver "" serverAuth \
+		"IP:$NODE_IP,IP:127.0.0.1,IP:$KUBERNETES_SERVICE_IP,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost"
+	cert kubelet-serving "system:node:$NODE_NAME" system:nodes serverAuth "IP:$NODE_IP,IP:127.0.0.1,DNS:$NODE_NAME"
+	cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters clientAuth
+	cert admin moontv-node-admin system:masters clientAuth
+	cert controller-manager system:kube-controller-manager "" clientAuth
+	cert scheduler system:kube-scheduler "" clientAuth
+	cert kubelet "system:node:$NODE_NAME" system:nodes clientAuth
+	cert kube-proxy system:kube-proxy "" clientAuth
+	cert coredns moontv-node:coredns "" clientAuth
+	cert kube-router moontv-node:kube-router "" clientAuth
+	cert traefik moontv-node:traefik "" clientAuth
+	local name
+	for name in admin controller-manager scheduler kubelet kube-proxy coredns kube-router traefik; do
+		kubeconfig "$name"
+	done
+	cp "$NODE_DIR/admin.kubeconfig" "$KUBECONFIG_PATH"
+}
+
+# cert NAME CN O EXTENDED_KEY_USAGE [SUBJECT_ALT_NAMES]
+cert() {
+	local d=$NODE_DIR/pki name=$1 cn=$2 o=$3 eku=$4 sans=${5:-} subj
+	subj="/CN=$cn"
+	[[ -z $o ]] || subj+="/O=$o"
+	openssl ecparam -name prime256v1 -genkey -noout -out "$d/$name.key" 2>/dev/null
+	openssl req -new -key "$d/$name.key" -subj "$subj" -out "$d/$name.csr" 2>/dev/null
+	{
+		echo "basicConstraints=critical,CA:FALSE"
+		echo "keyUsage=critical,digitalSignature,keyEncipherment"
+		echo "extendedKeyUsage=$eku"
+		[[ -z $sans ]] || echo "subjectAltName=$sans"
+	} >"$d/$name.ext"
+	openssl x509 -req -in "$d/$name.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+		-days 30 -extfile "$d/$name.ext" -out "$d/$name.crt" 2>/dev/null
+	rm -f "$d/$name.csr" "$d/$name.ext"
+}
+
+kubeconfig() {
+	local name=$1 d=$NODE_DIR/pki
+	cat >"$NODE_DIR/$name.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: $CONTEXT
+  cluster:
+    certificate-authority: $d/ca.crt
+    server: https://$NODE_IP:$APISERVER_PORT
+users:
+- name: $name
+  user:
+    client-certificate: $d/$name.crt
+    client-key: $d/$name.key
+contexts:
+- name: $CONTEXT
+  context: {cluster: $CONTEXT, user: $name}
+current-context: $CONTEXT
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------
+# Host network: the bridge, the forwarding guard, kernel settings
+
+save_host() {
+	local key dir
+	mkdir -p "$HOST"
+	: >"$HOST/sysctl"
+	for key in "${SYSCTLS[@]}"; do
+		[[ -f $(sysctl_path "$key") ]] && echo "$key $(cat "$(sysctl_path "$key")")" >>"$HOST/sysctl"
+	done
+	: >"$HOST/created-dirs"
+	for dir in "${HOST_DIRS[@]}"; do
+		[[ -e $dir ]] || echo "$dir" >>"$HOST/created-dirs"
+	done
+}
+
+host_network() {
+	ip link add "$BRIDGE" type bridge
+	ip addr add "$NODE_IP/24" dev "$BRIDGE"
+	ip link set "$BRIDGE" up
+	echo 1 >/proc/sys/net/ipv4/ip_forward
+	echo 1 >/proc/sys/net/bridge/bridge-nf-call-iptables
+	# Pod traffic stays on this machine: nothing from the pod network is forwarded anywhere but
+	# back onto the bridge, and nothing is forwarded into it from elsewhere. In the mangle table,
+	# so that no ACCEPT of the filter table (kube-proxy, kube-router, dockerd) comes first.
+	iptables -w -t mangle -N "$GUARD_CHAIN"
+	iptables -w -t mangle -A "$GUARD_CHAIN" -s "$POD_CIDR" ! -o "$BRIDGE" -j DROP
+	iptables -w -t mangle -A "$GUARD_CHAIN" -d "$POD_CIDR" ! -i "$BRIDGE" -j DROP
+	iptables -w -t mangle -I FORWARD 1 -j "$GUARD_CHAIN"
+	# The host's FORWARD policy may be DROP (dockerd sets it); pods talk to each other across the
+	# bridge. Appended, so that kube-router's policy chain (inserted first) still decides.
+	iptables -w -t filter -N "$FORWARD_CHAIN"
+	iptables -w -t filter -A "$FORWARD_CHAIN" -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT
+	iptables -w -t filter -A FORWARD -j "$FORWARD_CHAIN"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Configuration files
+
+write_configs() {
+	mkdir -p "$NODE_DIR/cni/net.d" "$NODE_DIR/containerd" "$NODE_DIR/kubelet" "$NODE_DIR/pod-logs" \
+		"$NODE_DIR/volumes"
+	cat >"$NODE_DIR/cni/net.d/10-moontv-node.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "moontv-node",
+  "plugins": [{
+    "type": "bridge",
+    "bridge": "$BRIDGE",
+    "isGateway": true,
+    "ipMasq": false,
+    "hairpinMode": true,
+    "ipam": {
+      "type": "host-local",
+      "ranges": [[{"subnet": "$POD_CIDR", "gateway": "$NODE_IP"}]],
+      "routes": [{"dst": "0.0.0.0/0"}],
+      "dataDir": "$NODE_DIR/cni/ipam"
+    }
+  }]
+}
+EOF
+	cat >"$NODE_DIR/containerd/config.toml" <<EOF
+version = 2
+root = "$NODE_DIR/containerd/root"
+state = "$NODE_DIR/containerd/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
+
+[grpc]
+  address = "$SOCK"
+
+[ttrpc]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$NODE_DIR/containerd/opt"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$PAUSE_IMAGE"
+  # The VM lacks CAP_SYS_RESOURCE: a negative oom_score_adj fails in runc.
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_selinux = false
+
+[plugins."io.containerd.grpc.v1.cri".containerd]
+  snapshotter = "overlayfs"
+  default_runtime_name = "runc"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+  SystemdCgroup = false
+  BinaryName = "$(command -v runc)"
+  Root = "$NODE_DIR/containerd/runc"
+
+[plugins."io.containerd.grpc.v1.cri".cni]
+  bin_dir = "/usr/lib/cni"
+  conf_dir = "$NODE_DIR/cni/net.d"
+EOF
+	cat >"$NODE_DIR/kubelet/config.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: $NODE_IP
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: $KUBELET_HEALTHZ_PORT
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: $NODE_DIR/pki/ca.crt}
+authorization: {mode: Webhook}
+tlsCertFile: $NODE_DIR/pki/kubelet-serving.crt
+tlsPrivateKeyFile: $NODE_DIR/pki/kubelet-serving.key
+containerRuntimeEndpoint: unix://$SOCK
+# cgroup v1 on this VM: kubelet 1.36 refuses it unless told; runc uses cgroupfs too.
+failCgroupV1: false
+cgroupDriver: cgroupfs
+failSwapOn: false
+# The VM lacks CAP_SYS_RESOURCE: no negative oom_score_adj.
+oomScoreAdj: 0
+clusterDNS: [$NODE_IP]
+clusterDomain: cluster.local
+podLogsDir: $NODE_DIR/pod-logs
+resolvConf: /etc/resolv.conf
+serializeImagePulls: false
+# Images are imported, never pulled: do not collect them.
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
+syncFrequency: 10s
+maxPods: 110
+EOF
+	cat >"$NODE_DIR/kube-proxy.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: $NODE_DIR/kube-proxy.kubeconfig}
+hostnameOverride: $NODE_NAME
+mode: iptables
+clusterCIDR: $POD_CIDR
+healthzBindAddress: 127.0.0.1:$PROXY_HEALTHZ_PORT
+metricsBindAddress: 127.0.0.1:$PROXY_METRICS_PORT
+oomScoreAdj: 0
+nodePortAddresses: [$NODE_IP/32]
+iptables: {localhostNodePorts: false}
+# Leave the host's conntrack settings alone.
+conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+EOF
+	cat >"$NODE_DIR/Corefile" <<EOF
+.:53 {
+    bind $NODE_IP
+    errors
+    ready 127.0.0.1:$COREDNS_READY_PORT
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $NODE_DIR/coredns.kubeconfig $CONTEXT
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }
+    cache 5
+}
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------
+# Images
+
+pause_image() {
+	local d=$NODE_DIR/pause
+	mkdir -p "$d"
+	gcc -static -O2 -s -o "$d/pause" "$ROOT/tools/node/pause.c"
+	python3 "$ROOT/tools/docker_archive.py" "$d/pause.tar" "$PAUSE_IMAGE" --add "$d/pause=/pause" \
+		--user 65535:65535 --cmd /pause
+}
+
+import_images() {
+	local f
+	for f in "$@"; do
+		[[ -f $f ]] || die "no image tarball '$f'"
+		ctr -a "$SOCK" -n k8s.io images import "$f" >/dev/null || die "ctr images import $f failed"
+	done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Cluster objects
+
+objects() {
+	local default_annotation=false
+	((DEFAULT_STORAGE)) && default_annotation=true
+	kctl apply -f - >/dev/null <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "moontv-node:coredns"}
+rules:
+- apiGroups: [""]
+  resources: [endpoints, services, pods, namespaces]
+  verbs: [list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "moontv-node:kube-router"}
+rules:
+- apiGroups: [""]
+  resources: [namespaces, pods, services, nodes, endpoints]
+  verbs: [get, list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [get, list, watch]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, list, watch]
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [get, list, watch, create, update]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "moontv-node:traefik"}
+rules:
+- apiGroups: [""]
+  resources: [namespaces, secrets, configmaps, services, nodes]
+  verbs: [get, list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [get, list, watch]
+- apiGroups: [gateway.networking.k8s.io]
+  resources: ["*"]
+  verbs: [get, list, watch]
+- apiGroups: [gateway.networking.k8s.io]
+  resources: ["*/status"]
+  verbs: [get, update, patch]
+EOF
+	local who
+	for who in coredns kube-router traefik; do
+		kctl apply -f - >/dev/null <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "moontv-node:$who"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "moontv-node:$who"}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "moontv-node:$who"}
+EOF
+	done
+	local i items=""
+	for ((i = 0; i < VOLUMES; i++)); do
+		mkdir -p "$NODE_DIR/volumes/pv-$i"
+		# Any user id may write: hostPath volumes ignore fsGroup.
+		chmod 0777 "$NODE_DIR/volumes/pv-$i"
+		items+="
+- apiVersion: v1
+  kind: PersistentVolume
+  metadata: {name: $STORAGE_CLASS-$i}
+  spec:
+    capacity: {storage: 100Gi}
+    accessModes: [ReadWriteOnce]
+    storageClassName: $STORAGE_CLASS
+    persistentVolumeReclaimPolicy: Retain
+    hostPath: {path: $NODE_DIR/volumes/pv-$i, type: Directory}"
+	done
+	kctl apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: List
+items:
+- apiVersion: storage.k8s.io/v1
+  kind: StorageClass
+  metadata:
+    name: $STORAGE_CLASS
+    annotations: {storageclass.kubernetes.io/is-default-class: "$default_annotation"}
+  provisioner: kubernetes.io/no-provisioner
+  volumeBindingMode: Immediate
+  reclaimPolicy: Retain$items
+EOF
+}
+
+crds() {
+	local gw po
+	gw=$(module_dir "$GATEWAY_API_MODULE") || fail kube-apiserver "cannot download $GATEWAY_API_MODULE"
+	po=$(module_dir "$PROMETHEUS_OPERATOR_MODULE") || fail kube-apiserver "cannot download $PROMETHEUS_OPERATOR_MODULE"
+	kctl apply --server-side --force-conflicts -f "$gw/config/crd/standard/" >/dev/null
+	kctl apply --server-side --force-conflicts -f "$po/example/prometheus-operator-crd/" >/dev/null
+	kctl wait --for=condition=Established crd --all --timeout="$(remaining)s" >/dev/null
+}
+
+gateway() {
+	kctl apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Namespace
+metadata: {name: $GATEWAY_NAMESPACE}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: moontv-node}
+spec:
+  controllerName: traefik.io/gateway-controller
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: $GATEWAY_NAME, namespace: $GATEWAY_NAMESPACE}
+spec:
+  gatewayClassName: moontv-node
+  listeners:
+  - name: web
+    protocol: HTTP
+    port: $GATEWAY_PORT
+    allowedRoutes:
+      namespaces: {from: All}
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------
+# up
+
+up() {
+	local started
+	started=$(date +%s)
+	DEADLINE=$((started + TIMEOUT))
+	command -v kubectl >/dev/null || die "kubectl is not on PATH"
+	BIN=$(bin_dir)
+	need_binaries
+	if [[ -d $NODE_DIR ]]; then
+		if all_running && kctl get --raw /readyz >/dev/null 2>&1; then
+			echo "the node is already running"
+			report
+			return 0
+		fi
+		echo "a stopped or partial node is left in $NODE_DIR; removing it first"
+		down
+	fi
+	deps
+	if ip link show "$BRIDGE" >/dev/null 2>&1 || iptables -w -t mangle -S "$GUARD_CHAIN" >/dev/null 2>&1; then
+		echo "removing the network leftovers of an earlier node"
+		clean_network
+	fi
+	mkdir -p "$NODE_DIR" "$PIDS" "$LOGS"
+	set -E
+	trap 'fail node-up "a set-up step failed (line $LINENO)"' ERR
+	save_host
+	host_network
+	pki
+	write_configs
+	pause_image
+
+	start etcd "$BIN/etcd" --name "$NODE_NAME" --data-dir "$NODE_DIR/etcd" \
+		--listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+		--listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
+		--initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
+		--initial-cluster "$NODE_NAME=http://127.0.0.1:$((ETCD_PORT + 1))" \
+		--unsafe-no-fsync --log-level warn
+	start containerd containerd --config "$NODE_DIR/containerd/config.toml"
+	local p=$NODE_DIR/pki
+	start kube-apiserver "$BIN/kube-apiserver" --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+		--bind-address "$NODE_IP" --advertise-address "$NODE_IP" --secure-port "$APISERVER_PORT" \
+		--service-cluster-ip-range "$SERVICE_CIDR" --authorization-mode Node,RBAC \
+		--client-ca-file "$p/ca.crt" --tls-cert-file "$p/apiserver.crt" --tls-private-key-file "$p/apiserver.key" \
+		--kubelet-client-certificate "$p/apiserver-kubelet-client.crt" \
+		--kubelet-client-key "$p/apiserver-kubelet-client.key" --kubelet-certificate-authority "$p/ca.crt" \
+		--service-account-issuer https://kubernetes.default.svc.cluster.local \
+		--service-account-key-file "$p/sa.pub" --service-account-signing-key-file "$p/sa.key" \
+		--allow-privileged=true --enable-admission-plugins NodeRestriction --profiling=false
+	wait_ready etcd "healthy" curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+	wait_ready containerd "answering on $SOCK" ctr -a "$SOCK" version
+	import_images "$NODE_DIR/pause/pause.tar"
+	wait_ready kube-apiserver "ready" kctl get --raw /readyz
+	start kube-controller-manager "$BIN/kube-controller-manager" \
+		--kubeconfig "$NODE_DIR/controller-manager.kubeconfig" \
+		--authentication-kubeconfig "$NODE_DIR/controller-manager.kubeconfig" \
+		--authorization-kubeconfig "$NODE_DIR/controller-manager.kubeconfig" \
+		--bind-address 127.0.0.1 --secure-port "$CM_PORT" --leader-elect=false \
+		--cluster-signing-cert-file "$p/ca.crt" --cluster-signing-key-file "$p/ca.key" --root-ca-file "$p/ca.crt" \
+		--service-account-private-key-file "$p/sa.key" --use-service-account-credentials=true \
+		--allocate-node-cidrs=true --cluster-cidr "$POD_CIDR" --node-cidr-mask-size 24 \
+		--service-cluster-ip-range "$SERVICE_CIDR" --profiling=false
+	start kube-scheduler "$BIN/kube-scheduler" --kubeconfig "$NODE_DIR/scheduler.kubeconfig" \
+		--authentication-kubeconfig "$NODE_DIR/scheduler.kubeconfig" \
+		--authorization-kubeconfig "$NODE_DIR/scheduler.kubeconfig" \
+		--bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" --leader-elect=false --profiling=false
+	objects
+	start kubelet "$BIN/kubelet" --config "$NODE_DIR/kubelet/config.yaml" \
+		--kubeconfig "$NODE_DIR/kubelet.kubeconfig" --root-dir "$NODE_DIR/kubelet" \
+		--hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --v 1
+	start kube-proxy "$BIN/kube-proxy" --config "$NODE_DIR/kube-proxy.yaml"
+	start coredns "$BIN/coredns" -conf "$NODE_DIR/Corefile"
+	start kube-router "$BIN/kube-router" --kubeconfig "$NODE_DIR/kube-router.kubeconfig" \
+		--hostname-override "$NODE_NAME" --run-firewall=true --run-router=false \
+		--run-service-proxy=false --run-loadbalancer=false --enable-cni=false --enable-ipv6=false \
+		--service-cluster-ip-range "$SERVICE_CIDR" --health-port "$ROUTER_HEALTH_PORT" --metrics-port 0
+	crds
+	gateway
+	start traefik env KUBECONFIG="$NODE_DIR/traefik.kubeconfig" "$BIN/traefik" \
+		--providers.kubernetesgateway=true \
+		--providers.kubernetesgateway.statusaddress.ip=127.0.0.1 \
+		--entryPoints.web.address="127.0.0.1:$GATEWAY_PORT" \
+		--entryPoints.ping.address="127.0.0.1:$TRAEFIK_PING_PORT" --ping.entryPoint=ping \
+		--log.level=INFO --global.checkNewVersion=false --global.sendAnonymousUsage=false
+	wait_ready kube-controller-manager "healthy" curl -sfk "https://127.0.0.1:$CM_PORT/healthz"
+	wait_ready kube-scheduler "healthy" curl -sfk "https://127.0.0.1:$SCHEDULER_PORT/healthz"
+	wait_ready kubelet "healthy" curl -sf "http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz"
+	wait_ready kubelet "Ready (node $NODE_NAME)" kctl wait --for=condition=Ready "node/$NODE_NAME" --timeout=2s
+	wait_ready kube-proxy "healthy" curl -sf "http://127.0.0.1:$PROXY_HEALTHZ_PORT/healthz"
+	wait_ready coredns "ready" curl -sf "http://127.0.0.1:$COREDNS_READY_PORT/ready"
+	wait_ready kube-router "healthy" curl -sf "http://127.0.0.1:$ROUTER_HEALTH_PORT/healthz"
+	wait_ready traefik "answering ping" curl -sf "http://127.0.0.1:$TRAEFIK_PING_PORT/ping"
+	wait_ready traefik "programming Gateway $GATEWAY_REF" \
+		kctl -n "$GATEWAY_NAMESPACE" wait --for=condition=Programmed "gateway/$GATEWAY_NAME" --timeout=2s
+	echo "node ready in $(($(date +%s) - started))s"
+	report
+}
+
+all_running() {
+	local c
+	for c in "${COMPONENTS[@]}"; do
+		running "$c" || return 1
+	done
+}
+
+report() {
+	echo "kubeconfig: $KUBECONFIG_PATH"
+	echo "context: $CONTEXT"
+	echo "gateway: http://127.0.0.1:$GATEWAY_PORT"
+	echo "gateway-ref: $GATEWAY_REF"
+	echo "containerd: $SOCK"
+	echo "storage-class: $STORAGE_CLASS"
+}
+
+# ---------------------------------------------------------------------------------------------
+# down
+
+# stop NAME: SIGTERM, then SIGKILL after 10 s.
+stop() {
+	local name=$1 pid i
+	[[ -f $PIDS/$name.pid ]] || return 0
+	pid=$(cat "$PIDS/$name.pid")
+	if kill -0 "$pid" 2>/dev/null; then
+		kill "$pid" 2>/dev/null || true
+		for ((i = 0; i < 20; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.5
+		done
+		kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+	fi
+	rm -f "$PIDS/$name.pid"
+}
+
+# Processes in the kubelet's pod cgroups (cgroup v1 and v2 layouts).
+pod_pids() {
+	local f
+	for f in /sys/fs/cgroup/pids/kubepods /sys/fs/cgroup/memory/kubepods /sys/fs/cgroup/kubepods; do
+		if [[ -d $f ]]; then
+			find "$f" -name cgroup.procs -exec cat {} + 2>/dev/null || true
+		fi
+	done | sort -un
+}
+
+# The containerd shims that serve this node's containerd (their command line names its socket).
+shim_pids() {
+	local p cmd
+	for p in /proc/[0-9]*; do
+		cmd=$({ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null) || continue
+		if [[ $cmd == *containerd-shim*" -address $SOCK "* ]]; then
+			echo "${p#/proc/}"
+		fi
+	done
+}
+
+kill_pods() {
+	local pid inodes="" ns i
+	for pid in $(pod_pids); do
+		ns=$(stat -L -c %i "/proc/$pid/ns/net" 2>/dev/null) && inodes+=" $ns"
+	done
+	for ((i = 0; i < 10; i++)); do
+		pid=$(pod_pids)
+		[[ -n $pid ]] || break
+		# shellcheck disable=SC2086 # a list of PIDs
+		kill -9 $pid 2>/dev/null || true
+		sleep 0.5
+	done
+	# containers outside the pod cgroups (none normally), then the shims themselves
+	for pid in $(shim_pids); do
+		pkill -9 -P "$pid" 2>/dev/null || true
+		kill -9 "$pid" 2>/dev/null || true
+	done
+	# A killed shim leaves its socket: /run/containerd/s/<sha256 of SOCKET/NAMESPACE/TASK-ID>.
+	local task sum
+	for task in "$NODE_DIR"/containerd/state/io.containerd.runtime.v2.task/*/*; do
+		[[ -d $task ]] || continue
+		sum=$(printf '%s' "$SOCK/$(basename "$(dirname "$task")")/$(basename "$task")" | sha256sum | cut -d' ' -f1)
+		rm -f "/run/containerd/s/$sum"
+	done
+	# The pods' network namespaces (bind-mounted under /run/netns by the CRI plugin).
+	local f
+	for f in /run/netns/cni-*; do
+		[[ -e $f ]] || continue
+		ns=$(stat -L -c %i "$f" 2>/dev/null || true)
+		if [[ -n $ns && " $inodes " == *" $ns "* ]] || [[ -z $ns ]]; then
+			umount "$f" 2>/dev/null || umount -l "$f" 2>/dev/null || true
+			rm -f "$f"
+		fi
+	done
+}
+
+unmount_state() {
+	local m
+	while IFS= read -r m; do
+		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+	done < <(findmnt -rn -o TARGET | grep -F "$NODE_DIR/" | sort -r)
+	# the shims' sockets and the overlay mounts name the state under the containerd root
+	while IFS= read -r m; do
+		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+	done < <(findmnt -rn -o TARGET | grep -F "$NODE_DIR" | sort -r)
+}
+
+# remove_chains IPTABLES: delete every KUBE-* chain (kube-proxy, kubelet, kube-router) and this
+# script's chains, with the rules that jump to them, from every table.
+remove_chains() {
+	local ipt=$1 table rule chain
+	for table in filter nat mangle raw; do
+		"$ipt" -w -t "$table" -S >/dev/null 2>&1 || continue
+		while IFS= read -r rule; do
+			# shellcheck disable=SC2086 # the rule's words
+			eval "\"$ipt\" -w -t $table -D ${rule#-A }" 2>/dev/null || true
+		done < <("$ipt" -w -t "$table" -S | grep -E '^-A [A-Z]+ .*-j (KUBE-|MOONTV-NODE-)' |
+			grep -vE '^-A (KUBE-|MOONTV-NODE-)')
+		for chain in $("$ipt" -w -t "$table" -S | sed -n 's/^-N \(\(KUBE-\|MOONTV-NODE-\)[^ ]*\)$/\1/p'); do
+			"$ipt" -w -t "$table" -F "$chain" 2>/dev/null || true
+		done
+		for chain in $("$ipt" -w -t "$table" -S | sed -n 's/^-N \(\(KUBE-\|MOONTV-NODE-\)[^ ]*\)$/\1/p'); do
+			"$ipt" -w -t "$table" -X "$chain" 2>/dev/null || true
+		done
+	done
+}
+
+clean_network() {
+	local bin set
+	bin=$(bin_dir 2>/dev/null || true)
+	if [[ -x $bin/kube-proxy ]] && command -v iptables >/dev/null; then
+		"$bin/kube-proxy" --cleanup >/dev/null 2>&1 || true
+	fi
+	if command -v iptables >/dev/null; then
+		remove_chains iptables
+		remove_chains ip6tables
+	fi
+	# nftables tables kube-proxy may create (nftables mode); none of ours otherwise
+	if command -v nft >/dev/null; then
+		nft delete table ip kube-proxy 2>/dev/null || true
+		nft delete table ip6 kube-proxy 2>/dev/null || true
+	fi
+	if command -v ipset >/dev/null; then
+		for set in $(ipset list -n 2>/dev/null | grep -E '^(KUBE-|kube-router|inet6:KUBE-|inet6:kube-router)'); do
+			ipset destroy "$set" 2>/dev/null || true
+		done
+	fi
+	if ip link show "$BRIDGE" >/dev/null 2>&1; then
+		ip link del "$BRIDGE"
+	fi
+	if command -v conntrack >/dev/null; then
+		conntrack -D -s "$POD_CIDR" >/dev/null 2>&1 || true
+		conntrack -D -d "$POD_CIDR" >/dev/null 2>&1 || true
+	fi
+}
+
+restore_host() {
+	local key value dir
+	if [[ -f $HOST/sysctl ]]; then
+		while read -r key value; do
+			if [[ $key == net.ipv4.ip_forward && $value == 0 ]] && pgrep -x dockerd >/dev/null; then
+				continue # a dockerd started meanwhile needs forwarding
+			fi
+			echo "$value" >"$(sysctl_path "$key")" 2>/dev/null || true
+		done <"$HOST/sysctl"
+	fi
+	# the kubelet's pod cgroups
+	for dir in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
+		[[ -d $dir ]] && find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
+	done
+	# /var/log/containers holds the kubelet's links to the pods' logs
+	if [[ -d /var/log/containers ]]; then
+		find /var/log/containers -maxdepth 1 -type l -lname "$NODE_DIR/*" -delete 2>/dev/null || true
+	fi
+	if [[ -d /var/lib/cni/results ]]; then
+		find /var/lib/cni/results -maxdepth 1 -name 'moontv-node-*' -delete 2>/dev/null || true
+	fi
+	if [[ -f $HOST/created-dirs ]]; then
+		while read -r dir; do
+			[[ -d $dir ]] && find "$dir" -depth -type d -empty -delete 2>/dev/null || true
+		done <"$HOST/created-dirs"
+	fi
+}
+
+down() {
+	local c i
+	if [[ ! -d $NODE_DIR ]]; then
+		echo "no node state in $NODE_DIR"
+		clean_network
+		return 0
+	fi
+	for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
+		c=${COMPONENTS[$i]}
+		[[ $c == containerd ]] && kill_pods
+		stop "$c"
+	done
+	kill_pods
+	unmount_state
+	clean_network
+	restore_host
+	rm -rf --one-file-system "$NODE_DIR"
+	echo "node stopped; state removed"
+}
+
+status() {
+	local c
+	if [[ ! -d $NODE_DIR ]]; then
+		echo "node: not running"
+		return 0
+	fi
+	for c in "${COMPONENTS[@]}"; do
+		if running "$c"; then echo "  $c: running"; else echo "  $c: not running"; fi
+	done
+	if kctl get --raw /readyz >/dev/null 2>&1; then
+		echo "node: running (kubeconfig $KUBECONFIG_PATH, context $CONTEXT, gateway http://127.0.0.1:$GATEWAY_PORT)"
+	else
+		echo "node: state in $NODE_DIR but the API server does not answer"
+	fi
+}
+
+default_storage() {
+	local value
+	case ${1:-} in
+	on) value=true ;;
+	off) value=false ;;
+	*) die "default-storage takes 'on' or 'off', got '${1:-}'" ;;
+	esac
+	kctl annotate --overwrite storageclass "$STORAGE_CLASS" \
+		"storageclass.kubernetes.io/is-default-class=$value" >/dev/null
+	echo "StorageClass $STORAGE_CLASS default: $value"
+}
+
+# Sourced (for trying single steps): define the functions only.
+[[ ${BASH_SOURCE[0]} == "$0" ]] || return 0
+
+case ${1:-} in
+up) up ;;
+down) down ;;
+status) status ;;
+deps) deps ;;
+import)
+	shift
+	(($#)) || die "import needs at least one docker-archive tarball"
+	[[ -S $SOCK ]] || die "the node's containerd is not running ($SOCK is missing); run node-up"
+	import_images "$@"
+	echo "imported: $*"
+	;;
+default-storage) default_storage "${2:-}" ;;
+-h | --help) usage ;;
+"") usage >&2 && exit 2 ;;
+*) die "unknown command '$1' (accepted: up, down, status, import, default-storage, deps, --help)" ;;
+esac
