@@ -32,6 +32,14 @@ def kubernetes(s: Settings, overrides: dict[str, pulumi.Output[str]]) -> pulumi.
     from components.monitoring.kubernetes import Monitoring, MonitoringArgs
 
     c = s.config
+    if not c.kubernetes.render_dir:  # a cluster: does it have what the stack needs?
+        from components.kubernetes import preflight
+
+        ready = preflight.check(c)
+        for warning in ready.warnings:
+            pulumi.log.warn(warning)
+        if ready.problems:
+            raise ConfigError(ready.problems)
     opts = pulumi.ResourceOptions(providers=[provider("kubernetes", c.kubernetes)])
     app = MoonTVKubernetes("moontv", MoonTVKubernetesArgs(
         namespace=c.namespace, instance=s.stack, repository=c.image.repository,
@@ -39,7 +47,7 @@ def kubernetes(s: Settings, overrides: dict[str, pulumi.Output[str]]) -> pulumi.
         owner_username=c.owner.username, owner_password=s.owner_password,
         replicas=c.replicas, resources=c.resources, autoscaling=c.autoscaling,
         storage=c.storage, traffic=c.traffic, storage_url=s.storage_url,
-        image_overrides=overrides, backup_keys=s.backup_keys,
+        network_policy=c.network_policy, image_overrides=overrides, backup_keys=s.backup_keys,
         offsite_secret_key=s.backup_offsite_secret_key,
         metrics_namespace=c.monitoring.monitoring_namespace if c.monitoring.enabled else None),
         opts=opts)

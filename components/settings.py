@@ -10,6 +10,7 @@ generated (``components/passwords.py``).
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import re
 from dataclasses import dataclass
@@ -17,10 +18,10 @@ from typing import Annotated, Any, Literal
 
 import pulumi
 import pydantic
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from components import release as release_model
-from components.errors import ConfigError, ConfigModel, format_errors, int_range
+from components.errors import ConfigError, ConfigModel, config_error, format_errors, int_range
 from components.image import ImageBuildSettings
 from components.monitoring.model import MonitoringSettings, missing_receiver_secrets
 from components.passwords import generated_password
@@ -221,6 +222,42 @@ class TrafficSettings(ConfigModel):
         return self.gateway.namespace if self.provider == "gateway" else "ingress-nginx"
 
 
+def _cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        raise ValueError(
+            "must be an IPv4 or IPv6 network in CIDR notation, address/prefix length with no "
+            "host bits set (e.g. 169.254.20.10/32 or 0.0.0.0/0)"
+        ) from None
+    return value
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
+
+
+class DnsEgressSettings(ConfigModel):
+    """Where pods may send DNS queries (port 53, UDP and TCP): the pods of ``namespace`` (the
+    cluster DNS, e.g. CoreDNS in kube-system) and the addresses in ``cidrs`` (a node-local DNS
+    cache such as 169.254.20.10, or a DNS server outside the pod network). The default allows
+    any address, so node-local caches and host DNS work out of the box."""
+
+    namespace: DnsLabel | None = "kube-system"
+    cidrs: tuple[Cidr, ...] = ("0.0.0.0/0",)
+
+    @model_validator(mode="after")
+    def _some_target(self) -> DnsEgressSettings:
+        if not self.namespace and not self.cidrs:
+            raise config_error(
+                "needs a namespace or at least one CIDR: with neither, no pod could resolve names"
+            )
+        return self
+
+
+class NetworkPolicySettings(ConfigModel):
+    dns: DnsEgressSettings = DnsEgressSettings()
+
+
 class SwarmSettings(ConfigModel):
     """The ``moontv:swarm`` object (camelCase keys)."""
 
@@ -250,6 +287,7 @@ class MoonTVSettings(ConfigModel):
     storage: StorageSettings = StorageSettings()
     kubernetes: KubernetesSettings = KubernetesSettings()
     traffic: TrafficSettings = TrafficSettings()
+    network_policy: NetworkPolicySettings = NetworkPolicySettings()
     release: release_model.ReleaseSettings = release_model.ReleaseSettings()
     swarm: SwarmSettings = SwarmSettings()
     monitoring: MonitoringSettings = MonitoringSettings.model_validate({"enabled": False})

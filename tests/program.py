@@ -18,6 +18,7 @@ import pulumi
 import yaml
 
 from components import passwords
+from components.kubernetes import preflight
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Plain-text values of secrets that tests look for in places they must never appear.
@@ -127,9 +128,21 @@ def set_config(config: dict[str, Any], secret_keys: list[str]) -> None:
     pulumi.runtime.set_all_config(flat, secret_keys)
 
 
+def ready_cluster(target: Any, need: preflight.Needs) -> preflight.ClusterFacts:
+    """A cluster that has everything a stack needs (a default StorageClass, every CRD)."""
+    served = {gv: frozenset(k for api in need.apis for k in api.kinds.get(gv, ()))
+              for gv in need.group_versions}
+    return preflight.ClusterFacts(
+        storage_classes=(preflight.StorageClass("standard", default=True),), served=served)
+
+
 def run_stack(stack: str, overrides: dict[str, Any] | None = None,
-              secrets: dict[str, str] | None = None) -> Run:
-    """Run the program for ``stack``; ``secrets`` are set as secret config values."""
+              secrets: dict[str, str] | None = None,
+              cluster: Any = ready_cluster) -> Run:
+    """Run the program for ``stack``; ``secrets`` are set as secret config values.
+
+    ``cluster`` answers the program's preflight questions to a cluster (``preflight.gather``)
+    for stacks that deploy to one."""
     run = Run()
     config = stack_config(stack, overrides)
     config.update(secrets or {})
@@ -153,5 +166,9 @@ def run_stack(stack: str, overrides: dict[str, Any] | None = None,
 
         return pulumi.Output.from_input(collect())
 
-    go()
+    asked, preflight.gather = preflight.gather, cluster
+    try:
+        go()
+    finally:
+        preflight.gather = asked
     return run

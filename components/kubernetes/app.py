@@ -17,6 +17,8 @@ from components.kubernetes.traffic import SERVICE_PORT, RouteArgs, router_for
 from components.release import ReleasePlan, Track, image_ref
 from components.settings import (
     AutoscalingSettings,
+    DnsEgressSettings,
+    NetworkPolicySettings,
     ResourceSettings,
     SiteSettings,
     StorageSettings,
@@ -28,6 +30,20 @@ GRACE_SECONDS = 40
 #: Private and link-local ranges: the app reaches the internet (video sources), not the cluster.
 PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
                   "100.64.0.0/10"]
+#: Fills the writable emptyDir with the image's /app/public (sw.js, icons, manifest.json) and
+#: preserves nothing: the emptyDir root belongs to root, so `cp -a` (times, owner) fails there as
+#: uid 1001. Files are written afresh, owned by the app user and writable (start.js rewrites
+#: manifest.json); a re-run overwrites. Node is the one tool every MoonTV image has (it runs
+#: start.js and storage-tool.js), whatever its base (Alpine's busybox, Debian, distroless).
+COPY_PUBLIC_JS = (
+    "const fs = require('fs'), path = require('path');"
+    " const copy = (from, to) => { for (const name of fs.readdirSync(from)) {"
+    " const src = path.join(from, name), dst = path.join(to, name);"
+    " if (fs.statSync(src).isDirectory()) { fs.mkdirSync(dst, {recursive: true}); copy(src, dst); }"
+    " else fs.writeFileSync(dst, fs.readFileSync(src)); } };"
+    " copy(process.argv[1], process.argv[2]);"
+)
+PUBLIC_SEED = "/seed"
 
 
 @dataclass(frozen=True)
@@ -46,6 +62,8 @@ class MoonTVKubernetesArgs:
     storage: StorageSettings
     traffic: TrafficSettings
     storage_url: pulumi.Output[str] | None = None
+    #: Egress allowed to every pod of the namespace besides the app's own rules (DNS).
+    network_policy: NetworkPolicySettings = NetworkPolicySettings()
     #: Image references to use instead of ``repository:version`` (e.g. a freshly built digest).
     image_overrides: Mapping[str, pulumi.Input[str]] | None = None
     #: Namespace of the Prometheus that scrapes the storage exporter (monitoring on).
@@ -217,10 +235,11 @@ class MoonTVKubernetes(pulumi.ComponentResource):
                     "name": "copy-public",
                     "image": image,
                     "imagePullPolicy": args.pull_policy,
-                    "command": ["sh", "-c", "cp -a /app/public/. /seed/"],
+                    "command": ["node", "-e", COPY_PUBLIC_JS, WRITABLE_PATHS["public"],
+                                PUBLIC_SEED],
                     "resources": _small(),
                     "securityContext": security,
-                    "volumeMounts": [{"name": "public", "mountPath": "/seed"}],
+                    "volumeMounts": [{"name": "public", "mountPath": PUBLIC_SEED}],
                 },
                 {   # the app caches a blank config if storage does not answer at first read
                     "name": "wait-for-storage",
@@ -290,8 +309,7 @@ class MoonTVKubernetes(pulumi.ComponentResource):
             "allow-dns": {
                 "podSelector": {},
                 "policyTypes": ["Egress"],
-                "egress": [{"to": [{"namespaceSelector": {"matchLabels": {
-                    "kubernetes.io/metadata.name": "kube-system"}}}], "ports": dns}],
+                "egress": [{"to": dns_peers(args.network_policy.dns), "ports": dns}],
             },
             "allow-gateway-to-app": {
                 "podSelector": app,
@@ -322,6 +340,16 @@ class MoonTVKubernetes(pulumi.ComponentResource):
                 spec=spec,
                 opts=self._opts,
             )
+
+
+def dns_peers(dns: DnsEgressSettings) -> list[dict[str, Any]]:
+    """The destinations pods may query on port 53: the DNS namespace's pods and the CIDRs."""
+    peers: list[dict[str, Any]] = []
+    if dns.namespace:
+        peers.append({"namespaceSelector": {"matchLabels": {
+            "kubernetes.io/metadata.name": dns.namespace}}})
+    peers += [{"ipBlock": {"cidr": cidr}} for cidr in dns.cidrs]
+    return peers
 
 
 def _utilization(resource: str, target: int) -> dict[str, Any]:

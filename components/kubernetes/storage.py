@@ -26,6 +26,8 @@ STORAGE_UID = 999  # the `redis` user of the Redis image; Kvrocks runs as any ui
 EXPORTER_PORT = 9121
 KEYS_DIR = "/etc/moontv-backup-keys"
 SCRATCH_PORT = 6390  # the restore drill's scratch instance, on the pod's loopback only
+#: The Pulumi Kubernetes provider's annotation: do not wait for the resource to become ready.
+SKIP_AWAIT = "pulumi.com/skipAwait"
 
 
 @dataclass(frozen=True)
@@ -205,8 +207,10 @@ class Storage(pulumi.ComponentResource):
         labels = naming.labels(args.instance, "backup")
         claim = k8s.core.v1.PersistentVolumeClaim(
             f"{name}-backup",
+            # Only the CronJob mounts it: with a WaitForFirstConsumer class it binds at the
+            # first backup, so `up` must not wait for it to be Bound.
             metadata={"name": f"{service_name}-backup", "namespace": args.namespace,
-                      "labels": labels},
+                      "labels": labels, "annotations": {SKIP_AWAIT: "true"}},
             spec=_claim("backup", s.backup.size, s.storage_class)["spec"],
             opts=child,
         )

@@ -15,8 +15,14 @@ STORAGE_CLASS = "kwok-local"
 
 
 def local_volumes(kwok, count: int = 2) -> None:
-    """Static PersistentVolumes: kwok has no volume provisioner."""
-    items = [{
+    """Static PersistentVolumes of a StorageClass without provisioner: kwok has none (the
+    program checks that the named StorageClass exists before `up`)."""
+    items: list[dict] = [{
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": STORAGE_CLASS}, "provisioner": "kubernetes.io/no-provisioner",
+        "volumeBindingMode": "Immediate",
+    }]
+    items += [{
         "apiVersion": "v1", "kind": "PersistentVolume",
         "metadata": {"name": f"moontv-it-pv-{i}"},
         "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],

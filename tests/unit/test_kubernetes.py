@@ -5,7 +5,10 @@ from __future__ import annotations
 import kubernetes_validate
 import pytest
 
-from tests.program import Resource, Run
+from components import settings
+from components.errors import ConfigError
+from components.kubernetes import preflight
+from tests.program import RecordingMocks, Resource, Run, run_stack, stack_config
 
 #: The Kubernetes version the manifests are validated against (strict: unknown fields fail).
 KUBERNETES_VERSION = "1.33.0"
@@ -210,3 +213,203 @@ def test_given_monitoring_then_every_probe_targets_a_port_its_service_exposes(st
         host, port = url.removeprefix("http://").split("/", 1)[0].split(":")
         service = stack_run.named("Service", host.split(".")[0])
         assert int(port) in [p["port"] for p in service.inputs["spec"]["ports"]], url
+
+
+def test_copy_public_copies_with_node_and_preserves_no_attributes(stack_run: Run):
+    for deployment in app_deployments(stack_run):
+        spec = pod_spec(deployment)
+        copy = spec["initContainers"][0]
+        assert copy["name"] == "copy-public"
+        assert copy["command"][:2] == ["node", "-e"], copy["command"]
+        assert copy["command"][3:] == ["/app/public", "/seed"]
+        assert "cp -a" not in " ".join(copy["command"])
+        assert {"name": "public", "mountPath": "/seed"} in copy["volumeMounts"]
+        app_mounts = {m["name"]: m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
+        assert app_mounts["public"] == "/app/public"
+
+
+def dns_rule(run: Run) -> dict:
+    policy = run.named("NetworkPolicy", "moontv-allow-dns").inputs["spec"]
+    assert policy["podSelector"] == {} and policy["policyTypes"] == ["Egress"]
+    (rule,) = policy["egress"]
+    assert rule["ports"] == [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+    return rule
+
+
+def test_given_no_dns_setting_then_dns_reaches_kube_system_pods_and_any_address(run):
+    rule = dns_rule(run("dev"))
+    assert rule["to"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}},
+        {"ipBlock": {"cidr": "0.0.0.0/0"}},
+    ]
+
+
+def test_given_a_node_local_dns_cache_then_only_its_address_is_allowed(run):
+    rule = dns_rule(run("dev", {"moontv:networkPolicy": {
+        "dns": {"namespace": None, "cidrs": ["169.254.20.10/32", "10.96.0.10/32"]}}}))
+    assert rule["to"] == [{"ipBlock": {"cidr": "169.254.20.10/32"}},
+                          {"ipBlock": {"cidr": "10.96.0.10/32"}}]
+
+
+def test_given_dns_pods_elsewhere_then_that_namespace_is_allowed(run):
+    rule = dns_rule(run("dev", {"moontv:networkPolicy": {
+        "dns": {"namespace": "dns-system", "cidrs": []}}}))
+    assert rule["to"] == [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "dns-system"}}}]
+
+
+@pytest.mark.parametrize(("dns", "expected"), [
+    ({"cidrs": ["169.254.20.10"]}, None),  # a bare address is a /32 network: accepted
+    ({"cidrs": ["10.0.0.1/8"]},
+     "moontv:networkPolicy.dns.cidrs.0: must be an IPv4 or IPv6 network in CIDR notation"),
+    ({"cidrs": ["node-local"]},
+     "moontv:networkPolicy.dns.cidrs.0: must be an IPv4 or IPv6 network in CIDR notation"),
+    ({"cidrs": "169.254.20.10/32"}, "moontv:networkPolicy.dns.cidrs: must be a list"),
+    ({"namespace": None, "cidrs": []},
+     "moontv:networkPolicy.dns: needs a namespace or at least one CIDR"),
+    ({"servers": ["1.1.1.1/32"]}, "moontv:networkPolicy.dns.servers: unknown key"),
+])
+def test_given_a_bad_dns_setting_then_the_key_and_what_is_accepted_are_named(dns, expected):
+    raw = {"environment": "dev", "image": {"tag": "latest"}, "networkPolicy": {"dns": dns}}
+    if expected is None:
+        settings.validate(raw)
+        return
+    with pytest.raises(ConfigError) as exc:
+        settings.validate(raw)
+    assert len(exc.value.problems) == 1 and exc.value.problems[0].startswith(expected), (
+        exc.value.problems)
+
+
+def test_the_backup_claim_is_not_awaited_before_its_first_consumer(stack_run: Run):
+    claims = stack_run.kind("PersistentVolumeClaim")
+    if not stack_run.kind("CronJob"):
+        assert not claims
+        return
+    (claim,) = claims
+    assert claim.inputs["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
+    job = pod_spec(stack_run.kind("CronJob")[0])
+    volumes = {v["name"]: v for v in job["volumes"]}
+    assert volumes["backup"]["persistentVolumeClaim"]["claimName"] == claim.metadata_name
+
+
+# --- preflight: what the cluster must have, asked before any resource --------------------------
+
+EVERY_KIND = {
+    preflight.MONITORING_V1: frozenset({"Probe", "ServiceMonitor", "PrometheusRule",
+                                        "PodMonitor"}),
+    preflight.MONITORING_V1ALPHA1: frozenset({"AlertmanagerConfig"}),
+    preflight.GATEWAY_V1: frozenset({"HTTPRoute", "Gateway"}),
+}
+STANDARD = preflight.StorageClass("standard", default=True)
+LOCAL = preflight.StorageClass("local", default=False, binding_mode="WaitForFirstConsumer")
+
+
+def facts(classes=(STANDARD,), served=None) -> preflight.ClusterFacts:
+    return preflight.ClusterFacts(storage_classes=tuple(classes),
+                                  served=EVERY_KIND if served is None else served)
+
+
+def staging(overrides: dict | None = None) -> settings.MoonTVSettings:
+    """The validated settings of the staging stack file with ``overrides``."""
+    config = stack_config("staging", overrides)
+    return settings.validate({k.removeprefix("moontv:"): v for k, v in config.items()})
+
+
+def staging_needs(**storage) -> preflight.Needs:
+    return preflight.needs(staging({"moontv:storage": {"kind": "kvrocks", **storage}}))
+
+
+def test_given_a_default_storage_class_and_every_crd_then_nothing_is_missing():
+    assert preflight.diagnose(staging_needs(), facts()) == []
+    assert preflight.diagnose(staging_needs(storageClass="local"), facts([STANDARD, LOCAL])) == []
+
+
+def test_given_no_default_storage_class_then_the_key_and_the_classes_are_named():
+    (problem,) = preflight.diagnose(staging_needs(), facts([LOCAL]))
+    assert problem.startswith("moontv:storage.storageClass: the cluster has no default "
+                              "StorageClass (it has: local)")
+    assert "is-default-class=true" in problem
+
+
+def test_given_no_storage_class_at_all_then_a_provisioner_is_asked_for():
+    (problem,) = preflight.diagnose(staging_needs(), facts([]))
+    assert "the cluster has no StorageClass" in problem and "provisioner" in problem
+
+
+def test_given_a_named_storage_class_that_does_not_exist_then_it_is_named():
+    (problem,) = preflight.diagnose(staging_needs(storageClass="fast-ssd"), facts())
+    assert problem.startswith("moontv:storage.storageClass: StorageClass 'fast-ssd' does not "
+                              "exist in the cluster (it has: standard)")
+
+
+def test_given_external_storage_then_no_storage_class_is_needed():
+    config = staging({"moontv:storage": {"kind": "external"},
+                      "moontv:storageUrl": "redis://:x@db:6379"})
+    need = preflight.needs(config)
+    assert not need.volumes
+    assert preflight.diagnose(need, facts([])) == []
+    kinds = {k for api in need.apis for ks in api.kinds.values() for k in ks}
+    assert "ServiceMonitor" not in kinds  # no storage exporter to scrape
+
+
+def test_given_monitoring_existing_without_the_operator_crds_then_each_kind_is_named():
+    served = {preflight.GATEWAY_V1: EVERY_KIND[preflight.GATEWAY_V1]}
+    (problem,) = preflight.diagnose(staging_needs(), facts(served=served))
+    assert problem.startswith("moontv:monitoring.mode: 'existing' needs custom resource kinds "
+                              "the cluster does not serve: Probe, ServiceMonitor, PrometheusRule "
+                              "(monitoring.coreos.com/v1); AlertmanagerConfig "
+                              "(monitoring.coreos.com/v1alpha1); install the Prometheus Operator")
+
+
+def test_given_monitoring_install_then_its_chart_brings_the_crds():
+    config = staging({"moontv:monitoring": {"enabled": True, "mode": "install"}})
+    served = {preflight.GATEWAY_V1: EVERY_KIND[preflight.GATEWAY_V1]}
+    assert preflight.diagnose(preflight.needs(config), facts(served=served)) == []
+
+
+def test_given_the_gateway_provider_without_gateway_api_crds_then_it_is_named():
+    served = {k: v for k, v in EVERY_KIND.items() if k != preflight.GATEWAY_V1}
+    (problem,) = preflight.diagnose(staging_needs(), facts(served=served))
+    assert problem.startswith("moontv:traffic.provider: 'gateway' needs custom resource kinds "
+                              "the cluster does not serve: HTTPRoute "
+                              "(gateway.networking.k8s.io/v1)")
+
+
+def test_given_an_unreachable_cluster_then_up_goes_on_with_a_warning():
+    def unreachable(target, need):
+        raise OSError("connection refused")
+
+    result = preflight.check(staging(), ask=unreachable)
+    assert result.problems == []
+    assert result.warnings and "connection refused" in result.warnings[0]
+
+
+def test_given_a_cluster_that_lacks_things_then_up_fails_before_any_resource(monkeypatch):
+    created = []
+    record = RecordingMocks.new_resource
+
+    def spy(self, args):
+        created.append(args.typ)
+        return record(self, args)
+
+    monkeypatch.setattr(RecordingMocks, "new_resource", spy)
+    asked = []
+
+    def bare_cluster(target, need):
+        asked.append(target.context)
+        return facts([LOCAL], served={})
+
+    with pytest.raises(ConfigError) as exc:
+        run_stack("staging", cluster=bare_cluster)
+    assert asked == ["staging"]
+    assert [p.split(":")[1] for p in exc.value.problems] == [
+        "storage.storageClass", "monitoring.mode", "traffic.provider"]
+    assert not [t for t in created if t.startswith("kubernetes:")], created
+
+
+def test_given_render_mode_then_no_cluster_is_asked():
+    def no_cluster(target, need):
+        raise AssertionError("render mode must not ask a cluster")
+
+    dev = run_stack("dev", cluster=no_cluster)
+    assert dev.kind("Deployment")
