@@ -235,7 +235,7 @@ class MoonTVKubernetes(pulumi.ComponentResource):
                     "name": "copy-public",
                     "image": image,
                     "imagePullPolicy": args.pull_policy,
-                    "command": ["node", "-e", COPY_PUBLIC_JS, WRITABLE_PATHS["public"],
+                    "command": ["node", "-e", COPY_PUBLIC_JS, app_facts.WRITABLE_PATHS["public"],
                                 PUBLIC_SEED],
                     "resources": _small(),
                     "securityContext": security,
