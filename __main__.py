@@ -76,8 +76,7 @@ def swarm(s: Settings, overrides: dict[str, pulumi.Output[str]]) -> str:
     provider = docker.Provider("docker")
     spec = spec_from_settings(c, c.swarm)
     stack = MoonTVSwarm("moontv", MoonTVSwarmArgs(
-        **{f: getattr(spec, f) for f in spec.__dataclass_fields__},
-        owner_password=s.owner_password, storage_url=s.storage_url,
+        spec=spec, owner_password=s.owner_password, storage_url=s.storage_url,
         storage_password=None if s.storage_url else generated_password("moontv-storage-password"),
         provider=provider, image_overrides=overrides),
         opts=pulumi.ResourceOptions(providers=[provider]))

@@ -23,26 +23,27 @@ MIB = sw.MIB
 
 
 @dataclass(frozen=True, kw_only=True)
-class MoonTVSwarmArgs(sw.SwarmSpec):
-    """The stack description (:class:`~components.swarm.spec.SwarmSpec` fields) plus secrets.
+class MoonTVSwarmArgs:
+    """The stack description plus what is not pure data: secrets, provider, built images.
 
     ``owner_password`` and ``storage_password`` / ``storage_url`` should be secret Outputs;
     they are only ever written into Swarm secrets.
     """
 
+    spec: sw.SwarmSpec
     owner_password: pulumi.Input[str]
     storage_password: pulumi.Input[str] | None = None  # kvrocks / redis
     storage_url: pulumi.Input[str] | None = None  # external
     provider: docker.Provider | None = None
-    #: Image references to use instead of ``repository:version`` (e.g. a freshly built digest).
+    #: Image references by version to use instead of ``repository:version`` (e.g. a built digest).
     image_overrides: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.storage_kind == "external" and self.storage_url is None:
+        kind = self.spec.storage_kind
+        if kind == "external" and self.storage_url is None:
             raise ValueError("storage URL: required when the storage kind is 'external'")
-        if self.storage_kind != "external" and self.storage_password is None:
-            raise ValueError(f"storage password: required for storage kind '{self.storage_kind}'")
+        if kind != "external" and self.storage_password is None:
+            raise ValueError(f"storage password: required for storage kind '{kind}'")
 
 
 def _labels(values: dict[str, str], cls: Any) -> list[Any]:
@@ -57,6 +58,7 @@ class MoonTVSwarm(pulumi.ComponentResource):
     """MoonTV on a Swarm: services per track, storage, secrets, configs and the Traefik edge."""
 
     network_name: pulumi.Output[str]
+    images: dict[str, pulumi.Input[str]]
     service_names: dict[str, pulumi.Output[str]]
     config_names: dict[str, pulumi.Output[str]]
     secret_names: dict[str, pulumi.Output[str]]
@@ -68,8 +70,14 @@ class MoonTVSwarm(pulumi.ComponentResource):
     ) -> None:
         super().__init__("moontv:swarm:MoonTVSwarm", name, None, opts)
         self._args = args
+        spec = args.spec
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
-        stack = args.stack
+        stack = spec.stack
+        # each track's image, resolved once: a built image replaces ``repository:version``
+        self.images = {
+            track: args.image_overrides.get(version, ref)
+            for track, (version, ref) in sw.track_images(spec).items()
+        }
 
         network = docker.Network(
             f"{name}-net",
@@ -89,7 +97,7 @@ class MoonTVSwarm(pulumi.ComponentResource):
                     child, pulumi.ResourceOptions(retain_on_delete=key == sw.STORAGE_DATA)
                 ),
             )
-            for key in sw.volume_keys(args)
+            for key in sw.volume_keys(spec)
         }
         configs = {
             key: docker.ServiceConfig(
@@ -99,12 +107,12 @@ class MoonTVSwarm(pulumi.ComponentResource):
                 labels=_labels(naming.labels(stack, key), docker.ServiceConfigLabelArgs),
                 opts=child,
             )
-            for key, content in sw.config_contents(args).items()
+            for key, content in sw.config_contents(spec).items()
         }
         secrets = self._secrets(name, child)
 
         services: dict[str, docker.Service] = {}
-        for svc in sw.stack_services(args):
+        for svc in sw.stack_services(spec):
             depends = [services[k] for k in svc.depends_on if k in services]
             services[svc.key] = self._service(
                 name, svc, network, volumes, configs, secrets,
@@ -115,9 +123,9 @@ class MoonTVSwarm(pulumi.ComponentResource):
         self.service_names = {k: s.name for k, s in services.items()}
         self.config_names = {k: c.name for k, c in configs.items()}
         self.secret_names = {k: s.name for k, s in secrets.items()}
-        self.url = f"http://{args.host}:{args.http_port}"
+        self.url = f"http://{spec.host}:{spec.http_port}"
         self.preview_url = (
-            f"http://preview.{args.host}:{args.http_port}" if args.plan.preview else None
+            f"http://preview.{spec.host}:{spec.http_port}" if spec.plan.preview else None
         )
         self.register_outputs(
             {
@@ -127,40 +135,38 @@ class MoonTVSwarm(pulumi.ComponentResource):
                 "secretNames": self.secret_names,
                 "url": self.url,
                 "previewUrl": self.preview_url,
-                "weights": {t.name: t.weight for t in args.plan.tracks},
+                "images": self.images,
+                "weights": {t.name: t.weight for t in spec.plan.tracks},
             }
         )
 
     def _secrets(self, name: str, child: pulumi.ResourceOptions) -> dict[str, docker.Secret]:
         args = self._args
+        spec = args.spec
         contents = pulumi.Output.all(
             args.owner_password, args.storage_password, args.storage_url
-        ).apply(lambda v: sw.secret_contents(args, v[0], v[1], v[2]))
+        ).apply(lambda v: sw.secret_contents(spec, v[0], v[1], v[2]))
         keys = [sw.OWNER_PASSWORD, sw.STORAGE_URL]
-        if args.storage_kind != "external":
+        if spec.storage_kind != "external":
             keys.append(sw.STORAGE_CONFIG)
         secrets = {}
         for key in keys:
             value: pulumi.Output[str] = contents.apply(functools.partial(_pick, key))
             # the name carries a salted scrypt fingerprint of the value, so it can be public
             secret_name = pulumi.Output.unsecret(
-                value.apply(functools.partial(sw.secret_name, args.stack, key))
+                value.apply(functools.partial(sw.secret_name, spec.stack, key))
             )
             data: pulumi.Output[str] = value.apply(_base64)
             secrets[key] = docker.Secret(
                 f"{name}-{key}",
                 name=secret_name,
                 data=pulumi.Output.secret(cast(Any, data)),  # typeshed cannot solve Input[U]
-                labels=_labels(naming.labels(args.stack, key), docker.SecretLabelArgs),
+                labels=_labels(naming.labels(spec.stack, key), docker.SecretLabelArgs),
                 opts=pulumi.ResourceOptions.merge(
                     child, pulumi.ResourceOptions(additional_secret_outputs=["data"])
                 ),
             )
         return secrets
-
-    def _image(self, svc: sw.ServiceSpec) -> pulumi.Input[str]:
-        overrides = self._args.image_overrides
-        return overrides.get(svc.version, svc.image) if svc.version else svc.image
 
     def _service(
         self,
@@ -174,7 +180,7 @@ class MoonTVSwarm(pulumi.ComponentResource):
     ) -> docker.Service:
         hc = svc.healthcheck
         container = docker.ServiceTaskSpecContainerSpecArgs(
-            image=self._image(svc),
+            image=self.images.get(svc.key, svc.image),
             commands=list(svc.entrypoint) if svc.entrypoint else None,
             args=list(svc.args) if svc.args else None,
             env=dict(svc.env) or None,
@@ -223,7 +229,7 @@ class MoonTVSwarm(pulumi.ComponentResource):
         rp = svc.restart
         return docker.Service(
             f"{name}-{svc.key}",
-            name=naming.resource_name(self._args.stack, svc.key),
+            name=naming.resource_name(self._args.spec.stack, svc.key),
             labels=_labels(dict(svc.labels), docker.ServiceLabelArgs),
             mode=docker.ServiceModeArgs(
                 replicated=docker.ServiceModeReplicatedArgs(replicas=svc.replicas)

@@ -219,7 +219,6 @@ class ServiceSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     stop_grace_period: str = "30s"
     depends_on: tuple[str, ...] = ()  # keys of services this one needs first
-    version: str | None = None
 
 
 def object_name(stack: str, key: str, content: str) -> str:
@@ -318,6 +317,12 @@ def _app_rollback() -> UpdatePolicy:
     return UpdatePolicy(order="start-first", failure_action="pause", delay="0s")
 
 
+def track_images(spec: SwarmSpec) -> dict[str, tuple[str, str]]:
+    """``track -> (version, image reference)``: the one place a track's image is chosen."""
+    return {t.name: (t.version, image_ref(spec.image_repository, t.version))
+            for t in spec.plan.tracks}
+
+
 def app_service(spec: SwarmSpec, track_name: str) -> ServiceSpec:
     track = next(t for t in spec.plan.tracks if t.name == track_name)
     url_var = app_facts.URL_VARIABLES[spec.storage_type]
@@ -339,7 +344,7 @@ def app_service(spec: SwarmSpec, track_name: str) -> ServiceSpec:
         key=track.name,
         alias=naming.track_name(track.name),
         component="app",
-        image=image_ref(spec.image_repository, track.version),
+        image=track_images(spec)[track.name][1],
         replicas=track.replicas,
         healthcheck=Healthcheck(
             test=("CMD", "wget", "-q", "-O", "/dev/null", login),
@@ -363,7 +368,6 @@ def app_service(spec: SwarmSpec, track_name: str) -> ServiceSpec:
         constraints=spec.constraints,
         labels=naming.labels(spec.stack, "app", track.version, track.name),
         depends_on=depends,
-        version=track.version,
     )
 
 

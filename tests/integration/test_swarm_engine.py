@@ -64,9 +64,8 @@ cfg = pulumi.Config("it")
 spec = env.spec_for({stack!r}, {{"strategy": "canary",
                      "canary": {{"version": "v2", "weight": cfg.require_int("weight")}}}},
                     cfg.require_int("port"))
-fields = {{f: getattr(spec, f) for f in spec.__dataclass_fields__}}
 swarm = MoonTVSwarm("moontv", MoonTVSwarmArgs(
-    **fields, owner_password=cfg.require_secret("ownerPassword"),
+    spec=spec, owner_password=cfg.require_secret("ownerPassword"),
     storage_password=cfg.require_secret("storagePassword")))
 pulumi.export("url", swarm.url)
 """

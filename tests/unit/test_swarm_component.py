@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from typing import Any
 
@@ -46,18 +47,21 @@ def deploy(raw_release: dict, **overrides: Any) -> list[pulumi.runtime.MockResou
     recorder = Recorder()
     pulumi.runtime.set_mocks(recorder, project="moontv", stack="test", preview=False)
     plan = release.plan(release.parse(raw_release), "v1", 3)
+    spec_fields = {f.name for f in dataclasses.fields(sw.SwarmSpec)}
+    spec = sw.SwarmSpec(
+        stack="moontv-test", image_repository="ghcr.io/moontechlab/lunatv", plan=plan,
+        host="moontv.example.org", site_env={"NEXT_PUBLIC_SITE_NAME": "MoonTV"},
+        **{k: v for k, v in overrides.items() if k in spec_fields},
+    )
     fields: dict[str, Any] = {
-        "stack": "moontv-test", "image_repository": "ghcr.io/moontechlab/lunatv",
-        "plan": plan, "host": "moontv.example.org",
-        "site_env": {"NEXT_PUBLIC_SITE_NAME": "MoonTV"},
         "owner_password": pulumi.Output.secret(OWNER),
         "storage_password": pulumi.Output.secret(STORAGE),
+        **{k: v for k, v in overrides.items() if k not in spec_fields},
     }
-    fields.update(overrides)
 
     @pulumi.runtime.test
     def program() -> pulumi.Output:
-        component = MoonTVSwarm("moontv", MoonTVSwarmArgs(**fields))
+        component = MoonTVSwarm("moontv", MoonTVSwarmArgs(spec=spec, **fields))
         return pulumi.Output.all(
             *component.service_names.values(), *component.secret_names.values(),
             *component.config_names.values(), component.network_name,
@@ -218,12 +222,22 @@ def test_given_external_storage_without_url_then_args_refuse_it():
     from components.swarm.component import MoonTVSwarmArgs
 
     plan = release.plan(release.parse({}), "v1", 1)
+    spec = sw.SwarmSpec(stack="moontv", image_repository="r", plan=plan, host="moontv.test",
+                        storage_kind="external")
     with pytest.raises(ValueError, match="storage URL: required"):
-        MoonTVSwarmArgs(stack="moontv", image_repository="r", plan=plan, host="moontv.test",
-                        owner_password="x", storage_kind="external")
+        MoonTVSwarmArgs(spec=spec, owner_password="x")
 
 
 def test_the_component_registers_once_under_its_type_token():
     resources = deploy(canary(20))
     component = [r for r in resources if r.typ == "moontv:swarm:MoonTVSwarm"]
     assert [r.name for r in component] == ["moontv"]
+
+
+def test_given_a_built_image_for_the_stable_version_then_only_stable_tracks_run_it():
+    built = "registry.example.org/moontv@sha256:" + "ab" * 32
+    resources = deploy(canary(20), image_overrides={"v1": pulumi.Output.from_input(built)})
+    images = {name: inputs["taskSpec"]["containerSpec"]["image"]
+              for name, inputs in services(resources).items()}
+    assert images["moontv-stable"] == built
+    assert images["moontv-canary"] == "ghcr.io/moontechlab/lunatv:v2"
