@@ -99,17 +99,24 @@ class MoonTVSwarm(pulumi.ComponentResource):
             )
             for key in sw.volume_keys(spec)
         }
+        # Configs and secrets are named after their content, so a new content is a new object,
+        # created before the old one (still used by running services) is deleted. The provider
+        # would otherwise replace an explicitly named object delete-first, which Swarm refuses
+        # while a service uses it.
+        replace_create_first = pulumi.ResourceOptions.merge(
+            child, pulumi.ResourceOptions(delete_before_replace=False)
+        )
         configs = {
             key: docker.ServiceConfig(
                 f"{name}-{key}",
                 name=sw.object_name(stack, key, content),
                 data_raw=content,
                 labels=_labels(naming.labels(stack, key), docker.ServiceConfigLabelArgs),
-                opts=child,
+                opts=replace_create_first,
             )
             for key, content in sw.config_contents(spec).items()
         }
-        secrets = self._secrets(name, child)
+        secrets = self._secrets(name, replace_create_first)
 
         services: dict[str, docker.Service] = {}
         for svc in sw.stack_services(spec):
@@ -183,7 +190,6 @@ class MoonTVSwarm(pulumi.ComponentResource):
             image=self.images.get(svc.key, svc.image),
             commands=list(svc.entrypoint) if svc.entrypoint else None,
             args=list(svc.args) if svc.args else None,
-            env=dict(svc.env) or None,
             healthcheck=docker.ServiceTaskSpecContainerSpecHealthcheckArgs(
                 tests=list(hc.test), interval=hc.interval, timeout=hc.timeout,
                 retries=hc.retries, start_period=hc.start_period,
@@ -204,13 +210,8 @@ class MoonTVSwarm(pulumi.ComponentResource):
                 )
                 for ref in svc.configs
             ] or None,
-            mounts=[
-                docker.ServiceTaskSpecContainerSpecMountArgs(
-                    type="volume", source=volumes[m.volume].name, target=m.target,
-                    read_only=m.read_only,
-                )
-                for m in svc.mounts
-            ] or None,
+            mounts=[_mount(m, volumes) for m in svc.mounts] or None,
+            read_only=svc.read_only,
             labels=_labels(dict(svc.labels), docker.ServiceTaskSpecContainerSpecLabelArgs),
             stop_grace_period=svc.stop_grace_period,
         )
@@ -265,6 +266,18 @@ class MoonTVSwarm(pulumi.ComponentResource):
             converge_config=docker.ServiceConvergeConfigArgs(delay="5s", timeout="5m"),
             opts=opts,
         )
+
+
+def _mount(m: sw.Mount, volumes: dict[str, docker.Volume]) -> Any:
+    if m.kind == "tmpfs":
+        return docker.ServiceTaskSpecContainerSpecMountArgs(type="tmpfs", target=m.target)
+    return docker.ServiceTaskSpecContainerSpecMountArgs(
+        type="volume",
+        # no source: an anonymous volume per task, filled from the image
+        source=volumes[m.volume].name if m.volume else None,
+        target=m.target,
+        read_only=m.read_only,
+    )
 
 
 def _pick(key: str, contents: dict[str, str]) -> str:

@@ -58,6 +58,15 @@ def _file_ref(ref: sw.FileRef) -> dict[str, Any]:
             "mode": ref.mode}
 
 
+def _mount(m: sw.Mount) -> dict[str, Any]:
+    if m.kind == "tmpfs":
+        return {"type": "tmpfs", "target": m.target}
+    volume: dict[str, Any] = {"type": "volume", "target": m.target, "read_only": m.read_only}
+    if m.volume is not None:  # else anonymous: a fresh volume per task, filled from the image
+        volume["source"] = m.volume
+    return volume
+
+
 def _service(svc: sw.ServiceSpec) -> dict[str, Any]:
     hc = svc.healthcheck
     deploy: dict[str, Any] = {
@@ -96,6 +105,7 @@ def _service(svc: sw.ServiceSpec) -> dict[str, Any]:
         },
         "networks": {sw.NETWORK: {"aliases": [svc.alias]}},
         "stop_grace_period": svc.stop_grace_period,
+        "read_only": svc.read_only,
         "labels": dict(svc.labels),
         "deploy": deploy,
     }
@@ -103,17 +113,12 @@ def _service(svc: sw.ServiceSpec) -> dict[str, Any]:
         out["entrypoint"] = _literal(svc.entrypoint)
     if svc.args is not None:
         out["command"] = _literal(svc.args)
-    if svc.env:
-        out["environment"] = {k: v.replace("$", "$$") for k, v in svc.env.items()}
     if svc.secrets:
         out["secrets"] = [_file_ref(r) for r in svc.secrets]
     if svc.configs:
         out["configs"] = [_file_ref(r) for r in svc.configs]
     if svc.mounts:
-        out["volumes"] = [
-            {"type": "volume", "source": m.volume, "target": m.target, "read_only": m.read_only}
-            for m in svc.mounts
-        ]
+        out["volumes"] = [_mount(m) for m in svc.mounts]
     if svc.published:
         out["ports"] = [
             {"target": target, "published": published, "protocol": "tcp", "mode": "host"}

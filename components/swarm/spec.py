@@ -10,11 +10,18 @@ Swarm secrets and configs are immutable, so their real names carry a digest of t
 (:func:`object_name`, :func:`secret_name`): a changed value becomes a new object and the
 services using it update.
 
-How the app gets its secrets: the MoonTV image reads ``PASSWORD`` and ``KVROCKS_URL`` /
-``REDIS_URL`` from the environment, while Swarm mounts secrets as files. The app task therefore
-starts through a small entrypoint script (delivered as a config, :data:`ENTRYPOINT_SCRIPT`) that
-waits for the storage service, sources the non-secret ``site.env`` config, exports each secret
-file named in ``MOONTV_SECRET_ENV`` into its variable and ``exec``s the image's command.
+How the app gets its settings and secrets: the MoonTV image reads ``PASSWORD`` and
+``KVROCKS_URL`` / ``REDIS_URL`` from the environment, while Swarm mounts secrets as files. The app
+task therefore starts through a small entrypoint script (delivered as a config,
+:data:`ENTRYPOINT_SCRIPT`): it exports the ``NAME=VALUE`` arguments before ``--``, waits for the
+storage service (with ``node``, the one tool every MoonTV image has), sources the non-secret
+``site.env`` config, exports each secret file named in ``MOONTV_SECRET_ENV`` into its variable
+and ``exec``s the image's command. The settings are arguments, not a service environment,
+because the docker provider sends an environment map to Swarm in random order, and Swarm
+restarts every task whose environment order changed.
+
+Durations are kept in the short form the docker provider reads back from Swarm (``1m``, not
+``60s``; see :func:`duration`), so a second ``pulumi up`` finds nothing to change.
 """
 
 from __future__ import annotations
@@ -36,6 +43,12 @@ StorageKind = Literal["kvrocks", "redis", "external"]
 StorageType = Literal["kvrocks", "redis"]
 
 MIB = 1024 * 1024
+#: measured on a single-node Swarm: removing a task container attached to an overlay network
+#: takes up to ~6 s; Traefik needs up to 15 s to stop (requestAcceptGraceTimeout 5 s plus its
+#: default graceTimeOut 10 s). The docker provider waits at most the stop grace period for a
+#: removed service's containers, so every grace period leaves room for both.
+STOP_GRACE = "15s"
+EDGE_STOP_GRACE = "30s"
 SECRETS_DIR = "/run/secrets"
 CONFIG_DIR = "/moontv"
 
@@ -52,23 +65,59 @@ SITE_ENV_KEYS = re.compile(r"NEXT_PUBLIC_[A-Z0-9_]+|ANNOUNCEMENT")
 _STACK = re.compile(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?")
 _PASSWORD = re.compile(r"[A-Za-z0-9_.~-]{8,128}")
 
-ENTRYPOINT_SCRIPT = """\
+#: Waits until ``host:port`` (argv 1) accepts a TCP connection, for at most argv 2 seconds.
+STORAGE_WAIT_JS = """\
+const net = require("net");
+const target = process.argv[1];
+const limit = Number(process.argv[2]) * 1000;
+const cut = target.lastIndexOf(":");
+const host = target.slice(0, cut);
+const port = Number(target.slice(cut + 1));
+const start = Date.now();
+function attempt() {
+  const socket = net.connect({ host, port });
+  let settled = false;
+  const retry = () => {
+    if (settled) return;
+    settled = true;
+    socket.destroy();
+    if (Date.now() - start >= limit) {
+      const waited = limit / 1000;
+      console.error("entrypoint: storage " + target + " not reachable after " + waited + " s");
+      process.exit(1);
+    }
+    setTimeout(attempt, 1000);
+  };
+  socket.setTimeout(2000, retry);
+  socket.once("error", retry);
+  socket.once("connect", () => { settled = true; socket.destroy(); process.exit(0); });
+}
+attempt();
+"""
+
+ENTRYPOINT_SCRIPT = f"""\
 #!/bin/sh
-# Start MoonTV on Swarm: wait for storage, load site settings, export secret files, exec the app.
+# Start MoonTV on Swarm.  Usage: entrypoint.sh [NAME=VALUE ...] -- COMMAND [ARG ...]
+# Exports the settings, waits for storage, loads site settings, exports secret files, execs.
 set -eu
-if [ -n "${MOONTV_WAIT_FOR:-}" ] && command -v nc >/dev/null 2>&1; then
-  host="${MOONTV_WAIT_FOR%:*}"; port="${MOONTV_WAIT_FOR##*:}"; waited=0
-  until nc -w 2 "$host" "$port" </dev/null >/dev/null 2>&1; do
-    waited=$((waited + 1))
-    if [ "$waited" -ge 120 ]; then
-      echo "entrypoint: storage $MOONTV_WAIT_FOR not reachable after 120 s" >&2; exit 1
-    fi
-    sleep 1
-  done
+while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do
+  case "$1" in
+    *=*) export "$1" ;;
+    *) echo "entrypoint: expected NAME=VALUE or --, got '$1'" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ "$#" -gt 0 ]; then shift; fi
+if [ "$#" -eq 0 ]; then echo "entrypoint: no command after --" >&2; exit 2; fi
+if [ -n "${{MOONTV_WAIT_FOR:-}}" ]; then
+  if ! command -v node >/dev/null 2>&1; then
+    echo "entrypoint: node not found on PATH (needed to wait for $MOONTV_WAIT_FOR)" >&2; exit 1
+  fi
+  node -e '{STORAGE_WAIT_JS}' "$MOONTV_WAIT_FOR" "${{MOONTV_WAIT_SECONDS:-120}}"
 fi
-if [ -r /moontv/site.env ]; then . /moontv/site.env; fi
-for pair in ${MOONTV_SECRET_ENV:-}; do
-  name="${pair%%=*}"; file="${pair#*=}"
+if [ -r {CONFIG_DIR}/site.env ]; then . {CONFIG_DIR}/site.env; fi
+for pair in ${{MOONTV_SECRET_ENV:-}}; do
+  name="${{pair%%=*}}"; file="${{pair#*=}}"
   if [ ! -r "$file" ]; then echo "entrypoint: secret file for $name is missing" >&2; exit 1; fi
   value="$(cat "$file")"
   export "$name=$value"
@@ -90,6 +139,55 @@ EDGE_START_SCRIPT = f"""\
 until [ -s {traefik.DYNAMIC_FILE} ]; do echo "waiting for {traefik.DYNAMIC_FILE}"; sleep 1; done
 exec traefik "$@"
 """
+
+
+_GO_DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?(?:ns|us|µs|ms|s|m|h))+")
+_GO_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?)(ns|us|µs|ms|s|m|h)")
+_NANOS = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9,
+          "h": 3600 * 10**9}
+
+
+def _fraction(value: int, unit: int) -> str:
+    whole, rest = divmod(value, unit)
+    digits = f"{rest:0{len(str(unit)) - 1}d}".rstrip("0") if rest else ""
+    return f"{whole}.{digits}" if digits else str(whole)
+
+
+def duration(text: str) -> str:
+    """``text`` (a Go duration such as ``60s``) in the form the docker provider reads back.
+
+    The provider stores what Swarm returns, formatted by Go's ``time.Duration.String`` with a
+    trailing ``0s`` / ``0m`` cut (``60s`` -> ``1m``, ``3600s`` -> ``1h``, ``90s`` -> ``1m30s``).
+    Sending that form makes a second ``pulumi up`` a no-op.
+    """
+    if not isinstance(text, str) or not _GO_DURATION.fullmatch(text):
+        raise ValueError(f"duration: must look like 10s, 500ms, 1m30s or 1h, got {text!r}")
+    nanos = 0
+    for number, unit in _GO_PART.findall(text):
+        whole, _, frac = number.partition(".")
+        nanos += int(whole) * _NANOS[unit]
+        if frac:
+            nanos += int(frac) * _NANOS[unit] // 10 ** len(frac)
+    if nanos == 0:
+        return "0s"
+    if nanos < 10**9:
+        for unit, size in (("ms", 10**6), ("µs", 10**3), ("ns", 1)):
+            if nanos >= size:
+                return f"{_fraction(nanos, size)}{unit}"
+    hours, rest = divmod(nanos, 3600 * 10**9)
+    minutes, rest = divmod(rest, 60 * 10**9)
+    out = f"{hours}h" if hours else ""
+    out += f"{minutes}m" if hours or minutes else ""
+    out += f"{_fraction(rest, 10**9)}s"
+    for suffix in ("m0s", "h0m"):  # the provider's shortDur
+        if out.endswith(suffix):
+            out = out[:-2]
+    return out
+
+
+def _canonical(obj: object, *names: str) -> None:
+    for name in names:
+        object.__setattr__(obj, name, duration(getattr(obj, name)))
 
 
 @dataclass(frozen=True)
@@ -125,6 +223,10 @@ class SwarmSpec:
 
     def __post_init__(self) -> None:
         problems = []
+        try:
+            _canonical(self, "health_interval")
+        except ValueError as exc:
+            problems.append(f"healthInterval: {exc}")
         if not _STACK.fullmatch(self.stack):
             problems.append(
                 f"stack: must be 1-40 lower-case letters, digits or '-', got {self.stack!r}"
@@ -164,9 +266,13 @@ class FileRef:
 
 @dataclass(frozen=True)
 class Mount:
-    volume: str  # logical volume key
+    """A volume of the stack (logical key), an anonymous volume (``volume=None``: a fresh one per
+    task, filled by Docker from the image's files at ``target``) or a ``tmpfs``."""
+
+    volume: str | None
     target: str
     read_only: bool = False
+    kind: Literal["volume", "tmpfs"] = "volume"
 
 
 @dataclass(frozen=True)
@@ -177,6 +283,9 @@ class Healthcheck:
     retries: int = 3
     start_period: str = "0s"
 
+    def __post_init__(self) -> None:
+        _canonical(self, "interval", "timeout", "start_period")
+
 
 @dataclass(frozen=True)
 class UpdatePolicy:
@@ -185,7 +294,12 @@ class UpdatePolicy:
     parallelism: int = 1
     delay: str = "5s"
     monitor: str = "30s"
-    max_failure_ratio: str = "0"
+    max_failure_ratio: str = "0.0"
+
+    def __post_init__(self) -> None:
+        _canonical(self, "delay", "monitor")
+        # the provider reads the ratio back with one decimal
+        object.__setattr__(self, "max_failure_ratio", f"{float(self.max_failure_ratio):.1f}")
 
 
 @dataclass(frozen=True)
@@ -193,7 +307,10 @@ class RestartPolicy:
     condition: Literal["any", "on-failure", "none"] = "any"
     delay: str = "5s"
     max_attempts: int = 0
-    window: str = "60s"
+    window: str = "1m"
+
+    def __post_init__(self) -> None:
+        _canonical(self, "delay", "window")
 
 
 @dataclass(frozen=True)
@@ -208,7 +325,7 @@ class ServiceSpec:
     rollback: UpdatePolicy
     entrypoint: tuple[str, ...] | None = None
     args: tuple[str, ...] | None = None
-    env: Mapping[str, str] = field(default_factory=dict)
+    # no environment: the docker provider would send it to Swarm in random order (see above)
     secrets: tuple[FileRef, ...] = ()
     configs: tuple[FileRef, ...] = ()
     mounts: tuple[Mount, ...] = ()
@@ -217,8 +334,12 @@ class ServiceSpec:
     resources: Resources | None = None
     constraints: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
-    stop_grace_period: str = "30s"
+    stop_grace_period: str = STOP_GRACE
     depends_on: tuple[str, ...] = ()  # keys of services this one needs first
+    read_only: bool = True  # root filesystem; writable paths are mounts
+
+    def __post_init__(self) -> None:
+        _canonical(self, "stop_grace_period")
 
 
 def object_name(stack: str, key: str, content: str) -> str:
@@ -323,23 +444,48 @@ def track_images(spec: SwarmSpec) -> dict[str, tuple[str, str]]:
             for t in spec.plan.tracks}
 
 
-def app_service(spec: SwarmSpec, track_name: str) -> ServiceSpec:
+def login_probe(port: int) -> str:
+    """Node one-liner: exit 0 when ``GET /login`` on ``port`` answers below 400 (the image's own
+    HEALTHCHECK does the same), 1 on an error status, a refused connection or 4 s of silence."""
+    return (
+        f'require("http").get({{host: "127.0.0.1", port: {port}, path: "{app_facts.PROBE_PATH}", '
+        "timeout: 4000}, "
+        '(r) => process.exit(r.statusCode < 400 ? 0 : 1))'
+        '.on("timeout", () => process.exit(1)).on("error", () => process.exit(1))'
+    )
+
+
+def app_settings(spec: SwarmSpec, track_name: str) -> tuple[tuple[str, str], ...]:
+    """The app task's settings, in the order the entrypoint exports them."""
     track = next(t for t in spec.plan.tracks if t.name == track_name)
     url_var = app_facts.URL_VARIABLES[spec.storage_type]
     password = app_facts.PASSWORD_ENV
     secret_env = f"{password}={SECRETS_DIR}/{OWNER_PASSWORD} {url_var}={SECRETS_DIR}/{STORAGE_URL}"
-    env = {
-        **app_facts.LISTEN_ENV,
-        "MOONTV_SECRET_ENV": secret_env,
-        "MOONTV_TRACK": track.name,
-        "MOONTV_VERSION": track.version,
-    }
-    depends: tuple[str, ...] = ()
+    settings = [
+        *app_facts.LISTEN_ENV.items(),
+        ("MOONTV_SECRET_ENV", secret_env),
+        ("MOONTV_TRACK", track.name),
+        ("MOONTV_VERSION", track.version),
+    ]
     if spec.storage_kind != "external":
         port = app_facts.STORAGE_PORTS[spec.storage_kind]
-        env["MOONTV_WAIT_FOR"] = f"{storage_alias(spec)}:{port}"
-        depends = (spec.storage_kind,)
-    login = app_facts.probe_url("127.0.0.1", app_facts.PORT)
+        settings.append(("MOONTV_WAIT_FOR", f"{storage_alias(spec)}:{port}"))
+    return tuple(settings)
+
+
+def app_mounts() -> tuple[Mount, ...]:
+    """Writable paths of the app under a read-only root: the public directory is a fresh
+    anonymous volume per task, which Docker fills from the image (``start.js`` writes
+    ``manifest.json`` next to the icons and ``sw.js``); the other writable paths are tmpfs, as
+    emptyDirs on Kubernetes."""
+    scratch = sorted(p for p in app_facts.WRITABLE_PATHS.values() if p != app_facts.PUBLIC_DIR)
+    return (Mount(None, app_facts.PUBLIC_DIR), *(Mount(None, p, kind="tmpfs") for p in scratch))
+
+
+def app_service(spec: SwarmSpec, track_name: str) -> ServiceSpec:
+    track = next(t for t in spec.plan.tracks if t.name == track_name)
+    depends = () if spec.storage_kind == "external" else (spec.storage_kind,)
+    settings = tuple(f"{k}={v}" for k, v in app_settings(spec, track_name))
     return ServiceSpec(
         key=track.name,
         alias=naming.track_name(track.name),
@@ -347,15 +493,14 @@ def app_service(spec: SwarmSpec, track_name: str) -> ServiceSpec:
         image=track_images(spec)[track.name][1],
         replicas=track.replicas,
         healthcheck=Healthcheck(
-            test=("CMD", "wget", "-q", "-O", "/dev/null", login),
+            test=("CMD", "node", "-e", login_probe(app_facts.PORT)),
             interval=spec.health_interval,
             start_period="60s",
         ),
         update=_app_update(),
         rollback=_app_rollback(),
         entrypoint=("/bin/sh", f"{CONFIG_DIR}/entrypoint.sh"),
-        args=spec.app_command,
-        env=env,
+        args=(*settings, "--", *spec.app_command),
         secrets=(
             FileRef(OWNER_PASSWORD, OWNER_PASSWORD, str(app_facts.UID), str(app_facts.GID), 0o400),
             FileRef(STORAGE_URL, STORAGE_URL, str(app_facts.UID), str(app_facts.GID), 0o400),
@@ -364,6 +509,7 @@ def app_service(spec: SwarmSpec, track_name: str) -> ServiceSpec:
             FileRef(ENTRYPOINT, f"{CONFIG_DIR}/entrypoint.sh", mode=0o555),
             FileRef(SITE_ENV, f"{CONFIG_DIR}/site.env", mode=0o444),
         ),
+        mounts=app_mounts(),
         resources=spec.resources,
         constraints=spec.constraints,
         labels=naming.labels(spec.stack, "app", track.version, track.name),
@@ -401,10 +547,10 @@ def storage_service(spec: SwarmSpec) -> ServiceSpec:
         entrypoint=entrypoint,
         args=args,
         secrets=(FileRef(STORAGE_CONFIG, STORAGE_CONFIG),),
-        mounts=(Mount(STORAGE_DATA, data_dir),),
+        mounts=(Mount(STORAGE_DATA, data_dir), Mount(None, "/tmp", kind="tmpfs")),
         constraints=spec.constraints,
         labels=naming.labels(spec.stack, "storage"),
-        stop_grace_period="30s",
+        stop_grace_period="30s",  # let it flush its data
     )
 
 
@@ -434,7 +580,7 @@ def edge_config_service(spec: SwarmSpec) -> ServiceSpec:
         mounts=(Mount(EDGE_DYNAMIC, traefik.DYNAMIC_DIR),),
         constraints=spec.edge_constraints,
         labels=naming.labels(spec.stack, "edge-config"),
-        stop_grace_period="5s",
+        stop_grace_period=STOP_GRACE,
     )
 
 
@@ -453,11 +599,14 @@ def edge_service(spec: SwarmSpec) -> ServiceSpec:
         rollback=UpdatePolicy(order="stop-first", failure_action="pause", delay="0s"),
         entrypoint=("/bin/sh", "-c", EDGE_START_SCRIPT, "traefik"),
         args=tuple(traefik.static_args()),
-        mounts=(Mount(EDGE_DYNAMIC, traefik.DYNAMIC_DIR, read_only=True),),
+        mounts=(
+            Mount(EDGE_DYNAMIC, traefik.DYNAMIC_DIR, read_only=True),
+            Mount(None, "/tmp", kind="tmpfs"),
+        ),
         published=((spec.http_port, traefik.EDGE_PORT),),
         constraints=spec.edge_constraints,
         labels=naming.labels(spec.stack, "edge"),
-        stop_grace_period="10s",
+        stop_grace_period=EDGE_STOP_GRACE,
         depends_on=("edge-config",),
     )
 

@@ -41,8 +41,15 @@ def plain(value: Any) -> Any:
     return value
 
 
-def deploy(raw_release: dict, **overrides: Any) -> list[pulumi.runtime.MockResourceArgs]:
+def deploy(
+    raw_release: dict, options: dict[str, pulumi.ResourceOptions] | None = None, **overrides: Any
+) -> list[pulumi.runtime.MockResourceArgs]:
+    """Run the component under mocks; ``options`` (if given) collects each child's options."""
     from components.swarm.component import MoonTVSwarm, MoonTVSwarmArgs
+
+    def record(args: pulumi.ResourceTransformationArgs) -> None:
+        if options is not None:
+            options[args.name] = args.opts
 
     recorder = Recorder()
     pulumi.runtime.set_mocks(recorder, project="moontv", stack="test", preview=False)
@@ -61,7 +68,8 @@ def deploy(raw_release: dict, **overrides: Any) -> list[pulumi.runtime.MockResou
 
     @pulumi.runtime.test
     def program() -> pulumi.Output:
-        component = MoonTVSwarm("moontv", MoonTVSwarmArgs(spec=spec, **fields))
+        component = MoonTVSwarm("moontv", MoonTVSwarmArgs(spec=spec, **fields),
+                                opts=pulumi.ResourceOptions(transformations=[record]))
         return pulumi.Output.all(
             *component.service_names.values(), *component.secret_names.values(),
             *component.config_names.values(), component.network_name,
@@ -166,13 +174,13 @@ def test_app_service_mounts_secrets_as_files_and_starts_through_the_wrapper():
     app = services(deploy(canary(20)))["moontv-canary"]
     container = app["taskSpec"]["containerSpec"]
     assert container["commands"] == ["/bin/sh", "/moontv/entrypoint.sh"]
-    assert container["args"] == ["node", "start.js"]
+    assert container["args"][-3:] == ["--", "node", "start.js"]
     assert {s["fileName"] for s in container["secrets"]} == {"owner-password", "storage-url"}
     assert all(s["fileMode"] == 0o400 and s["fileUid"] == "1001" for s in container["secrets"])
     assert {c["fileName"] for c in container["configs"]} == {"/moontv/entrypoint.sh",
                                                             "/moontv/site.env"}
-    assert container["env"]["HOSTNAME"] == "0.0.0.0"
-    assert container["healthcheck"]["tests"][-1] == "http://127.0.0.1:3000/login"
+    assert "HOSTNAME=0.0.0.0" in container["args"]
+    assert container["healthcheck"]["tests"][-1] == sw.login_probe(3000)
     assert app["updateConfig"]["order"] == "start-first"
     assert app["updateConfig"]["failureAction"] == "rollback"
     assert app["rollbackConfig"]["order"] == "start-first"
@@ -241,3 +249,118 @@ def test_given_a_built_image_for_the_stable_version_then_only_stable_tracks_run_
               for name, inputs in services(resources).items()}
     assert images["moontv-stable"] == built
     assert images["moontv-canary"] == "ghcr.io/moontechlab/lunatv:v2"
+
+
+# --- what the docker provider does with these inputs ------------------------------------------
+# The provider reads durations back in Go's short form ("1m", not "60s"), builds the container
+# environment from a map (in random order), replaces explicitly named objects delete-first
+# unless told otherwise, and waits at most the stop grace period for removed containers.
+
+DURATIONS = {
+    ("taskSpec", "containerSpec", "healthcheck"): ("interval", "timeout", "startPeriod"),
+    ("taskSpec", "containerSpec"): ("stopGracePeriod",),
+    ("taskSpec", "restartPolicy"): ("delay", "window"),
+    ("updateConfig",): ("delay", "monitor"),
+    ("rollbackConfig",): ("delay", "monitor"),
+}
+GO_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3}
+
+
+def seconds(duration: str) -> float:
+    """A Go duration string (``1m30s``, ``500ms``) in seconds."""
+    import re
+
+    parts = re.findall(r"([0-9.]+)(h|ms|m|s)", duration)
+    assert "".join(n + u for n, u in parts) == duration, f"not a Go duration: {duration!r}"
+    return sum(float(n) * GO_UNITS[u] for n, u in parts)
+
+
+def durations(inputs: dict) -> dict[str, str]:
+    found = {}
+    for path, keys in DURATIONS.items():
+        node: Any = inputs
+        for step in path:
+            node = node.get(step) or {}
+        for key in keys:
+            if key in node:
+                found[".".join((*path, key))] = node[key]
+    return found
+
+
+def test_every_duration_is_sent_in_the_form_the_provider_reads_back():
+    for name, inputs in services(deploy(canary(20))).items():
+        for field_path, value in durations(inputs).items():
+            total = seconds(value)
+            whole_minutes = total >= 60 and total % 60 == 0
+            assert not (value.endswith("s") and not value.endswith("ms") and total >= 60), (
+                f"{name} {field_path}={value!r}: the provider reads it back as minutes")
+            assert not (whole_minutes and not value.endswith(("m", "h"))), (name, field_path)
+            assert not value.endswith(("m0s", "h0m")), (name, field_path, value)
+
+
+def test_the_app_restart_window_and_start_period_read_back_unchanged():
+    app = services(deploy(canary(20)))["moontv-canary"]
+    assert app["taskSpec"]["restartPolicy"]["window"] == "1m"
+    assert app["taskSpec"]["containerSpec"]["healthcheck"]["startPeriod"] == "1m"
+    for svc in services(deploy(canary(20))).values():
+        assert svc["updateConfig"]["maxFailureRatio"] == "0.0"  # the provider writes %.1f
+
+
+def test_no_service_gives_the_provider_an_environment_map_it_could_reorder():
+    for name, inputs in services(deploy(canary(20))).items():
+        env = inputs["taskSpec"]["containerSpec"].get("env") or {}
+        assert len(env) <= 1, f"{name}: {sorted(env)} would reach Swarm in random order"
+
+
+def test_the_app_settings_reach_the_task_as_ordered_arguments_of_the_wrapper():
+    one = services(deploy(canary(20)))["moontv-canary"]["taskSpec"]["containerSpec"]
+    two = services(deploy(canary(20)))["moontv-canary"]["taskSpec"]["containerSpec"]
+    assert one["args"] == two["args"]
+    args = one["args"]
+    separator = args.index("--")
+    assert args[separator + 1:] == ["node", "start.js"]
+    settings = dict(a.split("=", 1) for a in args[:separator])
+    assert settings["HOSTNAME"] == "0.0.0.0" and settings["PORT"] == "3000"
+    assert settings["MOONTV_TRACK"] == "canary" and settings["MOONTV_VERSION"] == "v2"
+    assert settings["MOONTV_WAIT_FOR"] == "moontv-kvrocks:6666"
+
+
+def test_content_named_configs_and_secrets_are_replaced_create_first():
+    options: dict[str, pulumi.ResourceOptions] = {}
+    resources = deploy(canary(20), options=options)
+    named = [r.name for r in resources
+             if r.typ in ("docker:index/serviceConfig:ServiceConfig", "docker:index/secret:Secret")]
+    assert len(named) == 6
+    for name in named:
+        assert options[name].delete_before_replace is False, name
+
+
+def test_stop_grace_periods_outlast_the_measured_shutdown_times():
+    overlay_removal_s = 6  # removing a task container on the overlay network
+    traefik_shutdown_s = 15  # requestAcceptGraceTimeout 5 s + Traefik's graceTimeOut 10 s
+    grace = {name.removeprefix("moontv-"): seconds(inputs["taskSpec"]["containerSpec"][
+        "stopGracePeriod"]) for name, inputs in services(deploy(canary(20))).items()}
+    assert all(g >= 2 * overlay_removal_s for g in grace.values()), grace
+    assert grace["edge"] >= traefik_shutdown_s + 2 * overlay_removal_s, grace
+
+
+def test_the_app_healthcheck_and_storage_wait_need_only_node():
+    app = services(deploy(canary(20)))["moontv-canary"]["taskSpec"]["containerSpec"]
+    test = app["healthcheck"]["tests"]
+    assert test[:2] == ["CMD", "node"]
+    assert "/login" in test[-1]
+    configs = of_type(deploy(canary(20)), "docker:index/serviceConfig:ServiceConfig")
+    script = configs["moontv-entrypoint"]["dataRaw"]
+    assert "nc " not in script and "wget" not in script and "node -e" in script
+
+
+def test_every_task_runs_with_a_read_only_root_and_the_app_gets_its_writable_paths():
+    svcs = services(deploy(canary(20)))
+    for name, inputs in svcs.items():
+        assert inputs["taskSpec"]["containerSpec"]["readOnly"] is True, name
+    mounts = {m["target"]: m for m in svcs["moontv-canary"]["taskSpec"]["containerSpec"]["mounts"]}
+    public = mounts["/app/public"]
+    # an anonymous volume per task: Docker fills it from the image's /app/public
+    assert public["type"] == "volume" and not public.get("source")
+    assert not (public.get("volumeOptions") or {}).get("noCopy")
+    assert {t for t, m in mounts.items() if m["type"] == "tmpfs"} == {"/tmp", "/app/.next/cache"}

@@ -51,11 +51,12 @@ def test_app_tasks_update_start_first_with_rollback_and_probe_login():
     assert app.update.order == "start-first"
     assert app.update.failure_action == "rollback"
     assert app.rollback.order == "start-first"
-    assert app.healthcheck.test[-1] == "http://127.0.0.1:3000/login"
-    assert app.env["HOSTNAME"] == "0.0.0.0"
-    assert app.env["PORT"] == "3000"
+    assert app.healthcheck.test == ("CMD", "node", "-e", sw.login_probe(3000))
+    settings = dict(sw.app_settings(make_spec(CANARY), "stable"))
+    assert settings["HOSTNAME"] == "0.0.0.0"
+    assert settings["PORT"] == "3000"
     assert app.depends_on == ("kvrocks",)
-    assert app.env["MOONTV_WAIT_FOR"] == "moontv-kvrocks:6666"
+    assert settings["MOONTV_WAIT_FOR"] == "moontv-kvrocks:6666"
     assert app.resources == sw.Resources()
 
 
@@ -64,7 +65,7 @@ def test_edge_publishes_host_mode_port_and_storage_keeps_one_writer():
     assert services["edge"].published == ((8080, 80),)
     assert services["edge"].update.order == "stop-first"
     assert services["kvrocks"].update.order == "stop-first"
-    assert services["kvrocks"].mounts == (sw.Mount(sw.STORAGE_DATA, "/var/lib/kvrocks"),)
+    assert services["kvrocks"].mounts[0] == sw.Mount(sw.STORAGE_DATA, "/var/lib/kvrocks")
 
 
 def test_given_blue_green_scaled_down_then_the_idle_colour_keeps_a_service_with_no_tasks():
@@ -77,8 +78,9 @@ def test_given_blue_green_scaled_down_then_the_idle_colour_keeps_a_service_with_
 
 
 def test_secret_env_maps_files_to_the_variables_the_app_reads():
-    kv = by_key(make_spec(CANARY))["stable"].env["MOONTV_SECRET_ENV"]
-    redis = by_key(make_spec(CANARY, storage_kind="redis"))["stable"].env["MOONTV_SECRET_ENV"]
+    kv = dict(sw.app_settings(make_spec(CANARY), "stable"))["MOONTV_SECRET_ENV"]
+    redis = dict(sw.app_settings(make_spec(CANARY, storage_kind="redis"), "stable"))[
+        "MOONTV_SECRET_ENV"]
     assert kv == "PASSWORD=/run/secrets/owner-password KVROCKS_URL=/run/secrets/storage-url"
     assert redis == "PASSWORD=/run/secrets/owner-password REDIS_URL=/run/secrets/storage-url"
 
@@ -87,7 +89,7 @@ def test_given_external_storage_then_no_storage_service_and_no_wait():
     spec = make_spec(CANARY, storage_kind="external", storage_external_type="kvrocks")
     services = by_key(spec)
     assert "external" not in services and "kvrocks" not in services
-    assert "MOONTV_WAIT_FOR" not in services["stable"].env
+    assert "MOONTV_WAIT_FOR" not in dict(sw.app_settings(spec, "stable"))
     assert sw.volume_keys(spec) == (sw.EDGE_DYNAMIC,)
     values = sw.secret_contents(spec, OWNER, external_url="redis://:x@db:6379")
     assert values == {sw.OWNER_PASSWORD: OWNER, sw.STORAGE_URL: "redis://:x@db:6379"}
@@ -261,3 +263,117 @@ def test_cli_with_bad_settings_names_every_key(tmp_path):
     assert "moontv:release.canary.weight" in result.stderr
     assert "moontv:swarm.httpPort" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- the app task's scripts, run for real (node is all they may rely on) -----------------------
+
+
+def run_entrypoint(tmp_path: Path, *args: str, env: dict[str, str] | None = None):
+    """Run ENTRYPOINT_SCRIPT with /bin/sh and a PATH that holds node and cat only."""
+    from tests.conftest import require_tools
+
+    require_tools(("node",))
+    import shutil
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in ("node", "cat"):
+        target = bin_dir / tool
+        if not target.exists():
+            target.symlink_to(shutil.which(tool) or tool)
+    script = tmp_path / "entrypoint.sh"
+    script.write_text(sw.ENTRYPOINT_SCRIPT)
+    return subprocess.run(["/bin/sh", str(script), *args],
+                          env={"PATH": str(bin_dir), **(env or {})},
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_given_storage_unreachable_when_the_app_starts_then_the_wrapper_fails_without_nc(tmp_path):
+    port = closed_port()
+    result = run_entrypoint(tmp_path, f"MOONTV_WAIT_FOR=127.0.0.1:{port}", "--",
+                            "/bin/sh", "-c", "echo started", env={"MOONTV_WAIT_SECONDS": "2"})
+    assert result.returncode != 0
+    assert "started" not in result.stdout
+    assert f"storage 127.0.0.1:{port} not reachable" in result.stderr
+
+
+def test_given_storage_listening_when_the_app_starts_then_settings_are_exported_and_it_runs(
+        tmp_path):
+    import socket
+
+    secret = tmp_path / "owner"
+    secret.write_text("pw 1")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        result = run_entrypoint(
+            tmp_path, "PORT=3000", f"MOONTV_WAIT_FOR=127.0.0.1:{port}",
+            f"MOONTV_SECRET_ENV=PASSWORD={secret}", "--",
+            "/bin/sh", "-c", 'echo "started port=$PORT password=$PASSWORD"')
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "started port=3000 password=pw 1"
+
+
+@pytest.mark.parametrize(("status", "healthy"), [(200, True), (302, True), (503, False)])
+def test_the_app_healthcheck_runs_with_node_alone_and_follows_the_login_status(status, healthy):
+    from tests.conftest import require_tools
+    from tests.integration.local_http import LocalServer, QuietHandler
+
+    require_tools(("node",))
+
+    class Login(QuietHandler):
+        def do_GET(self) -> None:
+            self.reply(status if self.path == "/login" else 404, "text/plain", b"login")
+
+    server = LocalServer(Login)
+    try:
+        test = by_key(make_spec(CANARY))["stable"].healthcheck.test
+        assert test == ("CMD", "node", "-e", sw.login_probe(3000))
+        port = int(server.address.rsplit(":", 1)[1])
+        result = subprocess.run(["node", "-e", sw.login_probe(port)], capture_output=True,
+                                text=True, timeout=30, env={}, check=False)
+    finally:
+        server.stop()
+    assert (result.returncode == 0) is healthy
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [("60s", "1m"), ("90s", "1m30s"), ("3600s", "1h"), ("5400s", "1h30m"), ("0s", "0s"),
+     ("100ms", "100ms"), ("1500ms", "1.5s"), ("5m", "5m"), ("2m0s", "2m"), ("10s", "10s")],
+)
+def test_durations_are_written_as_the_provider_reads_them_back(text, canonical):
+    assert sw.duration(text) == canonical
+
+
+def test_given_a_health_interval_of_90s_then_the_spec_holds_1m30s():
+    spec = make_spec(CANARY, health_interval="90s")
+    assert by_key(spec)["stable"].healthcheck.interval == "1m30s"
+
+
+# --- the compose path deploys what the engine path deploys -------------------------------------
+
+
+def test_compose_services_carry_the_same_hardening_and_lifecycle_as_the_spec():
+    spec = make_spec(CANARY)
+    document = compose.compose_file(spec, sw.secret_contents(spec, OWNER, STORAGE))
+    for svc in sw.stack_services(spec):
+        out = document["services"][svc.key]
+        assert out["read_only"] is True, svc.key
+        assert out["stop_grace_period"] == svc.stop_grace_period
+        assert out["healthcheck"]["test"] == [t.replace("$", "$$") for t in svc.healthcheck.test]
+        assert "environment" not in out
+        mounts = {(m["type"], m.get("source"), m["target"]) for m in out.get("volumes", [])}
+        assert mounts == {(m.kind, m.volume, m.target) for m in svc.mounts}, svc.key
+    app = document["services"]["canary"]
+    assert {"type": "volume", "target": "/app/public", "read_only": False} in app["volumes"]
+    assert app["command"][-3:] == ["--", "node", "start.js"]
