@@ -153,3 +153,44 @@ def remove_stack(stack: str, volumes: list[str]) -> None:
             ).split():
                 break
             time.sleep(1)
+
+
+OBJECT_KINDS = ("service", "config", "secret", "network")
+
+
+def named_objects(prefix: str) -> dict[str, list[str]]:
+    """Services, configs, secrets and networks whose name starts with ``<prefix>-``."""
+    found: dict[str, list[str]] = {}
+    for kind in OBJECT_KINDS:
+        names = docker(kind, "ls", "--format", "{{.Name}}", "--filter", f"name={prefix}-",
+                       check=False).split()
+        names = [n for n in names if n.startswith(f"{prefix}-")]
+        if names:
+            found[kind] = names
+    return found
+
+
+def remove_named(prefix: str) -> dict[str, list[str]]:
+    """Remove what :func:`named_objects` finds (services first); returns what was there."""
+    found = named_objects(prefix)
+    for kind in OBJECT_KINDS:
+        for name in found.get(kind, []):
+            docker(kind, "rm", name, check=False)
+        # configs, secrets and the network are in use until the task containers are gone
+        deadline = time.monotonic() + 120
+        for name in found.get("service", []) if kind == "service" else []:
+            while time.monotonic() < deadline and docker(
+                "ps", "-aq", "--filter", f"label=com.docker.swarm.service.name={name}",
+                check=False).split():
+                time.sleep(1)
+    return found
+
+
+def running_containers(services: list[str]) -> set[str]:
+    """IDs of the running task containers of ``services`` (to see whether an update restarted
+    them)."""
+    ids: set[str] = set()
+    for service in services:
+        ids.update(docker("ps", "-q", "--no-trunc", "--filter",
+                          f"label=com.docker.swarm.service.name={service}").split())
+    return ids

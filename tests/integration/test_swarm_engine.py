@@ -3,7 +3,9 @@
 Runs when the ``pulumi`` CLI and the ``pulumi-resource-docker`` plugin are available (the
 offline toolchain of tools/toolchain.sh, or on PATH); otherwise skips with the reason, or fails
 under MOONTV_REQUIRE_ENGINE=1. Same checks as ``test_swarm_stack.py`` on the compose path:
-canary split, no-op re-run, rollback to weight 0 under load, secrets absent from the state.
+canary split, no-op re-run, rollback to weight 0 under load, secrets absent from the state,
+and a destroy that succeeds and leaves nothing behind (its failure fails the run; the cleanup
+then still removes what is left).
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ pulumi.export("url", swarm.url)
 class Engine:
     def __init__(self, workdir: Path, path: str, port: int) -> None:
         self.workdir, self.port = workdir, port
+        self.destroy_attempted = False
         self.env = {
             **os.environ, "PATH": path, "PULUMI_CONFIG_PASSPHRASE": "moontv-it",
             "PULUMI_BACKEND_URL": f"file://{workdir / 'state'}",
@@ -90,9 +93,12 @@ class Engine:
             """))
         (workdir / "__main__.py").write_text(PROGRAM.format(root=str(env.ROOT), stack=STACK))
 
+    def attempt(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["pulumi", *args], cwd=self.workdir, env=self.env,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+
     def run(self, *args: str, timeout: float = 600) -> str:
-        result = subprocess.run(["pulumi", *args], cwd=self.workdir, env=self.env,
-                                capture_output=True, text=True, timeout=timeout, check=False)
+        result = self.attempt(*args, timeout=timeout)
         assert result.returncode == 0, f"pulumi {args[0]}: {result.stdout}\n{result.stderr}"
         return result.stdout
 
@@ -118,16 +124,21 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     running.run("config", "set", "it:port", str(running.port))
     running.run("config", "set", "--secret", "it:ownerPassword", env.OWNER_PASSWORD)
     running.run("config", "set", "--secret", "it:storagePassword", env.STORAGE_PASSWORD)
+    problem = None
     try:
         yield running
     finally:
-        subprocess.run(["pulumi", "destroy", "--yes", "--non-interactive"], cwd=running.workdir,
-                       env=running.env, capture_output=True, timeout=600, check=False)
-        for svc in env.docker("service", "ls", "-q", "--filter", f"name={STACK}-",
-                              check=False).split():
-            env.docker("service", "rm", svc, check=False)
+        if not running.destroy_attempted:  # the destroy test did not run: destroy here
+            result = running.attempt("destroy", "--yes", "--non-interactive")
+            if result.returncode != 0:
+                problem = f"pulumi destroy failed:\n{result.stdout}\n{result.stderr}"
+            elif left := env.named_objects(STACK):
+                problem = f"left behind after pulumi destroy: {left}"
+        env.remove_named(STACK)  # whatever a failed destroy left behind
         env.remove_stack(STACK, volumes)
         env.release_engine(started)
+    if problem:
+        pytest.fail(problem)
 
 
 def test_given_canary_20_when_deployed_by_the_engine_then_split_is_within_5_percent(engine):
@@ -148,11 +159,22 @@ def test_the_state_holds_no_secret_in_plain_text(engine):
 
 
 def test_when_the_engine_rolls_back_to_weight_0_under_load_then_no_request_fails(engine):
+    apps = [f"{STACK}-stable", f"{STACK}-canary"]
+    before = env.running_containers(apps)
     with load.Continuous(engine.port, env.HOST, concurrency=4) as traffic:
         time.sleep(2)
         engine.up(0)
         time.sleep(3)
     tally = traffic.stop()
+    assert env.running_containers(apps) == before, "a routing change restarted app tasks"
     print(f"\nengine rollback to 0: {tally.total} requests, {len(tally.failures)} failed")
     assert tally.failures == []
     assert load.burst(engine.port, env.HOST, 100).tracks == {"stable": 100}
+
+
+def test_destroy_succeeds_and_leaves_no_service_config_secret_or_network(engine):
+    engine.destroy_attempted = True
+    result = engine.attempt("destroy", "--yes", "--non-interactive")
+    assert result.returncode == 0, f"pulumi destroy: {result.stdout}\n{result.stderr}"
+    left = env.named_objects(STACK)
+    assert left == {}, f"left behind after pulumi destroy: {left}"

@@ -10,6 +10,7 @@ The tests run in order against one stack: blue-green → switch → canary 20 �
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,6 +87,19 @@ def test_given_blue_active_then_default_host_reaches_blue_and_preview_host_green
     assert "storage_url_set=yes" in body and "site=MoonTV-IT" in body and "storage=redis" in body
 
 
+def test_the_app_runs_on_a_read_only_root_with_public_filled_from_the_image(stack):
+    # the stand-in, like MoonTV's start.js, exits unless it can write /app/public/manifest.json
+    status, body = load.request(stack.port, env.HOST, "/manifest.json")
+    assert status == 200 and '"name":"MoonTV-IT"' in body
+    status, body = load.request(stack.port, env.HOST, "/sw.js")  # shipped in the image
+    assert status == 200 and "moontv stand-in service worker" in body
+    for key in ("blue", "redis", "edge", "edge-config"):
+        probe = subprocess.run(["docker", "exec", env.container_of(stack.service(key)),
+                                "sh", "-c", "touch /probe"],
+                               capture_output=True, text=True, timeout=60, check=False)
+        assert probe.returncode != 0 and "Read-only file system" in probe.stderr, key
+
+
 def test_api_cron_is_not_routed(stack):
     status, body = load.request(stack.port, env.HOST, "/api/cron")
     assert status == 404 and "cron reached" not in body
@@ -138,11 +152,14 @@ def test_given_canary_then_the_header_pins_a_track(stack):
 
 
 def test_when_rolled_back_to_weight_0_under_load_then_all_traffic_is_stable(stack):
+    apps = [stack.service("stable"), stack.service("canary")]
+    before = env.running_containers(apps)
     with load.Continuous(stack.port, env.HOST, concurrency=4) as traffic:
         time.sleep(2)
         stack.deploy(canary(0))
         time.sleep(3)
     tally = traffic.stop()
+    assert env.running_containers(apps) == before, "a routing change restarted app tasks"
     after = load.burst(stack.port, env.HOST, 200, concurrency=10)
     print(f"\nrollback to weight 0 under load: {tally.total} requests, "
           f"{len(tally.failures)} failed; afterwards {dict(after.tracks)}")
