@@ -334,7 +334,7 @@ class ServiceSpec:
     resources: Resources | None = None
     constraints: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
-    stop_grace_period: str = STOP_GRACE
+    stop_grace_period: str = "30s"
     depends_on: tuple[str, ...] = ()  # keys of services this one needs first
     read_only: bool = True  # root filesystem; writable paths are mounts
 
