@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rollout import commands
+from rollout import commands, history
 from rollout.commands import FAILED, USAGE, Context
 from rollout.health import DEFAULT_LATENCY_QUERY, DEFAULT_SUCCESS_QUERY, GATE, HealthPolicy
 from rollout.stack import EngineError, PulumiStack, Stack, UsageError
@@ -202,6 +202,7 @@ def parser() -> argparse.ArgumentParser:
         required=True,
         help="Prometheus base URL, e.g. http://127.0.0.1:9090",
     )
+    history.add_parser(sub)
     return top
 
 
@@ -250,6 +251,8 @@ def main(
     """Run the CLI; ``open_stack(name, work_dir)`` defaults to the Automation API stack."""
     args = parser().parse_args(argv)
     try:
+        if args.command == "history":  # reads git, needs no stack or engine
+            return history.run(args)
         if not args.stack:
             raise UsageError("--stack: name the stack (or set MOONTV_STACK), e.g. --stack dev")
         if open_stack is None:
