@@ -23,7 +23,7 @@ Steps: pulumi python kubernetes random kwok etcd kube docker-build docker
        node coredns kube-router traefik   (the real single-node cluster of tools/cluster.sh)
 Provider versions follow the Python SDK pins (pulumi-plugin.json in ./venv, else
 requirements.txt). Build logs: <cache>/<key>/logs/<step>.log; build times:
-<cache>/<key>/build-times.tsv.
+<cache>/<key>/build-times.tsv (step, version, wall seconds, finished at, CPU seconds).
 Environment: MOONTV_TOOLCHAIN_CACHE (cache root), GOPROXY and the other go settings.
 EOF
 }
@@ -473,11 +473,15 @@ run_step() {
 	fi
 	printf '[%s/%s] %s: building… ' "$n" "$total" "$label"
 	start=$(date +%s)
-	local status=0
-	(
-		set -euo pipefail
-		"build_${s//-/_}" "$v"
-	) >"$log" 2>&1 || status=$?
+	local status=0 cpu TIMEFORMAT='%U %S'
+	# `time` reports the CPU seconds (user, system) of the step and every process it waited for.
+	{ time {
+		(
+			set -euo pipefail
+			"build_${s//-/_}" "$v"
+		) >"$log" 2>&1
+	}; } 2>"$KEYDIR/logs/$s.cpu" || status=$?
+	cpu=$(awk 'NF == 2 { printf "%.0f", $1 + $2 }' "$KEYDIR/logs/$s.cpu" 2>/dev/null || true)
 	if ((status == 3)); then
 		echo "not buildable offline: $(tail -n 1 "$log")"
 		tail -n 1 "$log" >"$KEYDIR/stamps/$s.unavailable"
@@ -487,12 +491,12 @@ run_step() {
 		secs=$(($(date +%s) - start))
 		rm -f "$KEYDIR/stamps/$s.unavailable"
 		step_stamp "$s" "$v" >"$KEYDIR/stamps/$s"
-		printf '%s\t%s\t%s\t%s\n' "$s" "$v" "$secs" "$(date -u +%FT%TZ)" >>"$KEYDIR/build-times.tsv"
-		echo "done in ${secs}s"
+		printf '%s\t%s\t%s\t%s\t%s\n' "$s" "$v" "$secs" "$(date -u +%FT%TZ)" "${cpu:-}" >>"$KEYDIR/build-times.tsv"
+		echo "done in ${secs}s (${cpu:-?} CPU-s)"
 		return 0
 	fi
 	secs=$(($(date +%s) - start))
-	printf '%s\t%s\tFAILED after %s\t%s\n' "$s" "$v" "$secs" "$(date -u +%FT%TZ)" >>"$KEYDIR/build-times.tsv"
+	printf '%s\t%s\tFAILED after %s\t%s\t%s\n' "$s" "$v" "$secs" "$(date -u +%FT%TZ)" "${cpu:-}" >>"$KEYDIR/build-times.tsv"
 	echo "FAILED after ${secs}s"
 	echo "  step '$s' failed; last lines of $log:" >&2
 	tail -n 5 "$log" | sed 's/^/    /' >&2
