@@ -41,6 +41,21 @@ EOF
 }
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# The node needs root (bridge, iptables, mounts, cgroups): re-run through passwordless sudo,
+# keeping the caller's home (state and Go module cache), PATH and settings.
+if ((EUID != 0)) && [[ ${BASH_SOURCE[0]} == "$0" && ${1:-} != -h && ${1:-} != --help ]]; then
+	command -v sudo >/dev/null && sudo -n true 2>/dev/null ||
+		{ echo "node: needs root, or passwordless sudo" >&2 && exit 1; }
+	exec sudo -n env "PATH=$PATH" "HOME=$HOME" "GOPATH=$(go env GOPATH 2>/dev/null || true)" \
+		"GOMODCACHE=$(go env GOMODCACHE 2>/dev/null || true)" "GOPROXY=$(go env GOPROXY 2>/dev/null || true)" \
+		"MOONTV_CLUSTER_DIR=${MOONTV_CLUSTER_DIR:-$HOME/.cache/moontv-cluster}" \
+		"MOONTV_TOOLCHAIN_CACHE=${MOONTV_TOOLCHAIN_CACHE:-$HOME/.cache/moontv-toolchain}" \
+		"MOONTV_CLUSTER_TIMEOUT=${MOONTV_CLUSTER_TIMEOUT:-180}" \
+		"MOONTV_NODE_GATEWAY_PORT=${MOONTV_NODE_GATEWAY_PORT:-18088}" \
+		"MOONTV_NODE_GATEWAY=${MOONTV_NODE_GATEWAY:-gateway-system/moontv-node}" \
+		"MOONTV_NODE_DEFAULT_STORAGE=${MOONTV_NODE_DEFAULT_STORAGE:-1}" \
+		"SUDO_OWNER=$(id -u):$(id -g)" bash "$0" "$@"
+fi
 STATE=${MOONTV_CLUSTER_DIR:-$HOME/.cache/moontv-cluster}
 TIMEOUT=${MOONTV_CLUSTER_TIMEOUT:-180}
 NODE_DIR=$STATE/node
@@ -259,6 +274,10 @@ pki() {
 		kubeconfig "$name"
 	done
 	cp "$NODE_DIR/admin.kubeconfig" "$KUBECONFIG_PATH"
+	# Run through sudo: the caller uses the kubeconfig (and its client key) as itself.
+	if [[ -n ${SUDO_OWNER:-} ]]; then
+		chown "$SUDO_OWNER" "$NODE_DIR" "$d" "$KUBECONFIG_PATH" "$d/ca.crt" "$d/admin.crt" "$d/admin.key"
+	fi
 }
 
 # cert NAME CN O EXTENDED_KEY_USAGE [SUBJECT_ALT_NAMES]
@@ -450,6 +469,17 @@ nodePortAddresses: [$NODE_IP/32]
 iptables: {localhostNodePorts: false}
 # Leave the host's conntrack settings alone.
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+EOF
+	cat >"$NODE_DIR/traefik.yaml" <<EOF
+global: {checkNewVersion: false, sendAnonymousUsage: false}
+log: {level: INFO}
+entryPoints:
+  web: {address: "127.0.0.1:$GATEWAY_PORT"}
+  ping: {address: "127.0.0.1:$TRAEFIK_PING_PORT"}
+ping: {entryPoint: ping}
+providers:
+  kubernetesGateway:
+    statusAddress: {ip: 127.0.0.1}
 EOF
 	cat >"$NODE_DIR/Corefile" <<EOF
 .:53 {
@@ -694,11 +724,7 @@ up() {
 	crds
 	gateway
 	start traefik env KUBECONFIG="$NODE_DIR/traefik.kubeconfig" "$BIN/traefik" \
-		--providers.kubernetesgateway=true \
-		--providers.kubernetesgateway.statusaddress.ip=127.0.0.1 \
-		--entryPoints.web.address="127.0.0.1:$GATEWAY_PORT" \
-		--entryPoints.ping.address="127.0.0.1:$TRAEFIK_PING_PORT" --ping.entryPoint=ping \
-		--log.level=INFO --global.checkNewVersion=false --global.sendAnonymousUsage=false
+		--configFile="$NODE_DIR/traefik.yaml"
 	wait_ready kube-controller-manager "healthy" curl -sfk "https://127.0.0.1:$CM_PORT/healthz"
 	wait_ready kube-scheduler "healthy" curl -sfk "https://127.0.0.1:$SCHEDULER_PORT/healthz"
 	wait_ready kubelet "healthy" curl -sf "http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from dataclasses import dataclass
@@ -52,8 +51,8 @@ def node():
     """A real single-node Kubernetes cluster (tools/cluster.sh node-up): pods run, Services
     route, CoreDNS resolves, kube-router enforces NetworkPolicies, Traefik serves one Gateway on
     127.0.0.1. Stopped at the end of the session (or by the teardown test, which runs last)."""
-    if os.geteuid() != 0:
-        skip_or_fail("the real node needs root (bridge, iptables, mounts, cgroups)")
+    if not node_host.privileged():
+        skip_or_fail("the real node needs root or passwordless sudo (bridge, iptables, mounts)")
     missing = node_host.missing_binaries()
     if missing:
         skip_or_fail(f"the real node's binaries are not built: {', '.join(missing)} "

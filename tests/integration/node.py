@@ -136,10 +136,22 @@ def restricted_pod(name: str, namespace: str, image: str, labels: dict[str, str]
 # What a node can leave on the machine
 
 
+def privileged() -> bool:
+    """Root, or passwordless sudo (tools/node.sh re-runs itself through it)."""
+    if os.geteuid() == 0:
+        return True
+    return shutil.which("sudo") is not None and subprocess.run(
+        ["sudo", "-n", "true"], capture_output=True, check=False, timeout=30).returncode == 0
+
+
 def _run(*args: str) -> str:
-    if shutil.which(args[0]) is None:
+    tool = shutil.which(args[0]) or shutil.which(args[0], path="/usr/sbin:/sbin")
+    if tool is None:
         return ""
-    return subprocess.run(args, capture_output=True, text=True, check=False, timeout=60).stdout
+    sudo = ["sudo", "-n"] if os.geteuid() != 0 and args[0] in ("iptables", "ip6tables",
+                                                               "ipset", "nft") else []
+    return subprocess.run([*sudo, tool, *args[1:]], capture_output=True, text=True, check=False,
+                          timeout=60).stdout
 
 
 def _node_processes() -> set[str]:
@@ -152,9 +164,12 @@ def _node_processes() -> set[str]:
             continue
         try:
             cmdline = (proc / "cmdline").read_bytes()
-            environ = (proc / "environ").read_bytes()
         except OSError:
             continue
+        try:
+            environ = (proc / "environ").read_bytes()
+        except OSError:  # another user's process, when not root
+            environ = b""
         if marker in cmdline or marker in environ:
             command = cmdline.replace(b"\0", b" ").decode(errors="replace")
             found.add(f"{proc.name} {command[:120]}")
