@@ -45,12 +45,14 @@ bench: setup ## Benchmarks: program time under mocks, resource counts, engine pr
 toolchain: ## Build the Pulumi engine, plugins and local-cluster binaries offline (cached)
 	bash tools/toolchain.sh
 
-cluster-up: ## Start the local kwok Kubernetes cluster and the local Docker Swarm
+cluster-up: ## Start the local clusters: kwok, the real single node, Docker Swarm
 	bash tools/cluster.sh kwok-up
+	bash tools/cluster.sh node-up
 	bash tools/cluster.sh swarm-up
 
 cluster-down: ## Stop the local clusters
 	bash tools/cluster.sh kwok-down
+	bash tools/cluster.sh node-down
 	bash tools/cluster.sh swarm-down
 
 clean: ## Remove rendered manifests and local state (not the toolchain cache)

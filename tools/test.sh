@@ -16,7 +16,7 @@ scope=${1:-all}
 step() { printf '\n==> %s\n' "$*"; }
 
 step "toolchain: the pieces the tests run (cached after the first build; make toolchain builds all)"
-bash tools/toolchain.sh --only pulumi,python,kubernetes,kwok,etcd,kube,docker-build,docker
+bash tools/toolchain.sh --only pulumi,python,kubernetes,kwok,etcd,kube,docker-build,docker,node,coredns,kube-router,traefik
 # shellcheck source=/dev/null
 source tools/env.sh || true # returns 1 while the core toolchain is incomplete
 
