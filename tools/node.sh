@@ -717,10 +717,6 @@ up() {
 		--hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --v 1
 	start kube-proxy "$BIN/kube-proxy" --config "$NODE_DIR/kube-proxy.yaml"
 	start coredns "$BIN/coredns" -conf "$NODE_DIR/Corefile"
-	start kube-router "$BIN/kube-router" --kubeconfig "$NODE_DIR/kube-router.kubeconfig" \
-		--hostname-override "$NODE_NAME" --run-firewall=true --run-router=false \
-		--run-service-proxy=false --run-loadbalancer=false --enable-cni=false --enable-ipv6=false \
-		--service-cluster-ip-range "$SERVICE_CIDR" --health-port "$ROUTER_HEALTH_PORT" --metrics-port 0
 	crds
 	gateway
 	start traefik env KUBECONFIG="$NODE_DIR/traefik.kubeconfig" "$BIN/traefik" \
@@ -729,6 +725,11 @@ up() {
 	wait_ready kube-scheduler "healthy" curl -sfk "https://127.0.0.1:$SCHEDULER_PORT/healthz"
 	wait_ready kubelet "healthy" curl -sf "http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz"
 	wait_ready kubelet "Ready (node $NODE_NAME)" kctl wait --for=condition=Ready "node/$NODE_NAME" --timeout=2s
+	# kube-router reads its node's addresses at start: the node must be registered.
+	start kube-router "$BIN/kube-router" --kubeconfig "$NODE_DIR/kube-router.kubeconfig" \
+		--hostname-override "$NODE_NAME" --run-firewall=true --run-router=false \
+		--run-service-proxy=false --run-loadbalancer=false --enable-cni=false --enable-ipv6=false \
+		--service-cluster-ip-range "$SERVICE_CIDR" --health-port "$ROUTER_HEALTH_PORT" --metrics-port 0
 	wait_ready kube-proxy "healthy" curl -sf "http://127.0.0.1:$PROXY_HEALTHZ_PORT/healthz"
 	wait_ready coredns "ready" curl -sf "http://127.0.0.1:$COREDNS_READY_PORT/ready"
 	wait_ready kube-router "healthy" curl -sf "http://127.0.0.1:$ROUTER_HEALTH_PORT/healthz"
