@@ -5,7 +5,7 @@ STACK ?= dev
 VENV := venv
 PY := $(VENV)/bin/python
 
-.PHONY: help setup preview up destroy test unit integration lint bench toolchain cluster-up cluster-down clean
+.PHONY: help setup preview up destroy test unit integration lint bench bench-node toolchain cluster-up cluster-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ lint: setup ## ruff, mypy, hadolint, actionlint, zizmor, shellcheck
 
 bench: setup ## Benchmarks: program time under mocks, resource counts, engine preview ratio
 	source tools/env.sh || true; $(PY) -m benchmarks
+
+bench-node: setup ## Real node figures: cold build of its binaries, start to Ready, stack up to Ready
+	source tools/env.sh || true; $(PY) -m benchmarks --node
 
 toolchain: ## Build the Pulumi engine, plugins and local-cluster binaries offline (cached)
 	bash tools/toolchain.sh

@@ -93,11 +93,95 @@ def _render_only(stack_file: Path, render_dir: Path) -> None:
     stack_file.write_text(yaml.safe_dump(doc))
 
 
+NODE_STEPS = ("node", "coredns", "kube-router", "traefik")
+
+
+def node_figures() -> None:
+    """The real node: what its binaries add to a cold toolchain build, its start to Ready, and
+    the node stack's `up` from empty to every workload Ready (then destroyed, node stopped)."""
+    from tests.integration import node as node_host
+
+    times = node_host.bin_dir().parent / "build-times.tsv"
+    print("real node: cold build of its binaries (toolchain build-times.tsv, last success)")
+    rows: dict[str, list[str]] = {}
+    if times.exists():
+        for line in times.read_text().splitlines():
+            cols = line.split("\t")
+            if cols[0] in NODE_STEPS and cols[2].isdigit():
+                rows[cols[0]] = cols
+    wall = cpu = 0
+    for step in NODE_STEPS:
+        cols = rows.get(step)
+        if cols is None:
+            print(f"  {step:12} not built (or built before build times were recorded)")
+            continue
+        step_cpu = cols[4] if len(cols) > 4 and cols[4] else "?"
+        print(f"  {step:12} {cols[1]:9} {int(cols[2]):6d} s wall  {step_cpu:>6} CPU-s")
+        wall += int(cols[2])
+        cpu += int(step_cpu) if step_cpu.isdigit() else 0
+    print(f"  {'total':12} {'':9} {wall:6d} s wall  {cpu:6d} CPU-s")
+    if node_host.missing_binaries() or not node_host.privileged():
+        print("real node start: skipped (binaries missing, or neither root nor passwordless sudo)")
+        return
+    if node_host.STATE_DIR.exists():
+        node_host.cluster("node-down")
+    start = time.perf_counter()
+    result = node_host.cluster("node-up")
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        print(f"real node start: FAILED\n{result.stdout}{result.stderr}")
+        return
+    try:
+        print(f"real node: node-up to node Ready (and the Gateway programmed) {seconds:.1f} s")
+        _node_stack_up(node_host.Node.parse(result.stdout))
+    finally:
+        node_host.cluster("node-down")
+
+
+def _node_stack_up(node) -> None:  # type: ignore[no-untyped-def]
+    import importlib
+
+    from tests.integration.engine import Project, engine_env, stack_config
+
+    if shutil.which("pulumi", path=engine_env()["PATH"]) is None:
+        print("node stack up: skipped (pulumi not built)")
+        return
+    try:
+        images = importlib.import_module("tests.integration.images")
+        for tarball in images.build_all().values():
+            images.import_into_containerd(node.containerd, tarball)
+    except Exception as err:  # noqa: BLE001 (a figure is skipped, with the reason)
+        print(f"node stack up: skipped (test images: {err})")
+        return
+    env = engine_env()
+    os.environ["PATH"] = env["PATH"]
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Project(Path(tmp), env)
+        config = {**stack_config("node"),
+                  "moontv:kubernetes": {"context": node.context, "kubeconfig": node.kubeconfig}}
+        stack = project.stack("node", config, secrets={"moontv:ownerPassword": "bench-owner-1"})
+        try:
+            start = time.perf_counter()
+            stack.up()
+            node.kubectl("wait", "-n", config["moontv:namespace"], "--for=condition=Available",
+                         "deployment", "--all", "--timeout=300s", timeout=330)
+            print(f"node stack: `up` from empty to every workload Ready "
+                  f"{time.perf_counter() - start:.1f} s")
+        finally:
+            stack.destroy()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--runs", type=int, default=5, help="repetitions per figure (default 5)")
     parser.add_argument("--mocks-only", action="store_true", help="skip the real-engine figures")
+    parser.add_argument("--node", action="store_true",
+                        help="only the real node's figures: cold build time of its binaries, "
+                             "start to Ready, node stack up to Ready (needs root or sudo)")
     args = parser.parse_args()
+    if args.node:
+        node_figures()
+        return
     mocked(args.runs)
     if not args.mocks_only:
         engine(max(1, args.runs // 2 + 1))
