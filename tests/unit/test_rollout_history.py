@@ -26,7 +26,9 @@ config:
 
 
 def decision(action: str, reason: str, at: str) -> str:
-    return f"    lastDecision:\n      action: {action}\n      reason: '{reason}'\n      at: '{at}'\n"
+    return (
+        f"    lastDecision:\n      action: {action}\n      reason: '{reason}'\n      at: '{at}'\n"
+    )
 
 
 def git(cwd: Path, *args: str) -> None:
