@@ -162,6 +162,8 @@ class StorageSettings(ConfigModel):
     #: For ``external``: the protocol MoonTV speaks to the URL in ``moontv:storageUrl``.
     external_type: Literal["kvrocks", "redis"] = "redis"
     size: MemQuantity = "5Gi"
+    #: false: the data lives in an emptyDir of ``size`` and goes with the pod (review stacks).
+    persistent: bool = True
     storage_class: str | None = None
     kvrocks_image: str = "apache/kvrocks:2.11.1"
     redis_image: str = "redis:7.4.2-alpine"
@@ -373,6 +375,11 @@ def cross_checks(model: MoonTVSettings) -> list[str]:
                 )
         if model.replicas < 3:
             problems.append(f"{PREFIX}replicas: prod requires at least 3, got {model.replicas}")
+    if not model.storage.persistent and model.platform == "swarm":
+        problems.append(
+            f"{PREFIX}storage.persistent: false is Kubernetes-only (an emptyDir); on the swarm "
+            "platform storage is a named volume, remove the key"
+        )
     if model.storage.kind == "external" and model.storage_url is None:
         problems.append(
             f"{PREFIX}storageUrl: required when storage.kind is 'external' "

@@ -161,10 +161,14 @@ class Storage(pulumi.ComponentResource):
                         "volumes": [
                             {"name": "config", "secret": {"secretName": config.metadata.name}},
                             {"name": "tmp", "emptyDir": {}},
+                            *([] if s.persistent
+                              else [{"name": "data", "emptyDir": {"sizeLimit": s.size}}]),
                         ],
                     },
                 },
-                "volumeClaimTemplates": [_claim("data", s.size, s.storage_class)],
+                "volumeClaimTemplates": (
+                    [_claim("data", s.size, s.storage_class)] if s.persistent else []
+                ),
             },
             opts=child,
         )
