@@ -10,6 +10,7 @@ below the model being validated (``subpath``) and carry the offending value (``g
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -65,6 +66,19 @@ def int_range(minimum: int, maximum: int | None = None) -> BeforeValidator:
         if number is None or number < minimum or (maximum is not None and number > maximum):
             raise PydanticCustomError("int_range", "must be {accepted}", {"accepted": accepted})
         return number
+
+    return BeforeValidator(check)
+
+
+def matching(pattern: str, accepted: str) -> BeforeValidator:
+    """Validator for ``Annotated[str, matching(r"^…$", "a DNS label: …")]``: strings that match
+    ``pattern``; anything else is refused with ``must be <accepted>`` (words, not the pattern)."""
+    compiled = re.compile(pattern)
+
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or compiled.search(value) is None:
+            raise PydanticCustomError("text_format", "must be {accepted}", {"accepted": accepted})
+        return value
 
     return BeforeValidator(check)
 
@@ -134,8 +148,8 @@ def _describe(error: Any, model: type[pydantic.BaseModel] | None, path: list[str
         return "must be an integer"
     if kind in ("float_type", "float_parsing"):
         return "must be a number"
-    if kind == "string_pattern_mismatch":
-        return f"must match {ctx['pattern']}"
+    if kind == "string_pattern_mismatch":  # a constraint without words (see `matching`)
+        return "is not in the accepted format"
     bounds = {
         "greater_than_equal": ">= {ge}",
         "greater_than": "> {gt}",

@@ -74,3 +74,17 @@ def generated_password(name: str, length: int = 32,
     """A new generated password as a secret Output."""
     resource = GeneratedPassword(name, length, pulumi.ResourceOptions(parent=parent))
     return pulumi.Output.secret(resource.result)
+
+
+OWNER_PASSWORD_LENGTH = 24
+
+
+def owner_password(configured: pulumi.Input[str] | None,
+                   parent: pulumi.Resource) -> pulumi.Input[str]:
+    """``moontv:ownerPassword`` when set, else a generated one owned by ``parent`` (the platform
+    component). It was once created at the top of the program: the alias keeps that password."""
+    if configured is not None:
+        return configured
+    resource = GeneratedPassword("owner-password", OWNER_PASSWORD_LENGTH, pulumi.ResourceOptions(
+        parent=parent, aliases=[pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)]))
+    return pulumi.Output.secret(resource.result)

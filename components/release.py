@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import BeforeValidator, ValidationInfo, model_validator
 
-from components.errors import ConfigModel, config_error, format_errors, int_range, show
+from components.errors import ConfigModel, config_error, format_errors, int_range, matching, show
 
 Role = Literal["primary", "canary", "preview", "idle"]
 Strategy = Literal["rolling", "blue-green", "canary"]
@@ -49,7 +49,11 @@ _DIGEST = re.compile(DIGEST_PATTERN)
 _VERSION = re.compile(rf"({TAG_PATTERN})(?:@({DIGEST_PATTERN}))?")
 _COOKIE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
-VERSION_ACCEPTED = f"an image tag ({TAG_PATTERN}) optionally followed by @{DIGEST_PATTERN}"
+TAG_ACCEPTED = (
+    "an image tag (at most 128 letters, digits, '_', '.' and '-', not starting with '.' or '-')"
+)
+DIGEST_ACCEPTED = "sha256: followed by 64 lower-case hex digits"
+VERSION_ACCEPTED = f"{TAG_ACCEPTED}, optionally followed by @sha256:<64 hex digits>"
 LATEST_REFUSED = (
     "must not be the mutable tag 'latest' in this environment; "
     "use a version tag or pin it with @sha256:<64 hex>"
@@ -73,7 +77,7 @@ def version_problem(value: object, *, allow_latest: bool, with_digest: bool = Tr
     ``with_digest=False`` checks a bare tag (``moontv:image.tag``). A digest pins even the
     ``latest`` tag, so only a bare ``latest`` needs ``allow_latest``.
     """
-    accepted = VERSION_ACCEPTED if with_digest else f"an image tag ({TAG_PATTERN})"
+    accepted = VERSION_ACCEPTED if with_digest else TAG_ACCEPTED
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return f"must be {accepted}"
     text = str(value)
@@ -100,7 +104,7 @@ Version = Annotated[str, _checker(with_digest=True)]
 """A version: ``tag`` or ``tag@sha256:<64 hex>``; ``latest`` per the validation context."""
 Tag = Annotated[str, _checker(with_digest=False)]
 """A bare image tag; ``latest`` per the validation context."""
-Digest = Annotated[str, pydantic.StringConstraints(pattern=rf"^{DIGEST_PATTERN}$")]
+Digest = Annotated[str, matching(rf"^{DIGEST_PATTERN}$", DIGEST_ACCEPTED)]
 """An image digest, ``sha256:<64 hex>``."""
 
 
@@ -125,7 +129,7 @@ def split_version(version: str) -> tuple[str, str | None]:
 
 def _cookie(value: object) -> object:
     if not (isinstance(value, str) and _COOKIE.fullmatch(value)):
-        raise config_error("must be a cookie name ([A-Za-z0-9_-]{1,64})", got=value)
+        raise config_error("must be a cookie name: 1 to 64 letters, digits, '_' or '-'", got=value)
     return value
 
 

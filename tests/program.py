@@ -1,7 +1,8 @@
 """Run the whole Pulumi program for a stack file under Pulumi mocks.
 
-``run_stack("dev")`` loads ``Pulumi.dev.yaml`` (optionally with overrides), sets every key with
-``set_all_config`` exactly as the engine would, calls ``__main__.main()`` and returns every
+``run_stack("dev")`` loads ``Pulumi.dev.yaml`` (optionally with overrides), hands every key to the
+program exactly as the language host does (the ``PULUMI_CONFIG`` and ``PULUMI_CONFIG_SECRET_KEYS``
+environment variables, read by ``pulumi.runtime``), calls ``__main__.main()`` and returns every
 registered resource with its inputs, plus the stack outputs.
 """
 
@@ -10,6 +11,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,9 +127,25 @@ def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> dict[st
     return config
 
 
-def set_config(config: dict[str, Any], secret_keys: list[str]) -> None:
+@contextmanager
+def language_host_config(config: dict[str, Any], secret_keys: list[str]) -> Iterator[None]:
+    """The stack config as the language host passes it: JSON strings in ``PULUMI_CONFIG``, the
+    secret keys in ``PULUMI_CONFIG_SECRET_KEYS``, loaded as the SDK's entry point loads them."""
     flat = {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
-    pulumi.runtime.set_all_config(flat, secret_keys)
+    names = ("PULUMI_CONFIG", "PULUMI_CONFIG_SECRET_KEYS")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ["PULUMI_CONFIG"] = json.dumps(flat)
+    os.environ["PULUMI_CONFIG_SECRET_KEYS"] = json.dumps(secret_keys)
+    pulumi.runtime.set_all_config(pulumi.runtime.get_config_env(),
+                                  pulumi.runtime.get_config_secret_keys_env())
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def ready_cluster(target: Any, need: preflight.Needs) -> preflight.ClusterFacts:
@@ -148,7 +168,6 @@ def run_stack(stack: str, overrides: dict[str, Any] | None = None,
     config.update(secrets or {})
     run.secrets.extend((secrets or {}).values())
     pulumi.runtime.set_mocks(RecordingMocks(run), project="moontv", stack=stack, preview=False)
-    set_config(config, list((secrets or {}).keys()))
     program = _program()
 
     @pulumi.runtime.test
@@ -168,7 +187,8 @@ def run_stack(stack: str, overrides: dict[str, Any] | None = None,
 
     asked, preflight.gather = preflight.gather, cluster
     try:
-        go()
+        with language_host_config(config, list((secrets or {}).keys())):
+            go()
     finally:
         preflight.gather = asked
     return run

@@ -14,6 +14,7 @@ from components import app_facts, naming
 from components.kubernetes import pod
 from components.kubernetes.storage import SCRIPT, SCRIPT_DIR, Storage, StorageArgs, tool_config_map
 from components.kubernetes.traffic import SERVICE_PORT, RouteArgs, router_for
+from components.passwords import owner_password
 from components.release import ReleasePlan, Track, image_ref
 from components.settings import (
     AutoscalingSettings,
@@ -55,7 +56,7 @@ class MoonTVKubernetesArgs:
     plan: ReleasePlan
     site: SiteSettings
     owner_username: str
-    owner_password: pulumi.Output[str]
+    owner_password: pulumi.Input[str] | None  # None: generated (components/passwords.py)
     replicas: int
     resources: ResourceSettings
     autoscaling: AutoscalingSettings
@@ -127,7 +128,7 @@ class MoonTVKubernetes(pulumi.ComponentResource):
             f"{name}-secret",
             metadata={"namespace": self.namespace, "labels": app_labels},
             string_data={app_facts.USERNAME_ENV: args.owner_username,
-                         app_facts.PASSWORD_ENV: args.owner_password,
+                         app_facts.PASSWORD_ENV: owner_password(args.owner_password, self),
                          url_key: storage.url},
             opts=inner,
         )

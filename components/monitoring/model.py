@@ -11,8 +11,10 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Literal, Protocol
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+
+from components.errors import matching
 
 # Chart pinned for mode `install` (prometheus-community/kube-prometheus-stack).
 KUBE_PROMETHEUS_STACK_CHART = "kube-prometheus-stack"
@@ -20,9 +22,17 @@ KUBE_PROMETHEUS_STACK_VERSION = "79.1.1"
 KUBE_PROMETHEUS_STACK_REPO = "https://prometheus-community.github.io/helm-charts"
 
 # A Prometheus duration such as "15s", "1m" or "1h30m".
-Duration = Annotated[str, StringConstraints(pattern=r"^([0-9]+(ms|s|m|h|d|w|y))+$")]
+Duration = Annotated[str, matching(
+    r"^([0-9]+(ms|s|m|h|d|w|y))+$",
+    "a duration such as 30s, 5m or 1h30m (units ms, s, m, h, d, w, y)",
+)]
 # Receiver names double as Kubernetes Secret keys and Alertmanager receiver names.
-ReceiverName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
+ReceiverName = Annotated[str, matching(
+    r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+    "a DNS label: at most 63 lower-case letters, digits and '-', "
+    "starting and ending with a letter or digit",
+)]
+Email = Annotated[str, matching(r"^[^@\s]+@[^@\s]+$", "an e-mail address (name@domain)")]
 Severity = Literal["critical", "warning", "info"]
 
 
@@ -97,9 +107,11 @@ class EmailReceiver(_Receiver):
     """SMTP e-mail; the SMTP password is the secret (only when authUsername is set)."""
 
     kind: Literal["email"]
-    to: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
-    from_: str = Field(alias="from", pattern=r"^[^@\s]+@[^@\s]+$")
-    smarthost: str = Field(pattern=r"^[^:\s]+:[0-9]{1,5}$", description="host:port")
+    to: Email
+    from_: Email = Field(alias="from")
+    smarthost: Annotated[str, matching(
+        r"^[^:\s]+:[0-9]{1,5}$", "host:port (e.g. smtp.example.com:587)"
+    )]
     auth_username: str | None = None
 
     @property

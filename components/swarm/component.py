@@ -17,6 +17,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components import naming
+from components.passwords import owner_password
 from components.swarm import spec as sw
 
 MIB = sw.MIB
@@ -31,7 +32,7 @@ class MoonTVSwarmArgs:
     """
 
     spec: sw.SwarmSpec
-    owner_password: pulumi.Input[str]
+    owner_password: pulumi.Input[str] | None  # None: generated (components/passwords.py)
     storage_password: pulumi.Input[str] | None = None  # kvrocks / redis
     storage_url: pulumi.Input[str] | None = None  # external
     provider: docker.Provider | None = None
@@ -151,7 +152,7 @@ class MoonTVSwarm(pulumi.ComponentResource):
         args = self._args
         spec = args.spec
         contents = pulumi.Output.all(
-            args.owner_password, args.storage_password, args.storage_url
+            owner_password(args.owner_password, self), args.storage_password, args.storage_url
         ).apply(lambda v: sw.secret_contents(spec, v[0], v[1], v[2]))
         keys = [sw.OWNER_PASSWORD, sw.STORAGE_URL]
         if spec.storage_kind != "external":

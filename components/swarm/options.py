@@ -40,7 +40,7 @@ def spec_from_settings(model: MoonTVSettings, swarm: SwarmSettings) -> SwarmSpec
     return SwarmSpec(
         stack=model.namespace,
         image_repository=model.image.repository,
-        plan=model.plan(),
+        plan=model.plan,
         host=model.traffic.host,
         owner_username=model.owner.username,
         site_env=model.site.env(),

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
+import sys
+import typing
+from typing import Any
 
+import pulumi
+import pydantic
 import pytest
 
-from components import settings
+from components import passwords, settings
+from components import release as release_model
 from components.errors import ConfigError
-from tests.program import OWNER_PASSWORD, run_stack, stack_config
+from tests.program import (
+    OWNER_PASSWORD,
+    ROOT,
+    RecordingMocks,
+    Run,
+    language_host_config,
+    run_stack,
+    stack_config,
+)
 
 
 def raw(stack: str = "dev") -> dict:
@@ -46,19 +62,19 @@ BAD = [
     ("dev", "replicas", "three", "moontv:replicas", "integer"),
     ("dev", "environment", "qa", "moontv:environment", "'staging'"),
     ("dev", "platform", "nomad", "moontv:platform", "'swarm'"),
-    ("dev", "namespace", "Moon_TV", "moontv:namespace", "must match"),
+    ("dev", "namespace", "Moon_TV", "moontv:namespace", "a DNS label"),
     ("dev", "image.tag", "bad tag!", "moontv:image.tag", "image tag"),
-    ("dev", "image.digest", "sha256:xyz", "moontv:image.digest", "must match"),
+    ("dev", "image.digest", "sha256:xyz", "moontv:image.digest", "sha256:"),
     ("dev", "image", None, "moontv:image", "required"),
     ("dev", "storage.kind", "mysql", "moontv:storage.kind", "'kvrocks'"),
-    ("dev", "storage.size", "5 gigs", "moontv:storage.size", "must match"),
-    ("dev", "storage.backup.schedule", "every day", "moontv:storage.backup.schedule", "must match"),
+    ("dev", "storage.size", "5 gigs", "moontv:storage.size", "a size"),
+    ("dev", "storage.backup.schedule", "every day", "moontv:storage.backup.schedule", "cron"),
     ("dev", "storage.backup.retention", 0, "moontv:storage.backup.retention", "1"),
-    ("dev", "resources.limits.cpu", "lots", "moontv:resources.limits.cpu", "must match"),
-    ("dev", "resources.requests.memory", "1GB", "moontv:resources.requests.memory", "must match"),
+    ("dev", "resources.limits.cpu", "lots", "moontv:resources.limits.cpu", "CPU quantity"),
+    ("dev", "resources.requests.memory", "1GB", "moontv:resources.requests.memory", "Mi"),
     ("dev", "autoscaling.targetCpu", 150, "moontv:autoscaling.targetCpu", "100"),
     ("dev", "traffic.provider", "traefik", "moontv:traffic.provider", "'gateway'"),
-    ("dev", "traffic.host", "Not A Host", "moontv:traffic.host", "must match"),
+    ("dev", "traffic.host", "Not A Host", "moontv:traffic.host", "a DNS name in lower case"),
     ("dev", "site.searchMaxPage", 0, "moontv:site.searchMaxPage", "1"),
     ("dev", "site.doubanProxyType", "foo", "moontv:site.doubanProxyType", "'direct'"),
     ("dev", "storage.sise", "5Gi", "moontv:storage.sise", "size"),
@@ -67,6 +83,14 @@ BAD = [
     ("prod", "release.blueGreen.blue", "v5.4.0", "moontv:release.blueGreen.blue", "digest"),
     ("staging", "release.canary.version", "latest", "moontv:release.canary.version", "'latest'"),
     ("prod", "replicas", 2, "moontv:replicas", "at least 3"),
+    ("dev", "image.repository", "GHCR.io/MoonTV", "moontv:image.repository", "lower case"),
+    ("dev", "image.repository", "ghcr.io/moontv:v1", "moontv:image.repository", "without tag"),
+    ("dev", "image.build", {"context": "../LunaTV", "tags": {"gitSha": "a" * 40},
+                            "registry": {"server": "docker.io", "username": "ci"}},
+     "moontv:image.build.registry.server", "registry of moontv:image.repository (ghcr.io)"),
+    ("staging", "image.build", {"context": "../LunaTV", "tags": {"gitSha": "a" * 40,
+                                                                "latest": True}},
+     "moontv:image.build.tags", "latest: only allowed"),
 ]
 
 
@@ -78,6 +102,14 @@ def test_given_a_bad_value_then_the_error_names_the_key_and_what_is_accepted(
     matching = [p for p in found if p.startswith(key + ":")]
     assert matching, f"no problem names {key}: {found}"
     assert any(hint in p for p in matching), matching
+
+
+def test_given_a_malformed_repository_with_image_build_then_it_is_refused_before_any_resource(run):
+    build = {"context": "../LunaTV", "tags": {"gitSha": "a" * 40}, "load": True}
+    image = {"repository": "Example/MoonTV", "tag": "v100.1.2", "build": build}
+    with pytest.raises(ConfigError) as exc:
+        run("dev", {"moontv:image": image})
+    assert [p.split(":")[1] for p in exc.value.problems] == ["image.repository"]
 
 
 def test_given_cross_key_conflicts_then_each_is_reported():
@@ -128,4 +160,114 @@ def test_given_defaults_then_storage_is_kvrocks_and_traffic_is_gateway():
     assert model.storage.kind == "kvrocks"
     assert model.traffic.provider == "gateway"
     assert model.image.version == "v1"
-    assert model.plan().strategy == "rolling"
+    assert model.plan.strategy == "rolling"
+
+
+# --- purity: settings read config and build data, nothing else ---------------------------------
+
+
+def test_given_settings_imported_alone_then_no_resource_module_is_loaded():
+    code = ("import sys, components.settings; "
+            "print('\\n'.join(m for m in sys.modules if m.startswith(('pulumi_', 'components'))))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, check=True)
+    loaded = set(result.stdout.split())
+    assert loaded <= {"components", "components.settings", "components.errors",
+                      "components.release", "components.image_settings", "components.tags",
+                      "components.monitoring", "components.monitoring.model"}, loaded
+
+
+def test_given_no_owner_password_when_settings_load_then_no_resource_is_registered():
+    run = Run()
+    pulumi.runtime.set_mocks(RecordingMocks(run), project="moontv", stack="dev", preview=False)
+    loaded: list[settings.Settings] = []
+
+    @pulumi.runtime.test
+    def go():
+        loaded.append(settings.load())
+
+    with language_host_config(stack_config("dev"), []):
+        go()
+    assert run.resources == []
+    assert loaded[0].owner_password is None  # the platform component generates it
+
+
+def test_given_no_owner_password_then_the_platform_generates_one_for_the_secret(run):
+    result = run("dev")
+    [password] = [r for r in result.of_type(passwords.TYPE) if r.name == "owner-password"]
+    assert password.inputs["length"] == passwords.OWNER_PASSWORD_LENGTH
+    [secret] = [r for r in result.kind("Secret") if "PASSWORD" in r.inputs["stringData"]]
+    assert secret.inputs["stringData"]["PASSWORD"] in result.secrets
+
+
+def test_given_a_stack_when_the_program_runs_then_the_release_plan_is_computed_once(monkeypatch):
+    calls = []
+    original = release_model.plan
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(release_model, "plan", counting)
+    run_stack("staging")
+    assert len(calls) == 1
+
+
+def test_given_a_misspelt_top_level_key_in_the_stack_file_then_the_program_refuses_it():
+    with pytest.raises(ConfigError) as exc:
+        run_stack("dev", overrides={"moontv:replica": 2})
+    assert exc.value.problems[0].startswith("moontv:replica: unknown key; accepted keys:")
+
+
+def test_given_pulumi_runtime_then_the_config_api_settings_rely_on_still_behaves(monkeypatch):
+    # pulumi.Config can neither list the keys of a namespace nor tell a secret value apart;
+    # settings.py uses these two functions exported by pulumi.runtime for that.
+    assert {"get_config_env", "is_config_secret"} <= set(pulumi.runtime.__all__)
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"moontv:replica": "2"}))
+    assert pulumi.runtime.get_config_env() == {"moontv:replica": "2"}
+    assert "replica" in settings.config_keys()
+    pulumi.runtime.set_all_config({"moontv:ownerPassword": "x"}, ["moontv:ownerPassword"])
+    assert pulumi.runtime.is_config_secret("moontv:ownerPassword")
+    assert not pulumi.runtime.is_config_secret("moontv:replicas")
+
+
+def _fields(model: type[pydantic.BaseModel], seen: set[type]) -> list[tuple[str, Any]]:
+    """Every (key path, field) of ``model`` and the models nested in it."""
+    if model in seen:
+        return []
+    seen.add(model)
+    found = []
+    for name, info in model.model_fields.items():
+        key = f"{model.__name__}.{info.alias or name}"
+        found.append((key, info))
+        for nested in _models_in(info.annotation):
+            found.extend(_fields(nested, seen))
+    return found
+
+
+def _models_in(annotation: Any) -> list[type[pydantic.BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def _metadata(annotation: Any) -> list[Any]:
+    """Constraints inside ``annotation`` (``Annotated[...]``, also within ``X | None``)."""
+    found = list(getattr(annotation, "__metadata__", ()))
+    return found + [m for arg in typing.get_args(annotation) for m in _metadata(arg)]
+
+
+def patterns_without_words(model: type[pydantic.BaseModel]) -> list[str]:
+    return [
+        key for key, info in _fields(model, set())
+        if any(getattr(m, "pattern", None) for m in info.metadata + _metadata(info.annotation))
+    ]
+
+
+def test_given_every_settings_model_then_no_field_is_checked_by_a_pattern_without_words():
+    class Bare(pydantic.BaseModel):
+        name: typing.Annotated[str, pydantic.StringConstraints(pattern="^a$")] | None = None
+
+    assert patterns_without_words(Bare) == ["Bare.name"]  # the check sees a raw pattern
+    # Use components.errors.matching(pattern, words) instead.
+    assert patterns_without_words(settings.MoonTVSettings) == []
