@@ -115,14 +115,14 @@ def test_given_no_drill_cronjob_then_no_drill_alert():
     ("path", "value", "key", "hint"),
     [
         ("storage.backup.keyId", "k9", "moontv:storage.backup.keyId", "backupKeys.k9"),
-        ("storage.backup.keyId", "bad id!", "moontv:storage.backup.keyId", "must match"),
+        ("storage.backup.keyId", "bad id!", "moontv:storage.backup.keyId", "a key id"),
         ("storage.backup.offsite", {"bucket": "b-1", "endpoint": "https://s3.example.com",
                                     "accessKeyId": "A"}, "moontv:backupOffsiteSecretKey",
          "required"),
         ("storage.backup.offsite.endpoint", "s3.example.com",
-         "moontv:storage.backup.offsite.endpoint", "must match"),
+         "moontv:storage.backup.offsite.endpoint", "an http(s) URL"),
         ("storage.backup.drill.schedule", "weekly", "moontv:storage.backup.drill.schedule",
-         "must match"),
+         "cron expression"),
         ("backupKeys", {"k2": "short"}, "moontv:backupKeys.k2", "32 characters"),
     ],
 )
