@@ -99,7 +99,7 @@ SYSCTLS=(net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables net.bridge.bridg
 	kernel.keys.root_maxbytes net.ipv4.conf.all.route_localnet)
 # Host directories the node's components create outside NODE_DIR (removed if `up` created them).
 HOST_DIRS=(/var/log/containers /var/log/pods /var/lib/cni /run/netns /run/containerd /var/lib/kubelet
-	/etc/cni /opt/cni)
+	/etc/cni /opt/cni /usr/libexec/kubernetes /etc/kubernetes)
 # Process start order; stopped in reverse.
 COMPONENTS=(etcd containerd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy
 	coredns kube-router traefik)
@@ -446,6 +446,7 @@ oomScoreAdj: 0
 clusterDNS: [$NODE_IP]
 clusterDomain: cluster.local
 podLogsDir: $NODE_DIR/pod-logs
+volumePluginDir: $NODE_DIR/kubelet/volume-plugins
 resolvConf: /etc/resolv.conf
 serializeImagePulls: false
 # Images are imported, never pulled: do not collect them.
@@ -714,6 +715,7 @@ up() {
 	objects
 	start kubelet "$BIN/kubelet" --config "$NODE_DIR/kubelet/config.yaml" \
 		--kubeconfig "$NODE_DIR/kubelet.kubeconfig" --root-dir "$NODE_DIR/kubelet" \
+		--cert-dir "$NODE_DIR/kubelet/pki" \
 		--hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --v 1
 	start kube-proxy "$BIN/kube-proxy" --config "$NODE_DIR/kube-proxy.yaml"
 	start coredns "$BIN/coredns" -conf "$NODE_DIR/Corefile"

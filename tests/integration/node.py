@@ -31,7 +31,7 @@ SYSCTLS = ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables", "vm.over
            "kernel.keys.root_maxbytes", "net.ipv4.conf.all.route_localnet")
 #: Host directories the node's components write outside its state directory.
 HOST_DIRS = ("/var/log/containers", "/var/log/pods", "/var/lib/cni", "/var/lib/kubelet", "/etc/cni",
-             "/opt/cni")
+             "/opt/cni", "/usr/libexec/kubernetes", "/etc/kubernetes")
 
 
 def cluster(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
