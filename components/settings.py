@@ -465,16 +465,22 @@ def _backup_checks(model: MoonTVSettings) -> list[str]:
     return problems
 
 
-def validate(raw: dict[str, Any]) -> MoonTVSettings:
-    """Validate a raw ``moontv`` config mapping; raise ConfigError listing every problem."""
+def validate_fields(raw: dict[str, Any]) -> MoonTVSettings:
+    """Validate each key of a raw ``moontv`` mapping (no cross-key rules); ConfigError lists
+    every problem."""
     # `latest` is a moving target: accepted in dev only (the release module enforces it).
     context = {release_model.ALLOW_LATEST: raw.get("environment") == "dev"}
     try:
-        model = MoonTVSettings.model_validate(raw, context=context)
+        return MoonTVSettings.model_validate(raw, context=context)
     except pydantic.ValidationError as exc:
         raise ConfigError(
             format_errors(exc, PREFIX, model=MoonTVSettings, redact=SECRET_KEYS)
         ) from None
+
+
+def validate(raw: dict[str, Any]) -> MoonTVSettings:
+    """Validate a raw ``moontv`` config mapping; raise ConfigError listing every problem."""
+    model = validate_fields(raw)
     try:
         problems = cross_checks(model)
     except release_model.ReleaseError as exc:

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rollout import commands, history
+from rollout import check, commands, history
 from rollout.commands import FAILED, USAGE, Context
 from rollout.health import DEFAULT_LATENCY_QUERY, DEFAULT_SUCCESS_QUERY, GATE, HealthPolicy
 from rollout.stack import EngineError, PulumiStack, Stack, UsageError
@@ -68,18 +68,19 @@ def http_url(text: str) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+    target = argparse.ArgumentParser(add_help=False)
+    target.add_argument(
         "--stack",
         default=os.environ.get("MOONTV_STACK"),
         help="stack to operate on, e.g. dev, staging, prod (default: $MOONTV_STACK)",
     )
-    common.add_argument(
+    target.add_argument(
         "--cwd",
         type=Path,
         default=REPO_ROOT,
         help="directory holding Pulumi.yaml (default: the repository root)",
     )
+    common = argparse.ArgumentParser(add_help=False, parents=[target])
     common.add_argument(
         "--dry-run",
         action="store_true",
@@ -203,6 +204,7 @@ def parser() -> argparse.ArgumentParser:
         help="Prometheus base URL, e.g. http://127.0.0.1:9090",
     )
     history.add_parser(sub)
+    check.add_parser(sub, target)
     return top
 
 
@@ -220,6 +222,8 @@ def _policy(args: argparse.Namespace) -> HealthPolicy | None:
 
 
 def run(args: argparse.Namespace, stack: Stack) -> int:
+    if args.command == "check":
+        return check.main(args, stack.config(), stack.name, _print)
     ctx = Context(stack=stack, dry_run=args.dry_run, out=_say, reason=args.reason)
     policy = _policy(args)
     if args.command == "status":
@@ -238,6 +242,10 @@ def run(args: argparse.Namespace, stack: Stack) -> int:
         return commands.switch(ctx, args.colour)
     assert policy is not None
     return commands.auto(ctx, policy, args.steps, args.interval)
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
 
 
 def _say(line: str) -> None:

@@ -1,0 +1,378 @@
+"""`python -m rollout check pre|post` against fakes: a cluster held in a dict, a fixed clock,
+canned previews and image look-ups (real Redis, HTTP and clusters: tests/integration)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from rollout import check_post, check_pre
+from rollout.check import FAIL, PASS, SKIP, Result, Target, report, run_checks
+from rollout.check_data import compare
+from tests.conftest import ROOT
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+GOOD_TAG = {"repository": "ghcr.io/moontechlab/lunatv", "tag": "v100.1.2"}
+
+
+def config(stack: str, **overrides: Any) -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    data["moontv:image"] = dict(GOOD_TAG)
+    data.pop("moontv:release", None)
+    for key, value in overrides.items():
+        data[f"moontv:{key}"] = value
+    return data
+
+
+class FakeCluster:
+    """Objects by (kind, namespace, name); a list read returns every object of a kind."""
+
+    def __init__(self, *objects: tuple[str, str | None, dict[str, Any]]):
+        self.objects = {(kind, ns, obj["metadata"]["name"]): obj for kind, ns, obj in objects}
+
+    def get(self, kind: str, namespace: str | None = None, name: str | None = None) -> Any:
+        if name is not None:
+            return copy.deepcopy(self.objects.get((kind, namespace, name)))
+        return {
+            "items": [
+                copy.deepcopy(o)
+                for (k, ns, _), o in self.objects.items()
+                if k == kind and ns == namespace
+            ]
+        }
+
+
+def target(cfg: dict[str, Any], cluster: FakeCluster | None = None, **kwargs: Any) -> Target:
+    return Target(
+        stack="staging",
+        config=cfg,
+        cluster=cluster,
+        now=lambda: NOW,
+        image_exists=lambda ref: None,
+        **kwargs,
+    )
+
+
+def namespace(name: str, pss: str | None = "restricted") -> tuple[str, None, dict[str, Any]]:
+    labels = {"pod-security.kubernetes.io/enforce": pss} if pss else {}
+    return ("namespace", None, {"metadata": {"name": name, "labels": labels}})
+
+
+def cronjob(ns: str, last: datetime | None, schedule: str = "0 3 * * *"):
+    status = {"lastSuccessfulTime": last.strftime("%Y-%m-%dT%H:%M:%SZ")} if last else {}
+    return (
+        "cronjob",
+        ns,
+        {
+            "metadata": {"name": "moontv-kvrocks-backup"},
+            "spec": {"schedule": schedule},
+            "status": status,
+        },
+    )
+
+
+# --- pre ----------------------------------------------------------------------------------------
+
+
+def test_given_a_valid_stack_then_config_passes_and_an_invalid_one_names_the_key():
+    assert check_pre.check_config(target(config("staging"))).status == PASS
+    bad = config("staging", replicas=0)
+    [result] = run_checks([check_pre.check_config], target(bad))
+    assert result.status == FAIL and "moontv:replicas" in result.reason
+
+
+def test_given_a_failing_policy_preview_then_policy_fails_with_its_tail():
+    result = check_pre.check_policy(
+        target(config("staging"), preview=lambda: "moontv-prod-digest: not pinned")
+    )
+    assert result.status == FAIL and "not pinned" in result.reason
+    assert check_pre.check_policy(target(config("staging"))).status == PASS
+
+
+def prod(**storage: Any) -> dict[str, Any]:
+    cfg = config("prod", image={**GOOD_TAG, "digest": "sha256:" + "a" * 64})
+    cfg["moontv:storage"] = {**cfg["moontv:storage"], **storage}
+    return cfg
+
+
+def test_given_prod_then_every_image_must_carry_a_digest():
+    assert check_pre.check_images_pinned(target(prod())).status == PASS
+    result = check_pre.check_images_pinned(target(prod(kvrocksImage="apache/kvrocks:2.11.1")))
+    assert result.status == FAIL
+    assert result.reason == (
+        "storage (kvrocks) apache/kvrocks:2.11.1: prod pins every image by digest (@sha256:…)"
+    )
+
+
+def test_given_staging_with_tags_then_images_are_pinned_and_latest_is_refused():
+    assert check_pre.check_images_pinned(target(config("staging"))).status == PASS
+    latest = config("staging", image={**GOOD_TAG, "tag": "latest"})
+    result = run_checks([check_pre.check_images_pinned], target(latest))[0]
+    assert result.status == FAIL  # staging refuses latest already in the config
+
+
+def test_given_an_unpublished_upstream_tag_or_placeholder_digest_then_images_exist_fails():
+    shipped = yaml.safe_load((ROOT / "Pulumi.staging.yaml").read_text())["config"]
+    shipped.pop("moontv:release", None)
+    shipped["moontv:image"] = {**GOOD_TAG, "tag": "v5.4.0"}
+    result = check_pre.check_images_exist(target(shipped))
+    assert result.status == FAIL and "upstream publishes no tag v5.4.0" in result.reason
+    future = config("staging", image={**GOOD_TAG, "tag": "v100.9.0"})
+    assert check_pre.check_images_exist(target(future)).status == FAIL
+    result = check_pre.check_images_exist(target(prod()))
+    assert result.status == FAIL and "all-zero placeholder" in result.reason
+
+
+def test_given_published_tags_then_images_exist_passes_and_says_what_it_could_not_check():
+    seen: list[str] = []
+    t = target(config("staging"))
+    t.image_exists = lambda ref: seen.append(ref) or (True if "lunatv" in ref else None)
+    result = check_pre.check_images_exist(t)
+    assert result.status == PASS and result.reason.startswith("1 found")
+    assert "not checkable here" in result.reason and "storage (kvrocks)" in result.reason
+    t.image_exists = lambda ref: False if "kvrocks" in ref else True
+    assert check_pre.check_images_exist(t).status == FAIL
+
+
+@pytest.mark.parametrize(
+    ("age", "status"), [(timedelta(hours=20), PASS), (timedelta(hours=26), FAIL)]
+)
+def test_given_a_daily_backup_then_one_older_than_a_day_and_an_hour_fails(age, status):
+    cluster = FakeCluster(namespace("moontv-staging"), cronjob("moontv-staging", NOW - age))
+    result = check_pre.check_backup_age(target(config("staging"), cluster))
+    assert result.status == status, result.reason
+    assert "allows 25h00m" in result.reason
+
+
+def test_given_a_backup_cronjob_that_never_succeeded_then_the_fix_is_named():
+    cluster = FakeCluster(namespace("moontv-staging"), cronjob("moontv-staging", None))
+    result = check_pre.check_backup_age(target(config("staging"), cluster))
+    assert result.status == FAIL
+    assert "create job --from=cronjob/moontv-kvrocks-backup" in result.reason
+
+
+def test_given_a_first_deployment_or_render_mode_then_backup_age_is_skipped_with_why():
+    result = check_pre.check_backup_age(target(config("staging"), FakeCluster()))
+    assert result.status == SKIP and "does not exist yet" in result.reason
+    dev = config("dev", storage={"backup": {"enabled": True}})
+    result = check_pre.check_backup_age(target(dev))
+    assert result.status == SKIP and "renders manifests" in result.reason
+
+
+def test_given_each_strategy_then_the_rollback_target_is_named_or_missing():
+    canary = config("staging", release={"strategy": "canary"})
+    assert "rollout rollback" in check_pre.check_rollback_target(target(canary)).reason
+    bg = config(
+        "staging",
+        release={
+            "strategy": "blue-green",
+            "blueGreen": {"active": "blue", "blue": "v100.1.2", "green": "v100.1.1"},
+        },
+    )
+    result = check_pre.check_rollback_target(target(bg))
+    assert result.status == PASS and "green keeps v100.1.1" in result.reason
+    lone = config(
+        "staging",
+        release={"strategy": "blue-green", "blueGreen": {"active": "blue", "blue": "v100.1.2"}},
+    )
+    assert check_pre.check_rollback_target(target(lone)).status == FAIL
+    rolling = target(config("staging"), extra={"history": lambda: ["v100.1.2", "v100.1.1"]})
+    result = check_pre.check_rollback_target(rolling)
+    assert result.status == PASS and "v100.1.1" in result.reason
+    rolling.extra["history"] = lambda: ["v100.1.2"]
+    assert check_pre.check_rollback_target(rolling).status == FAIL
+
+
+def test_given_a_git_history_then_the_versions_of_the_stack_file_come_newest_first():
+    versions = check_pre.git_versions("staging", ROOT)
+    assert versions and all(isinstance(v, str) for v in versions)
+
+
+# --- post ---------------------------------------------------------------------------------------
+
+
+def deployment(ns: str, name: str, want: int, ready: int):
+    return (
+        "deployment",
+        ns,
+        {
+            "metadata": {"name": name},
+            "spec": {"replicas": want},
+            "status": {"readyReplicas": ready, "updatedReplicas": ready},
+        },
+    )
+
+
+def test_given_every_track_ready_then_tracks_ready_passes_else_names_the_laggard():
+    cfg = config(
+        "staging", release={"strategy": "canary", "canary": {"version": "v100.1.1", "weight": 10}}
+    )
+    cluster = FakeCluster(
+        deployment("moontv-staging", "moontv-stable", 2, 2),
+        deployment("moontv-staging", "moontv-canary", 2, 2),
+    )
+    assert check_post.check_tracks_ready(target(cfg, cluster)).status == PASS
+    cluster = FakeCluster(
+        deployment("moontv-staging", "moontv-stable", 2, 2),
+        deployment("moontv-staging", "moontv-canary", 2, 1),
+    )
+    result = check_post.check_tracks_ready(target(cfg, cluster))
+    assert result.status == FAIL and result.reason == "moontv-canary: 1/2 ready, 1/2 updated"
+
+
+def policies(ns: str, *names: str):
+    return [("networkpolicy", ns, {"metadata": {"name": n}}) for n in names]
+
+
+ALL_POLICIES = (
+    "moontv-default-deny",
+    "moontv-allow-dns",
+    "moontv-allow-gateway-to-app",
+    "moontv-allow-app-egress",
+    "moontv-kvrocks-from-app",
+)
+
+
+def test_given_restricted_namespace_and_policies_then_security_passes():
+    cluster = FakeCluster(namespace("moontv-staging"), *policies("moontv-staging", *ALL_POLICIES))
+    assert check_post.check_security(target(config("staging"), cluster)).status == PASS
+
+
+def test_given_a_missing_policy_or_a_baseline_namespace_then_security_fails_naming_both():
+    cluster = FakeCluster(
+        namespace("moontv-staging", "baseline"), *policies("moontv-staging", *ALL_POLICIES[1:])
+    )
+    result = check_post.check_security(target(config("staging"), cluster))
+    assert result.status == FAIL
+    assert "pod-security.kubernetes.io/enforce=baseline, not restricted" in result.reason
+    assert "NetworkPolicies missing: moontv-default-deny" in result.reason
+
+
+def test_given_logs_off_then_logs_is_skipped_and_on_it_needs_ready_shippers():
+    assert check_post.check_logs(target(config("staging"))).status == SKIP
+    monitoring = {
+        "enabled": True,
+        "mode": "existing",
+        "logs": {"enabled": True, "endpoint": "http://loki:3100"},
+    }
+    cfg = config("staging", monitoring=monitoring)
+    agent = (
+        "daemonset",
+        "moontv-staging",
+        {
+            "metadata": {"name": "moontv-fluent-bit"},
+            "status": {"desiredNumberScheduled": 2, "numberReady": 1},
+        },
+    )
+    result = check_post.check_logs(target(cfg, FakeCluster(agent)))
+    assert result.status == FAIL and "1/2 log shippers ready" in result.reason
+    agent[2]["status"]["numberReady"] = 2
+    assert check_post.check_logs(target(cfg, FakeCluster(agent))).status == PASS
+
+
+def test_given_monitoring_on_without_prometheus_then_the_option_is_named():
+    result = check_post.check_monitoring(target(config("staging")))
+    assert result.status == FAIL and "--prometheus" in result.reason
+    assert check_post.check_monitoring(target(config("dev"))).status == SKIP
+
+
+def test_given_key_counts_then_losses_beyond_the_tolerance_are_named():
+    before = {"total": 100, "admin:config": 1, "u:*:fav": 40}
+    assert compare(before, {"total": 96, "admin:config": 1, "u:*:fav": 40}, 0.05) == []
+    problems = compare(before, {"total": 94, "admin:config": 0, "u:*:fav": 10}, 0.05)
+    assert problems == [
+        "total: 100 -> 94 (more than 5% lost)",
+        "admin:config is gone",
+        "u:*:fav: 40 -> 10 (more than 5% lost)",
+    ]
+
+
+def test_given_no_pre_record_then_data_consistency_fails_and_without_storage_skips(tmp_path):
+    t = target(config("staging"), storage_url="redis://127.0.0.1:1", state_dir=tmp_path)
+    result = check_post.check_data_consistency(t)
+    assert result.status == FAIL and "no key counts recorded" in result.reason
+    t.storage_url = None
+    assert check_post.check_data_consistency(t).status == SKIP
+
+
+def test_given_the_intended_version_then_it_is_the_primary_tag_without_v():
+    cfg = config("staging", image={**GOOD_TAG, "digest": "sha256:" + "b" * 64})
+    assert check_post.intended_version(target(cfg)) == "100.1.2"
+    bg = config(
+        "staging",
+        release={
+            "strategy": "blue-green",
+            "blueGreen": {"active": "green", "blue": "v100.1.2", "green": "v100.1.1"},
+        },
+    )
+    assert check_post.intended_version(target(bg)) == "100.1.1"
+    assert check_post.intended_version(target(bg, expect_version="9")) == "9"
+
+
+# --- running and reporting ----------------------------------------------------------------------
+
+
+def test_given_a_check_that_raises_then_it_fails_alone_and_the_others_still_run():
+    def check_boom(t: Target) -> Result:
+        raise OSError("connection refused")
+
+    results = run_checks([check_boom, check_pre.check_config], target(config("staging")))
+    assert [(r.name, r.status) for r in results] == [("boom", FAIL), ("config", PASS)]
+    assert results[0].reason == "OSError: connection refused"
+
+
+def test_given_results_then_text_lists_each_and_json_is_one_document():
+    results = [
+        Result("config", PASS, "valid"),
+        Result("logs", SKIP, "off"),
+        Result("smoke", FAIL, "login 401"),
+    ]
+    lines: list[str] = []
+    assert report("post", "staging", results, False, lines.append) == 1
+    assert lines[0].split() == ["PASS", "config", "valid"]
+    assert lines[2].startswith("FAIL  smoke   login 401")
+    assert lines[-1] == "check post FAILED on staging: 1 passed, 1 failed, 1 skipped"
+    out: list[str] = []
+    assert report("post", "staging", results[:2], True, out.append) == 0
+    doc = json.loads(out[0])
+    assert doc["ok"] is True and doc["checks"][1] == {
+        "name": "logs",
+        "status": SKIP,
+        "reason": "off",
+    }
+
+
+def test_given_the_cli_then_check_has_help_and_rejects_a_bad_phase(capsys):
+    from rollout.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["check", "--help"])
+    assert exc.value.code == 0 and "Exit status: 0 every check passed" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["check", "during", "--stack", "dev"])
+    assert exc.value.code == 2
+
+
+def test_given_an_invalid_stack_config_then_check_pre_only_reports_the_config(tmp_path, capsys):
+    from rollout.cli import main
+
+    class Stack:
+        name = "staging"
+
+        def config(self) -> dict[str, Any]:
+            return config("staging", replicas=0)
+
+    code = main(
+        ["check", "pre", "--stack", "staging", "--state-dir", str(tmp_path), "--json"],
+        open_stack=lambda name, cwd: Stack(),
+    )
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 1 and [c["name"] for c in doc["checks"]] == ["config"]
+    assert "moontv:replicas" in doc["checks"][0]["reason"]
+    assert Path(tmp_path).is_dir()
