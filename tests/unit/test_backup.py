@@ -49,18 +49,23 @@ def test_given_backups_then_the_key_ring_is_its_own_secret_mounted_read_only(run
 
 
 def test_given_a_rotated_key_then_new_backups_use_it_and_the_old_one_stays_in_the_ring(run):
-    r = run("dev", backup(keyId="k2"),
-            secrets={"moontv:backupKeys": json.dumps({"k2": K2})})
+    r = run("dev", backup(keyId="k2"), secrets={"moontv:backupKeys": json.dumps({"k2": K2})})
     ring = r.named("Secret", "moontv-kvrocks-backup-keys").inputs["stringData"]
     assert set(ring) == {"k1", "k2"} and ring["k2"] == K2
     assert _env(_pod(r, "moontv-kvrocks-backup")["containers"][0])["BACKUP_KEY_ID"] == "k2"
 
 
 def test_given_offsite_settings_then_the_backup_job_copies_with_a_secret_key(run):
-    offsite = {"bucket": "moontv-backups", "endpoint": "https://s3.example.com",
-               "accessKeyId": "AKIDEXAMPLE"}
-    r = run("dev", backup(offsite=offsite),
-            secrets={"moontv:backupOffsiteSecretKey": "offsite-Secret-Key-123"})
+    offsite = {
+        "bucket": "moontv-backups",
+        "endpoint": "https://s3.example.com",
+        "accessKeyId": "AKIDEXAMPLE",
+    }
+    r = run(
+        "dev",
+        backup(offsite=offsite),
+        secrets={"moontv:backupOffsiteSecretKey": "offsite-Secret-Key-123"},
+    )
     env = _env(_pod(r, "moontv-kvrocks-backup")["containers"][0])
     assert env["S3_BUCKET"] == "moontv-backups" and env["S3_ENDPOINT"] == "https://s3.example.com"
     assert env["S3_PREFIX"] == "moontv/" and env["AWS_ACCESS_KEY_ID"] == "AKIDEXAMPLE"
@@ -97,8 +102,11 @@ def test_given_the_drill_is_disabled_or_backups_off_then_no_drill_job(run):
 
 def test_given_monitoring_then_a_failed_drill_raises_an_alert(run):
     r = run("staging")
-    rules = [rule for g in r.named("PrometheusRule", "moontv-alerts").inputs["spec"]["groups"]
-             for rule in g["rules"]]
+    rules = [
+        rule
+        for g in r.named("PrometheusRule", "moontv-alerts").inputs["spec"]["groups"]
+        for rule in g["rules"]
+    ]
     drill = [rule for rule in rules if rule["alert"] == RESTORE_DRILL_FAILED]
     assert len(drill) == 1
     assert 'job_name=~"moontv-kvrocks-restore-drill-.*"' in drill[0]["expr"]
