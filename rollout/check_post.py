@@ -25,7 +25,7 @@ def check_tracks_ready(t: Target) -> Result:
     if t.cluster is None:
         return _no_cluster("tracks-ready", model)
     problems, ready = [], []
-    for track in model.plan().tracks:
+    for track in model.plan.tracks:
         if track.role == "idle" or track.replicas == 0:
             continue
         name = naming.track_name(track.name)
@@ -50,7 +50,7 @@ def intended_version(t: Target) -> str:
     ``v`` (the app's compiled-in version), unless ``--expect-version`` says otherwise."""
     if t.expect_version:
         return t.expect_version
-    plan = t.settings().plan()
+    plan = t.settings().plan
     tag, _ = split_version(plan.track(plan.primary).version)
     return tag.removeprefix("v")
 

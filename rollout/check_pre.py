@@ -47,7 +47,7 @@ def images(model: MoonTVSettings) -> dict[str, str]:
     """Every image the stack runs: ``what -> reference``."""
     found = {
         f"app track {track.name}": rel.image_ref(model.image.repository, track.version)
-        for track in model.plan().tracks
+        for track in model.plan.tracks
         if track.role != "idle"
     }
     s = model.storage
