@@ -2,7 +2,7 @@
 # Install the Debian packages the test suite runs for real (idempotent; quiet when present).
 set -euo pipefail
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then
-  echo "Usage: tools/test-deps.sh   (installs redis-server, prometheus, blackbox exporter, alertmanager, docker.io, busybox, nodejs when missing)"
+  echo "Usage: tools/test-deps.sh   (installs redis-server, prometheus, blackbox exporter, alertmanager, docker.io, busybox, nodejs, debootstrap when missing)"
   exit 0
 fi
 declare -A wanted=(
@@ -14,6 +14,7 @@ declare -A wanted=(
   [dockerd]=docker.io
   [busybox]=busybox-static
   [node]=nodejs
+  [debootstrap]=debootstrap
 )
 missing=()
 for binary in "${!wanted[@]}"; do

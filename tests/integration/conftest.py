@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, skip_or_fail
+from tests.integration import images
 from tests.integration import node as node_host
 from tests.integration.engine import toolchain_bin
 
@@ -70,3 +71,20 @@ def node():
 def pytest_collection_modifyitems(items):
     """The node teardown test stops the session's node: run it after every other test."""
     items.sort(key=lambda item: "test_node_teardown" in item.nodeid)
+
+
+@pytest.fixture(scope="session")
+def local_images() -> dict[str, Path]:
+    """The locally built test images (tests/integration/images.py): ``{ref: tarball}``.
+
+    Built once (cached by content in ~/.cache/moontv-images) and present in the local Docker
+    engine; import a tarball into a containerd with ``images.import_into_containerd``.
+    """
+    try:
+        images.ensure_engine()
+    except images.ImageBuildError as exc:
+        skip_or_fail(f"no Docker engine to build the test images: {exc}")
+    try:
+        return images.build_all()
+    except images.ImageBuildError as exc:
+        pytest.fail(f"building the test images failed: {exc}")
