@@ -284,6 +284,14 @@ def test_then_the_image_runs_node_start_js_as_1001_on_0_0_0_0_port_3000(
     assert config["WorkingDir"] == "/app"
 
 
+def test_when_stopped_then_it_exits_0_at_once_on_sigterm(twin: Twin) -> None:
+    started = time.monotonic()
+    docker("stop", "-t", "20", twin.name, timeout=60)
+    assert time.monotonic() - started < 10
+    state = docker("inspect", "--format", "{{.State.ExitCode}}", twin.name).stdout.strip()
+    assert state == "0"
+
+
 # --- login, cookie, storage ---------------------------------------------------------------------
 
 
