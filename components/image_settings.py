@@ -38,6 +38,16 @@ from components.errors import ConfigModel, config_error, int_range, matching
 from components.tags import TagInputs, image_tags
 
 DEFAULT_REPOSITORY = "ghcr.io/moontechlab/lunatv"
+#: Image tags the upstream workflow pushed to DEFAULT_REPOSITORY: one per GitHub release (its tag
+#: name, a multi-arch manifest), plus `latest`. There is no other tag (no `100.1`, no `v5.x`); a
+#: stack naming one deploys an image that cannot be pulled. Newest first; extend on a release.
+UPSTREAM_RELEASES = (
+    "v100.1.2", "v100.1.1", "v100.1.0", "v100.0.3", "v100.0.2", "v100.0.1", "v100.0.0",
+    "v4.3.0", "v4.2.1", "v4.2.0", "v4.1.1", "v4.1.0", "v4.0.0",
+    "v3.2.1", "v3.2.0", "v3.1.2", "v3.1.1", "v3.1.0", "v3.0.2", "v3.0.1", "v3.0.0",
+    "v2.7.1", "v2.7.0", "v2.6.0", "v2.4.1", "v2.4.0", "v2.3.0", "v2.2.1", "v2.2.0", "v2.1.0",
+    "v2.0.1", "v2.0.0",
+)
 DEFAULT_PLATFORMS = ("linux/amd64", "linux/arm64")
 #: The Linux platforms of ``pulumi_docker_build.Platform`` (a unit test keeps them in step).
 SUPPORTED_PLATFORMS = (

@@ -445,7 +445,7 @@ def test_given_image_build_config_when_up_then_the_engine_builds_loads_and_deplo
         "tags": {"gitSha": sha},
     }
     config = stack_config("dev", **{
-        "moontv:image": {"repository": repository, "tag": "v5.4.0", "build": build},
+        "moontv:image": {"repository": repository, "tag": "v100.1.1", "build": build},
         "moontv:kubernetes": {"renderDir": str(tmp_path / "out")},
     })
     # The provider finds the docker-buildx plugin in $DOCKER_CONFIG/cli-plugins.

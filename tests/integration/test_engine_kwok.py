@@ -56,7 +56,7 @@ def project(tmp_path):
 def test_staging_on_kwok_up_noop_edit_destroy(kwok, project):
     local_volumes(kwok)
     stack = project.stack("staging", kwok_config(kwok, **{
-        "moontv:release": {"strategy": "canary", "canary": {"version": "v5.5.0", "weight": 10}},
+        "moontv:release": {"strategy": "canary", "canary": {"version": "v100.1.2", "weight": 10}},
     }))
     try:
         up = stack.up()

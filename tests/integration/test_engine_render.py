@@ -61,7 +61,7 @@ def test_dev_preview_up_noop_destroy(project, tmp_path):
 
 
 def test_given_a_weight_edit_then_preview_shows_one_update(project, tmp_path):
-    release = {"strategy": "canary", "canary": {"version": "v5.5.0", "weight": 10}}
+    release = {"strategy": "canary", "canary": {"version": "v100.1.2", "weight": 10}}
     stack = project.stack("dev", render_config(tmp_path, **{"moontv:release": release}))
     stack.up()
     stack.set_config("moontv:release.canary.weight", auto_value("25"), path=True)

@@ -28,7 +28,7 @@ from tests.integration.local_http import LocalServer, QuietHandler
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
-CANARY_VERSION = "v5.5.0"
+CANARY_VERSION = "v100.1.2"
 
 
 def _free_port() -> int:
@@ -293,6 +293,6 @@ def test_manual_commands_on_the_real_engine(project: tuple[Path, dict[str, str]]
 
     status = _rollout(work, env, "status", "--stack", "dev")
     assert status.returncode == 0, status.stderr
-    assert "track stable: version v5.4.0, weight 75%, role primary" in status.stdout
+    assert "track stable: version v100.1.1, weight 75%, role primary" in status.stdout
     assert f"track canary: version {CANARY_VERSION}, weight 25%, role canary" in status.stdout
     assert "last decision: set-weight at " in status.stdout

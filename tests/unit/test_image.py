@@ -10,12 +10,13 @@ import pulumi
 import pulumi_docker_build as docker_build
 import pydantic
 import pytest
+import yaml
 
 from components.errors import format_errors
 from components.image import MoonTVImage, MoonTVImageArgs
-from components.image_settings import SUPPORTED_PLATFORMS, ImageBuildSettings
+from components.image_settings import SUPPORTED_PLATFORMS, UPSTREAM_RELEASES, ImageBuildSettings
 from components.tags import TagPolicyError
-from tests.program import SECRET_SIG, RecordingMocks, Run
+from tests.program import ROOT, SECRET_SIG, RecordingMocks, Run
 
 SHA = "3f2a9c4e5b6d7081920a1b2c3d4e5f60718293a4"
 REPO = "ghcr.io/example/moontv"
@@ -261,3 +262,42 @@ def test_given_no_export_then_there_is_no_digest_and_the_first_tag_names_the_ima
     assert "builder" not in image.inputs and image.inputs.get("exec") is False
     assert outputs["digest"] in ("", None)
     assert outputs["ref"] == f"{REPO}:sha-3f2a9c4"
+
+
+# --- shipped versions are real releases -----------------------------------------------------
+
+_CONFIG_SET = re.compile(
+    r"moontv:(?:image\.tag|release\.canary\.version|release\.blueGreen\.(?:blue|green))"
+    r"\s+(v?[0-9][^\s@]*)"
+)
+
+
+def shipped_versions() -> dict[str, set[str]]:
+    """Every version a shipped stack file, the README or a doc page tells people to run."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(ROOT.glob("Pulumi.*.yaml")):
+        config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+        image = config.get("moontv:image") or {}
+        release = config.get("moontv:release") or {}
+        versions = [image.get("tag"), (release.get("canary") or {}).get("version"),
+                    *((release.get("blueGreen") or {}).get(c) for c in ("blue", "green"))]
+        for version in filter(None, versions):
+            found.setdefault(str(version).split("@")[0], set()).add(path.name)
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for tag in _CONFIG_SET.findall(path.read_text()):
+            found.setdefault(tag, set()).add(path.name)
+    return found
+
+
+def test_given_the_shipped_files_then_every_version_they_name_is_a_real_release() -> None:
+    versions = shipped_versions()
+    assert {"Pulumi.dev.yaml", "Pulumi.prod.yaml", "README.md"} <= set().union(*versions.values())
+    unknown = {tag: sorted(files) for tag, files in versions.items()
+               if tag not in UPSTREAM_RELEASES}
+    assert unknown == {}
+
+
+def test_given_the_release_list_then_it_holds_only_tags_the_upstream_workflow_pushes() -> None:
+    assert len(set(UPSTREAM_RELEASES)) == len(UPSTREAM_RELEASES)
+    assert all(re.fullmatch(r"v[0-9]+\.[0-9]+\.[0-9]+", tag) for tag in UPSTREAM_RELEASES)
+    assert not any(tag.startswith("v5.") for tag in UPSTREAM_RELEASES)

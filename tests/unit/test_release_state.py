@@ -186,7 +186,7 @@ def test_given_a_concurrent_edit_of_the_same_lines_then_nothing_is_pushed(remote
     state(run, "sync", "staging")
     decide(run, "staging", PROMOTED)
     developer = remote.clone("developer")
-    hand_picked = next(t for t in ("v100.1.0", "v100.0.9") if t != PROMOTED)
+    hand_picked = next(t for t in ("v100.1.0", "v100.0.3") if t != PROMOTED)
     decide(developer, "staging", hand_picked, action="switch", reason="by hand")
     remote.commit_all(developer, "staging: by hand")
     git(developer, "push", "-q")

@@ -80,7 +80,7 @@ BAD = [
     ("dev", "storage.sise", "5Gi", "moontv:storage.sise", "size"),
     ("dev", "replica", 2, "moontv:replica", "accepted keys:"),
     ("staging", "image.tag", "latest", "moontv:image.tag", "'latest'"),
-    ("prod", "release.blueGreen.blue", "v5.4.0", "moontv:release.blueGreen.blue", "digest"),
+    ("prod", "release.blueGreen.blue", "v100.1.1", "moontv:release.blueGreen.blue", "digest"),
     ("staging", "release.canary.version", "latest", "moontv:release.canary.version", "'latest'"),
     ("prod", "replicas", 2, "moontv:replicas", "at least 3"),
     ("dev", "image.repository", "GHCR.io/MoonTV", "moontv:image.repository", "lower case"),

@@ -12,7 +12,7 @@ RAW = {
     "environment": "dev",
     "platform": "swarm",
     "namespace": "moontv-dev",
-    "image": {"repository": "ghcr.io/moontechlab/lunatv", "tag": "v5.4.0"},
+    "image": {"repository": "ghcr.io/moontechlab/lunatv", "tag": "v100.1.1"},
     "replicas": 2,
     "traffic": {"host": "moontv.dev.local"},
     "site": {"name": "MoonTV (dev)"},
@@ -20,7 +20,7 @@ RAW = {
     "storage": {"kind": "redis"},
     "resources": {"requests": {"cpu": "250m", "memory": "256Mi"},
                   "limits": {"cpu": "1.5", "memory": "1Gi"}},
-    "release": {"strategy": "canary", "canary": {"version": "v5.5.0", "weight": 10}},
+    "release": {"strategy": "canary", "canary": {"version": "v100.1.2", "weight": 10}},
 }
 
 

@@ -14,12 +14,12 @@ HEADER = "x-moontv-canary"
 
 def canary(weight: int, **extra) -> dict:
     return {"moontv:release": {"strategy": "canary",
-                               "canary": {"version": "v5.5.0", "weight": weight, **extra}}}
+                               "canary": {"version": "v100.1.2", "weight": weight, **extra}}}
 
 
 def blue_green(active: str, **extra) -> dict:
     return {"moontv:release": {"strategy": "blue-green", "blueGreen": {
-        "blue": "v5.4.0", "green": "v5.5.0", "active": active, **extra}}}
+        "blue": "v100.1.1", "green": "v100.1.2", "active": active, **extra}}}
 
 
 def nginx(overrides: dict) -> dict:
