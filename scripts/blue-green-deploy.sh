@@ -17,11 +17,17 @@ it serves the preview Service `moontv-preview` only. Then:
 Options:
   --stack STACK       stack to release to (dev, staging, prod)
   --version VERSION   image tag or tag@sha256:<digest> (prod requires a digest)
+  --site-url URL      public base URL for `rollout check post` (default https://<traffic.host>)
+  --skip-gates        do not run `rollout check pre` / `check post` (emergencies only)
   -h, --help          show this help
 Any other option goes to `rollout auto` (--interval, --smoke-url, --min-success, --max-p99-ms,
 --success-query, --latency-query); see `python -m rollout auto --help`.
 
-Exit status: 0 switched (or deployed to preview), 1 failed or switched back, 2 bad input.
+Runs `rollout check pre` before deploying and `rollout check post` at the end (a failed
+gate exits 1: go back with `python -m rollout switch --stack STACK`).
+
+Exit status: 0 switched (or deployed to preview), 1 failed, switched back or a gate failed,
+2 bad input.
 USAGE
 }
 
@@ -32,6 +38,7 @@ if [[ -z "$python" ]]; then
 fi
 
 stack="" version="" prometheus="" switch=false
+site_url="" gates=true
 extra=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -39,6 +46,8 @@ while [[ $# -gt 0 ]]; do
     --stack) stack="${2:?--stack needs a value}"; shift 2 ;;
     --version) version="${2:?--version needs a value}"; shift 2 ;;
     --prometheus) prometheus="${2:?--prometheus needs a value}"; shift 2 ;;
+    --site-url) site_url="${2:?--site-url needs a value}"; shift 2 ;;
+    --skip-gates) gates=false; shift ;;
     --switch) switch=true; shift ;;
     *) extra+=("$1"); shift ;;
   esac
@@ -53,7 +62,16 @@ if [[ -n "$prometheus" && "$switch" == true ]]; then
 fi
 
 rollout() { (cd "$root" && "$python" -m rollout "$@"); }
+# Deploy gates (docs/runbooks/daily-operations.md): pre before any change, post after it.
+gate() {
+  [[ "$gates" == true ]] || return 0
+  local args=(check "$1" --stack "$stack")
+  if [[ "$1" == post && -n "$site_url" ]]; then args+=(--url "$site_url"); fi
+  if [[ "$1" == post && -n "$prometheus" ]]; then args+=(--prometheus "$prometheus"); fi
+  rollout "${args[@]}"
+}
 
+gate pre
 rollout stage "$version" --stack "$stack"
 if [[ -n "$prometheus" ]]; then
   rollout auto --stack "$stack" --prometheus "$prometheus" "${extra[@]}"
@@ -63,3 +81,4 @@ else
   echo "$version deployed to the preview colour. Check it through moontv-preview, then:"
   echo "  python -m rollout switch --stack $stack"
 fi
+gate post

@@ -16,11 +16,16 @@ Options:
   --version VERSION   image tag or tag@sha256:<digest> of the canary
   --prometheus URL    Prometheus base URL; enables the automatic progression
   --dry-run           preview the staging with `pulumi preview` and change nothing
+  --site-url URL      public base URL for `rollout check post` (default https://<traffic.host>)
+  --skip-gates        do not run `rollout check pre` / `check post` (emergencies only)
   -h, --help          show this help
 Any other option goes to `rollout auto` (--steps, --interval, --smoke-url, --min-success,
 --max-p99-ms, --success-query, --latency-query); see `python -m rollout auto --help`.
 
-Exit status: 0 promoted (or staged), 1 rolled back or failed, 2 bad input.
+Runs `rollout check pre` before staging and `rollout check post` at the end (a failed
+gate exits 1: roll back with `python -m rollout rollback --stack STACK`).
+
+Exit status: 0 promoted (or staged), 1 rolled back, failed or a gate failed, 2 bad input.
 USAGE
 }
 
@@ -31,6 +36,7 @@ if [[ -z "$python" ]]; then
 fi
 
 stack="" version="" prometheus="" dry_run=()
+site_url="" gates=true
 extra=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -38,6 +44,8 @@ while [[ $# -gt 0 ]]; do
     --stack) stack="${2:?--stack needs a value}"; shift 2 ;;
     --version) version="${2:?--version needs a value}"; shift 2 ;;
     --prometheus) prometheus="${2:?--prometheus needs a value}"; shift 2 ;;
+    --site-url) site_url="${2:?--site-url needs a value}"; shift 2 ;;
+    --skip-gates) gates=false; shift ;;
     --dry-run) dry_run=(--dry-run); shift ;;
     *) extra+=("$1"); shift ;;
   esac
@@ -48,9 +56,19 @@ if [[ -z "$stack" || -z "$version" ]]; then
 fi
 
 rollout() { (cd "$root" && "$python" -m rollout "$@"); }
+# Deploy gates (docs/runbooks/daily-operations.md): pre before any change, post after it.
+gate() {
+  [[ "$gates" == true ]] || return 0
+  local args=(check "$1" --stack "$stack")
+  if [[ "$1" == post && -n "$site_url" ]]; then args+=(--url "$site_url"); fi
+  if [[ "$1" == post && -n "$prometheus" ]]; then args+=(--prometheus "$prometheus"); fi
+  rollout "${args[@]}"
+}
 
+gate pre
 rollout stage "$version" --stack "$stack" "${dry_run[@]}"
 if [[ -z "$prometheus" ]]; then
+  if [[ ${#dry_run[@]} -eq 0 ]]; then gate post; fi
   echo "canary $version staged at weight 0. Next:"
   echo "  python -m rollout set-weight 10 --stack $stack   # or: auto --prometheus URL"
   echo "  python -m rollout promote --stack $stack"
@@ -61,3 +79,4 @@ if [[ ${#dry_run[@]} -gt 0 ]]; then
   exit 0
 fi
 rollout auto --stack "$stack" --prometheus "$prometheus" "${extra[@]}"
+gate post

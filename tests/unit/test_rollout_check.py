@@ -376,3 +376,71 @@ def test_given_an_invalid_stack_config_then_check_pre_only_reports_the_config(tm
     assert code == 1 and [c["name"] for c in doc["checks"]] == ["config"]
     assert "moontv:replicas" in doc["checks"][0]["reason"]
     assert Path(tmp_path).is_dir()
+
+
+# --- wiring: the deployment workflow and the deploy scripts -------------------------------------
+
+
+def test_given_the_deployment_workflow_then_every_deploy_job_is_gated_before_and_after():
+    workflow = yaml.safe_load((ROOT / ".github/workflows/deployment.yml").read_text())
+    for job in ("staging", "testing", "prod"):
+        steps = [s.get("name", "") for s in workflow["jobs"][job]["steps"]]
+        pre = steps.index("Deploy gate (rollout check pre)")
+        up = steps.index("pulumi up (with the policy pack)")
+        post = steps.index("Deploy gate (rollout check post)")
+        rollback = steps.index("Roll back on failure")
+        assert pre < up < post < rollback, (job, steps)
+        runs = {s.get("name"): s.get("run", "") for s in workflow["jobs"][job]["steps"]}
+        assert "python -m rollout check post" in runs["Deploy gate (rollout check post)"]
+
+
+def _script(tmp_path: Path, script: str, *args: str, fail: str = "") -> tuple[int, list[str]]:
+    """Run a deploy script with a stand-in python that logs each `rollout` call (and fails the
+    one whose arguments contain ``fail``)."""
+    import subprocess
+
+    log = tmp_path / "calls"
+    stub = tmp_path / "python"
+    stub.write_text(
+        f'#!/bin/bash\necho "${{*:3}}" >> {log}\n'
+        f'[[ -n "{fail}" && "$*" == *"{fail}"* ]] && exit 1\nexit 0\n'
+    )
+    stub.chmod(0o755)
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / script), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={"PYTHON": str(stub), "PATH": "/usr/bin:/bin"},
+    )
+    return result.returncode, log.read_text().splitlines() if log.exists() else []
+
+
+@pytest.mark.parametrize("script", ["canary-deploy.sh", "blue-green-deploy.sh"])
+def test_given_a_deploy_script_then_check_pre_runs_first_and_check_post_last(tmp_path, script):
+    code, calls = _script(
+        tmp_path,
+        script,
+        "--stack",
+        "staging",
+        "--version",
+        "v100.1.2",
+        "--prometheus",
+        "http://127.0.0.1:9",
+        "--site-url",
+        "http://127.0.0.1:8",
+    )
+    assert code == 0
+    assert calls[0] == "check pre --stack staging"
+    assert calls[1] == "stage v100.1.2 --stack staging"
+    assert calls[-1] == (
+        "check post --stack staging --url http://127.0.0.1:8 --prometheus http://127.0.0.1:9"
+    )
+
+
+@pytest.mark.parametrize("script", ["canary-deploy.sh", "blue-green-deploy.sh"])
+def test_given_a_failing_pre_gate_then_the_script_changes_nothing(tmp_path, script):
+    code, calls = _script(
+        tmp_path, script, "--stack", "prod", "--version", "v100.1.2", fail="check pre"
+    )
+    assert code == 1 and calls == ["check pre --stack prod"]
