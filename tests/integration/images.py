@@ -7,17 +7,18 @@ BuildKit needs no buildx. Every image is saved with ``docker save`` to
 from (recipe, Dockerfile, fixture sources, host binaries, Debian packages): a second run finds
 the tarballs and only re-loads them into the engine when it lacks them.
 
-===================  ============================================================================
-``BASE``             Debian trixie (``debootstrap --variant=minbase``) with Debian's Node 20 and
-                     node-corepack, docs stripped: ``docker/Dockerfile``'s ``BASE_IMAGE``
-``APP_V1``/``APP_V2``  the app twin (``tests/fixtures/app-twin``) built by the real four-stage
-                     ``docker/Dockerfile`` on ``BASE``: Version 100.1.1 / 100.1.2
-``APP_FAULTY``       the twin as a broken release (Version 100.1.3-faulty): every request but
-                     ``/login`` answers 500 (other modes: :func:`build_app`)
-``REDIS``            Debian's ``redis-server`` and ``redis-cli`` on a bare root filesystem, uid 999
-``REDIS_EXPORTER``   Debian's ``prometheus-redis-exporter`` (entrypoint, like oliver006's image)
-``BLACKBOX_EXPORTER``  Debian's ``prometheus-blackbox-exporter`` (entrypoint, like quay's image)
-===================  ============================================================================
+- ``BASE``: Debian trixie (``debootstrap --variant=minbase``) with Debian's Node 20 and
+  node-corepack, docs stripped, the host's extra CAs trusted: ``docker/Dockerfile``'s
+  ``BASE_IMAGE`` (a build input, not returned by :func:`build_all`).
+- ``APP_V1``, ``APP_V2``: the app twin (``tests/fixtures/app-twin``) built by the real
+  four-stage ``docker/Dockerfile`` on ``BASE``, Version 100.1.1 and 100.1.2.
+- ``APP_FAULTY``: the twin as a broken release (Version 100.1.3-faulty): every request but
+  ``/login`` answers 500 (other modes through :func:`build_app`).
+- ``REDIS``: Debian's ``redis-server`` and ``redis-cli`` on a bare root filesystem, uid 999.
+- ``REDIS_EXPORTER``: Debian's ``prometheus-redis-exporter`` as the entrypoint (like
+  oliver006's image: configured by ``REDIS_ADDR``, ``REDIS_PASSWORD``).
+- ``BLACKBOX_EXPORTER``: Debian's ``prometheus-blackbox-exporter`` as the entrypoint (like
+  quay.io's image: arguments only).
 
 Use from tests: ``build_all()`` returns ``{image ref: tarball}``; ``import_into_containerd(socket,
 tarball)`` loads one into a containerd (namespace ``k8s.io``, what the kubelet sees). From a
@@ -489,11 +490,12 @@ def build_redis_exporter() -> Path:
 
 
 def build_all() -> dict[str, Path]:
-    """Every test image: ``{image ref: docker-save tarball}`` (cached; seconds when unchanged)."""
+    """Every image a test runs: ``{image ref: docker-save tarball}`` (cached; seconds when
+    unchanged). :data:`BASE` is built too, as the app's build input, but left out: nothing
+    runs it, so nothing needs to import it (:func:`build_base` returns its tarball)."""
     ensure_engine()
     with _lock():
         return {
-            BASE: build_base(),
             APP_V1: build_app(APP_V1, "100.1.1"),
             APP_V2: build_app(APP_V2, "100.1.2"),
             APP_FAULTY: build_app(APP_FAULTY, "100.1.3-faulty", fault="errors"),
