@@ -8,7 +8,9 @@
 * ``blue-green`` - ``blue`` and ``green``; the ``active`` colour gets all traffic, the other one
   is reachable through the preview Service.
 
-:func:`plan` turns the settings into a :class:`ReleasePlan` both platforms render. Staging,
+:func:`plan` turns the settings into a :class:`ReleasePlan` both platforms render; its
+:meth:`ReleasePlan.routes` is the provider-neutral :class:`RouteTable` that Gateway API, nginx and
+Traefik only render (hosts, blocked paths, header and cookie overrides, weighted backends). Staging,
 promotion, rollback, abort and switching are edits of the raw config mapping (:func:`stage`,
 :func:`set_weight`, :func:`promote`, :func:`rollback`, :func:`abort`, :func:`switch`): each
 validates its input and returns the new mapping, so the operator CLI only writes what this
@@ -29,11 +31,13 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import BeforeValidator, ValidationInfo, model_validator
 
+from components import app_facts, naming
 from components.errors import ConfigModel, config_error, format_errors, int_range, matching, show
 
 Role = Literal["primary", "canary", "preview", "idle"]
 Strategy = Literal["rolling", "blue-green", "canary"]
 Colour = Literal["blue", "green"]
+OverrideKind = Literal["header", "cookie"]
 Action = Literal["stage", "set-weight", "promote", "rollback", "abort", "switch"]
 
 KEY = "moontv:release"
@@ -45,7 +49,6 @@ ALLOW_LATEST = "allow_latest"
 TAG_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 DIGEST_PATTERN = r"sha256:[0-9a-f]{64}"
 _TAG = re.compile(TAG_PATTERN)
-_DIGEST = re.compile(DIGEST_PATTERN)
 _VERSION = re.compile(rf"({TAG_PATTERN})(?:@({DIGEST_PATTERN}))?")
 _COOKIE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -235,12 +238,66 @@ class ReleasePlan:
     header_routes: Mapping[str, str]  # header value -> track name
     cookie: str | None  # optional canary cookie name
 
-    def track(self, name: str) -> Track:
-        return next(t for t in self.tracks if t.name == name)
-
     @property
     def weights(self) -> dict[str, int]:
         return {t.name: t.weight for t in self.tracks}
+
+    def routes(self, host: str) -> RouteTable:
+        """How requests for ``host`` (and ``preview.<host>``) reach the tracks."""
+        kinds: tuple[tuple[OverrideKind, str | None], ...] = (
+            ("header", self.header), ("cookie", self.cookie))
+        overrides = [Override(kind, name, value, track) for kind, name in kinds if name
+                     for value, track in sorted(self.header_routes.items())]
+        forced = {o.track for o in overrides}
+        public = Route("public", naming.PRIMARY_SERVICE, host, tuple(overrides), tuple(
+            Backend(t.name, t.weight) for t in self.tracks if t.weight > 0 or t.name in forced))
+        routes = [public]
+        if self.preview:
+            routes.append(Route("preview", naming.PREVIEW_SERVICE, f"preview.{host}", (),
+                                (Backend(self.preview, None),)))
+        return RouteTable(tuple(routes), app_facts.BLOCKED_PATHS, app_facts.NOT_FOUND_PATH)
+
+
+# --- the route table ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backend:
+    track: str
+    weight: int | None  # % of the host's default traffic; None: the host's only backend
+
+
+@dataclass(frozen=True)
+class Override:
+    """Requests whose header (or cookie) ``name`` is ``value`` go to ``track``, whatever the
+    weights. A header override takes precedence over a cookie override."""
+
+    kind: OverrideKind
+    name: str
+    value: str
+    track: str
+
+    @property
+    def pattern(self) -> str:
+        """A regular expression on the whole ``Cookie`` header (RE2 and Go syntax; it holds
+        whether the implementation matches it in full or in part)."""
+        return rf"(^|.*;\s*){re.escape(self.name)}={re.escape(self.value)}(;.*|$)"
+
+
+@dataclass(frozen=True)
+class Route:
+    role: Literal["public", "preview"]
+    name: str  # "moontv" / "moontv-preview": names the route objects of every provider
+    host: str
+    overrides: tuple[Override, ...]  # in precedence order
+    backends: tuple[Backend, ...]  # the first one also answers the blocked paths
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    routes: tuple[Route, ...]  # the public host, then the preview host if there is a preview
+    blocked: tuple[str, ...]  # path prefixes never routed: rewritten to ``not_found`` instead
+    not_found: str  # a path the app answers with 404, so a blocked path never looks like a 5xx
 
 
 def plan(release: ReleaseSettings, stable_version: str, replicas: int) -> ReleasePlan:

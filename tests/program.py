@@ -192,3 +192,69 @@ def run_stack(stack: str, overrides: dict[str, Any] | None = None,
     finally:
         preflight.gather = asked
     return run
+
+
+# --- Given / When / Then ---------------------------------------------------------------------
+
+
+@dataclass
+class Given:
+    """A shipped stack file with edits: ``given("dev").with_release(canary(25)).run()``."""
+
+    stack: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
+
+    def with_config(self, key: str, value: Any) -> Given:
+        """Set ``moontv:<key>`` (a whole object for object keys; None removes the key)."""
+        return Given(self.stack, {**self.overrides, f"moontv:{key}": value}, self.secrets)
+
+    def with_release(self, release: dict[str, Any]) -> Given:
+        return self.with_config("release", release)
+
+    def with_traffic(self, **traffic: Any) -> Given:
+        """Edit keys of ``moontv:traffic`` (the stack file's others are kept)."""
+        current = self.overrides.get("moontv:traffic") or stack_config(self.stack).get(
+            "moontv:traffic", {})
+        return self.with_config("traffic", {**current, **traffic})
+
+    def run(self) -> Then:
+        """When the program runs under mocks."""
+        return Then(run_stack(self.stack, self.overrides, self.secrets or None))
+
+
+def given(stack: str) -> Given:
+    return Given(stack)
+
+
+@dataclass
+class Then:
+    """Assertions on one program run; each returns ``self`` so they chain."""
+
+    run: Run
+
+    def route_weights(self, host_route: str = "moontv") -> dict[str, int | None]:
+        """Track -> weight of the default rule of the public (or preview) route, on Kubernetes
+        from the HTTPRoute, on Swarm from Traefik's dynamic configuration."""
+        routes = [r for r in self.run.kind("HTTPRoute") if r.metadata_name == host_route]
+        if routes:
+            refs = routes[0].inputs["spec"]["rules"][-1]["backendRefs"]
+            return {ref["name"].removeprefix("moontv-"): ref.get("weight") for ref in refs}
+        services = self.traefik()["http"]["services"]
+        entries = services[host_route]["weighted"]["services"]
+        return {e["name"].removeprefix("moontv-"): e["weight"] for e in entries}
+
+    def traefik(self) -> dict[str, Any]:
+        """The Swarm edge's dynamic configuration."""
+        (config,) = [r for r in self.run.of_type("docker:index/serviceConfig:ServiceConfig")
+                     if r.name.endswith("edge-dynamic")]
+        return yaml.safe_load(config.inputs["dataRaw"])
+
+    def then_weights(self, **expected: int) -> Then:
+        assert self.route_weights() == expected
+        return self
+
+    def then_outputs(self, **expected: Any) -> Then:
+        for key, value in expected.items():
+            assert self.run.outputs[key] == value, key
+        return self

@@ -143,7 +143,7 @@ class MoonTVKubernetes(pulumi.ComponentResource):
         self._network_policies(name, storage)
         router_for(args.traffic.provider).declare(
             name,
-            RouteArgs(namespace=self.namespace, instance=args.instance, plan=args.plan,
+            RouteArgs(namespace=self.namespace, table=args.plan.routes(args.traffic.host),
                       traffic=args.traffic, labels=naming.labels(args.instance, "traffic")),
             self,
         )

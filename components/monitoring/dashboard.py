@@ -89,8 +89,3 @@ def dashboard(tracks: Sequence[TrackLike], namespace: str | None = None) -> dict
             for i, (title, exprs, unit) in enumerate(panels)
         ],
     }
-
-
-def queries(board: dict[str, Any]) -> list[str]:
-    """Every PromQL expression of a dashboard."""
-    return [t["expr"] for p in board["panels"] for t in p["targets"]]

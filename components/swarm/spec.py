@@ -399,7 +399,7 @@ def site_env_file(spec: SwarmSpec) -> str:
 
 def config_contents(spec: SwarmSpec) -> dict[str, str]:
     """Contents of every (non-secret) Swarm config of the stack, by logical key."""
-    dynamic = traefik.render(traefik.traefik_dynamic_config(spec.plan, spec.host))
+    dynamic = traefik.render(traefik.dynamic_config(spec.plan.routes(spec.host)))
     return {ENTRYPOINT: ENTRYPOINT_SCRIPT, SITE_ENV: site_env_file(spec), EDGE_DYNAMIC: dynamic}
 
 

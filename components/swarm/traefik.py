@@ -1,16 +1,14 @@
 """Traefik edge configuration for Swarm, as pure data (no Pulumi).
 
 Swarm service labels cannot express traffic weights, so the routing lives in a Traefik
-*file provider* dynamic configuration generated from the release plan:
+*file provider* dynamic configuration rendered from the release plan's route table, per host:
 
-* router ``moontv`` (Host ``<host>``) → weighted service ``moontv`` with one entry per track
-  whose weight is above 0 (weights taken from the plan);
-* routers ``moontv-header-<value>`` (header ``x-moontv-canary: always|never``) with a higher
-  priority pin a track regardless of the weights; with a canary cookie, the same values in the
-  cookie do the same (below the header in priority);
-* router ``moontv-preview`` (Host ``preview.<host>``) → the preview track (inactive blue-green
-  colour, or the canary);
-* ``/api/cron`` is excluded from every rule, so Traefik answers it with 404;
+* router ``<route>`` (Host) → the weighted service ``<route>`` (one entry per backend with a
+  weight above 0), or the only backend's service;
+* routers ``<route>-header-<value>`` / ``<route>-cookie-<value>`` (the table's overrides) pin a
+  track regardless of the weights, a header above a cookie;
+* router ``<route>-blocked`` (the blocked paths, highest priority) replaces the path with one the
+  app answers with 404, as every provider does;
 * every track service passes the original Host header (the m3u8 proxy builds URLs from it) and
   retries a failed connection on another task.
 
@@ -21,28 +19,22 @@ Backends are the per-track Swarm services reached by their DNS alias on the stac
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Any
 
 import yaml
 
 from components import app_facts, naming
-from components.release import ReleasePlan
+from components.release import Route, RouteTable
 
 EDGE_PORT = 80
 ENTRYPOINT = "web"
 PING_ENTRYPOINT = "ping"
 PING_PORT = 8082
-CRON_PATH = app_facts.BLOCKED_PATHS[0]
 DYNAMIC_DIR = "/etc/traefik/dynamic"
 DYNAMIC_FILE = f"{DYNAMIC_DIR}/dynamic.yml"
 RETRY = "moontv-retry"
-PRIORITY_DEFAULT = 10
-PRIORITY_PREVIEW = 20
-PRIORITY_COOKIE = 200
-PRIORITY_HEADER = 300
-
-_HOST = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+NOT_FOUND = "moontv-not-found"
+PRIORITY = {"route": 10, "cookie": 200, "header": 300, "blocked": 1000}
 
 
 def service_name(track: str) -> str:
@@ -50,76 +42,47 @@ def service_name(track: str) -> str:
     return naming.track_name(track)
 
 
-def backend_url(track: str) -> str:
-    return f"http://{naming.track_name(track)}:{app_facts.PORT}"
-
-
-def _check_host(host: str) -> None:
-    if not isinstance(host, str) or not _HOST.fullmatch(host):
-        raise ValueError(
-            f"traffic host: must be a lower-case DNS name such as moontv.example.org, got {host!r}"
-        )
-
-
-def _rule(host: str, *matchers: str) -> str:
-    not_cron = f"!(Path(`{CRON_PATH}`) || PathPrefix(`{CRON_PATH}/`))"
-    return " && ".join([f"Host(`{host}`)", *matchers, not_cron])
-
-
-def _router(rule: str, service: str, priority: int) -> dict[str, Any]:
+def _router(route: Route, rule: str, service: str, kind: str, *middlewares: str) -> dict[str, Any]:
     return {
         "entryPoints": [ENTRYPOINT],
-        "rule": rule,
+        "rule": " && ".join([f"Host(`{route.host}`)", *([rule] if rule else [])]),
         "service": service,
-        "priority": priority,
-        "middlewares": [RETRY],
+        "priority": PRIORITY[kind],
+        "middlewares": [*middlewares, RETRY],
     }
 
 
-def traefik_dynamic_config(plan: ReleasePlan, host: str) -> dict[str, Any]:
-    """The Traefik dynamic configuration (``http`` section) routing ``host`` for ``plan``."""
-    _check_host(host)
-    tracks = {t.name: t for t in plan.tracks}
-    weighted = [
-        {"name": service_name(t.name), "weight": t.weight} for t in plan.tracks if t.weight > 0
-    ]
-    if not weighted:
-        raise ValueError(f"release plan: no track takes traffic (weights {_weights(plan)})")
-    routed = {t.name for t in plan.tracks if t.weight > 0}
-    routers: dict[str, Any] = {
-        naming.APP: _router(_rule(host), naming.APP, PRIORITY_DEFAULT),
-    }
-    for value, track in sorted(plan.header_routes.items()):
-        if track not in tracks:
-            raise ValueError(f"release plan: header route {value!r} names unknown track {track!r}")
-        routed.add(track)
-        header = f"Header(`{plan.header}`, `{value}`)"
-        routers[f"{naming.APP}-header-{value}"] = _router(
-            _rule(host, header), service_name(track), PRIORITY_HEADER
-        )
-        if plan.cookie:
-            cookie = f"HeaderRegexp(`Cookie`, `(^|;\\s*){re.escape(plan.cookie)}={value}(;|$)`)"
-            routers[f"{naming.APP}-cookie-{value}"] = _router(
-                _rule(host, cookie), service_name(track), PRIORITY_COOKIE
-            )
-    if plan.preview is not None:
-        if plan.preview not in tracks:
-            raise ValueError(f"release plan: preview names unknown track {plan.preview!r}")
-        routed.add(plan.preview)
-        routers[naming.PREVIEW_SERVICE] = _router(
-            _rule(f"preview.{host}"), service_name(plan.preview), PRIORITY_PREVIEW
-        )
-    services: dict[str, Any] = {naming.APP: {"weighted": {"services": weighted}}}
-    for name in sorted(routed):
-        services[service_name(name)] = {
-            "loadBalancer": {"servers": [{"url": backend_url(name)}], "passHostHeader": True}
+def dynamic_config(table: RouteTable) -> dict[str, Any]:
+    """The Traefik dynamic configuration (``http`` section) for ``table``."""
+    blocked = " || ".join(f"Path(`{p}`) || PathPrefix(`{p.rstrip('/')}/`)" for p in table.blocked)
+    routers: dict[str, Any] = {}
+    services: dict[str, Any] = {}
+    tracks: set[str] = set()
+    for route in table.routes:
+        first = route.backends[0]
+        default = service_name(first.track)
+        if first.weight is not None:
+            default = route.name
+            services[route.name] = {"weighted": {"services": [
+                {"name": service_name(b.track), "weight": b.weight}
+                for b in route.backends if b.weight]}}
+        routers[route.name] = _router(route, "", default, "route")
+        routers[f"{route.name}-blocked"] = _router(
+            route, f"({blocked})", service_name(first.track), "blocked", NOT_FOUND)
+        for o in route.overrides:
+            match = (f"Header(`{o.name}`, `{o.value}`)" if o.kind == "header"
+                     else f"HeaderRegexp(`Cookie`, `{o.pattern}`)")
+            routers[f"{route.name}-{o.kind}-{o.value}"] = _router(
+                route, match, service_name(o.track), o.kind)
+        tracks |= {b.track for b in route.backends} | {o.track for o in route.overrides}
+    for track in sorted(tracks):
+        url = f"http://{naming.track_name(track)}:{app_facts.PORT}"
+        services[service_name(track)] = {
+            "loadBalancer": {"servers": [{"url": url}], "passHostHeader": True}
         }
-    middlewares = {RETRY: {"retry": {"attempts": 3, "initialInterval": "100ms"}}}
+    middlewares = {RETRY: {"retry": {"attempts": 3, "initialInterval": "100ms"}},
+                   NOT_FOUND: {"replacePath": {"path": table.not_found}}}
     return {"http": {"routers": routers, "services": services, "middlewares": middlewares}}
-
-
-def _weights(plan: ReleasePlan) -> str:
-    return ", ".join(f"{t.name}={t.weight}" for t in plan.tracks)
 
 
 def render(config: dict[str, Any]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -60,12 +59,6 @@ def build_images() -> None:
         skip_or_fail(f"cannot build the Swarm test images: {result.stderr.strip()[-600:]}")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def spec_for(stack: str, raw_release: dict, port: int, replicas: int = 2) -> sw.SwarmSpec:
     plan = release.plan(release.parse(raw_release), "v1", replicas)
     return sw.SwarmSpec(
@@ -117,7 +110,7 @@ def container_of(service: str) -> str:
 
 def wait_routing(spec: sw.SwarmSpec, edge_service: str, settle_s: float = 3.0) -> None:
     """Wait until Traefik's watched file holds this spec's routing, then let it reload."""
-    expected = traefik.render(traefik.traefik_dynamic_config(spec.plan, spec.host))
+    expected = traefik.render(traefik.dynamic_config(spec.plan.routes(spec.host)))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         current = docker("exec", container_of(edge_service), "cat", traefik.DYNAMIC_FILE,

@@ -10,7 +10,6 @@ MOONTV_REQUIRE_ENGINE=1 where a skip is a failure.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -23,7 +22,6 @@ from typing import Any
 import pytest
 import yaml
 
-from components.monitoring import metrics
 from components.monitoring.config import (
     ScrapeTargets,
     alertmanager_config,
@@ -33,7 +31,7 @@ from components.monitoring.config import (
 from components.monitoring.model import MonitoringSettings
 from components.monitoring.rules import TRACK_DOWN, RuleScope, alert_rules, health_gate_queries
 from tests.conftest import require_tools
-from tests.integration.local_http import LocalServer, QuietHandler
+from tests.helpers import BLACKBOX, LocalServer, QuietHandler, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ("prometheus", "prometheus-blackbox-exporter", "prometheus-alertmanager")
@@ -61,12 +59,6 @@ TRACKS = [Track("stable", "primary"), Track("canary", "canary")]
 @pytest.fixture(scope="module", autouse=True)
 def monitoring_tools() -> None:
     require_tools(TOOLS)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LoginApp(LocalServer):
@@ -213,7 +205,7 @@ def test_given_canary_stops_then_track_down_fires_within_the_window(
         return values == {"stable": "1", "canary": "1"}
 
     wait_for("both tracks probed successfully", both_healthy, timeout=60)
-    for metric in sorted(metrics.BLACKBOX):
+    for metric in sorted(BLACKBOX):
         assert stack.query(f'{metric}{{track="canary"}}'), f"{metric} not produced"
     # (until the first probes land, absent() rightly reports both tracks down)
     wait_for("no TrackDown alert while healthy",

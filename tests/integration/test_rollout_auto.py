@@ -10,7 +10,6 @@ canary is promoted; when they turn unhealthy after the first step, then the weig
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -23,19 +22,12 @@ import yaml
 
 from rollout.health import HealthPolicy, check
 from tests.conftest import ROOT, skip_or_fail
+from tests.helpers import LocalServer, QuietHandler, free_port
 from tests.integration.engine import Project, require_engine, stack_config
-from tests.integration.local_http import LocalServer, QuietHandler
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 CANARY_VERSION = "v100.1.2"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class ProbeExporter(LocalServer):
@@ -82,7 +74,7 @@ def prometheus(tmp_path: Path, exporter: ProbeExporter) -> Iterator[str]:
             }
         )
     )
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = (tmp_path / "prometheus.log").open("w")
     proc = subprocess.Popen(

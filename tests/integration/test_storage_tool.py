@@ -16,15 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, require_tools, skip_or_fail
+from tests.helpers import free_port
 
 SCRIPT = ROOT / "components/kubernetes/scripts/storage-tool.js"
 PASSWORD = "test-pass-1234"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for_port(port: int) -> None:
@@ -43,7 +38,7 @@ def redis_server(folder: Path, *extra: str, password: str | None = PASSWORD):
     """A throw-away redis-server on 127.0.0.1 (no persistence); yields its port."""
     require_tools(["redis-server", "redis-cli", "node"])
     folder.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     auth = ["--requirepass", password] if password else []
     proc = subprocess.Popen(
         [
@@ -321,7 +316,7 @@ def s3(tmp_path):
     server = Path(sys.executable).parent / "moto_server"
     if not server.exists():
         skip_or_fail("moto_server is missing (make setup installs requirements-dev.txt)")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [str(server), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
@@ -377,7 +372,7 @@ def test_given_an_unreachable_offsite_store_then_the_backup_job_fails(redis, tmp
     cli(redis, "SET", "k", "v")
     offsite = {
         "S3_BUCKET": "offsite",
-        "S3_ENDPOINT": f"http://127.0.0.1:{_free_port()}",
+        "S3_ENDPOINT": f"http://127.0.0.1:{free_port()}",
         "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test",
     }
@@ -388,7 +383,7 @@ def test_given_an_unreachable_offsite_store_then_the_backup_job_fails(redis, tmp
 
 def test_wait_returns_once_storage_answers_and_keeps_trying_before(redis):
     assert tool(redis, "wait").returncode == 0
-    closed = _free_port()
+    closed = free_port()
     with pytest.raises(subprocess.TimeoutExpired):
         tool(closed, "wait", timeout=5)
 

@@ -22,6 +22,7 @@ import pytest
 
 from components.swarm import spec as sw
 from tests.conftest import skip_or_fail, unavailable_step
+from tests.helpers import free_port
 from tests.integration import swarm_env as env
 from tests.integration import swarm_load as load
 
@@ -119,7 +120,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     started = env.require_engine()
     env.build_images()
     volumes = [f"{STACK}-{sw.STORAGE_DATA}", f"{STACK}-{sw.EDGE_DYNAMIC}"]
-    running = Engine(tmp_path_factory.mktemp("pulumi-swarm"), path, env.free_port())
+    running = Engine(tmp_path_factory.mktemp("pulumi-swarm"), path, free_port())
     running.run("stack", "init", "it")
     running.run("config", "set", "it:port", str(running.port))
     running.run("config", "set", "--secret", "it:ownerPassword", env.OWNER_PASSWORD)

@@ -19,6 +19,7 @@ import pytest
 
 from components.swarm import compose
 from components.swarm import spec as sw
+from tests.helpers import both_colours, canary, free_port
 from tests.integration import swarm_env as env
 from tests.integration import swarm_load as load
 
@@ -56,7 +57,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     env.build_images()
     volumes = [f"{STACK}-{sw.STORAGE_DATA}", f"{STACK}-{sw.EDGE_DYNAMIC}"]
     env.remove_stack(STACK, volumes)  # leftovers of an interrupted run
-    running = Stack(tmp_path_factory.mktemp("swarm"), env.free_port())
+    running = Stack(tmp_path_factory.mktemp("swarm"), free_port())
     try:
         yield running
     finally:
@@ -64,17 +65,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         env.release_engine(started)
 
 
-def blue_green(active: str) -> dict:
-    return {"strategy": "blue-green",
-            "blueGreen": {"blue": "v1", "green": "v2", "active": active}}
-
-
-def canary(weight: int) -> dict:
-    return {"strategy": "canary", "canary": {"version": "v2", "weight": weight}}
-
-
 def test_given_blue_active_then_default_host_reaches_blue_and_preview_host_green(stack):
-    stack.deploy(blue_green("blue"))
+    stack.deploy(both_colours("blue"))
     assert load.burst(stack.port, env.HOST, 40).tracks == {"blue": 40}
     assert load.burst(stack.port, f"preview.{env.HOST}", 20).tracks == {"green": 20}
     status, body = load.request(stack.port, env.HOST, "/login")
@@ -111,7 +103,7 @@ def test_given_a_key_in_storage_when_colours_switch_under_load_then_no_request_f
     assert env.redis_cli(storage, "SET", "moontv:it:key", "kept") == "OK"
     with load.Continuous(stack.port, env.HOST, concurrency=4) as traffic:
         time.sleep(2)
-        stack.deploy(blue_green("green"))
+        stack.deploy(both_colours("green"))
         time.sleep(3)
     tally = traffic.stop()
     print(f"\nblue-green switch under load: {tally.total} requests, "

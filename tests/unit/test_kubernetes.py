@@ -5,7 +5,7 @@ from __future__ import annotations
 import kubernetes_validate
 import pytest
 
-from components import settings
+from components import app_facts, settings
 from components.errors import ConfigError
 from components.kubernetes import preflight
 from tests.program import RecordingMocks, Resource, Run, run_stack, stack_config
@@ -114,11 +114,13 @@ def test_network_policies_default_deny_and_allow_only_what_is_needed(stack_run: 
     assert internet["cidr"] == "0.0.0.0/0" and "10.0.0.0/8" in internet["except"]
 
 
-def test_the_route_never_sends_api_cron_to_the_app(stack_run: Run):
-    route = stack_run.named("HTTPRoute", "moontv")
-    cron_rules = [r for r in route.inputs["spec"]["rules"]
-                  if r["matches"][0]["path"]["value"] == "/api/cron"]
-    assert cron_rules and all("backendRefs" not in r for r in cron_rules)
+def test_every_route_rewrites_api_cron_to_a_404_of_the_app_instead_of_a_500(stack_run: Run):
+    for route in stack_run.kind("HTTPRoute"):
+        blocked = route.inputs["spec"]["rules"][0]
+        assert blocked["matches"] == [{"path": {"type": "PathPrefix", "value": "/api/cron"}}]
+        assert blocked["filters"] == [{"type": "URLRewrite", "urlRewrite": {"path": {
+            "type": "ReplaceFullPath", "replaceFullPath": app_facts.NOT_FOUND_PATH}}}]
+        assert blocked["backendRefs"], "a rule without backends answers 500"
 
 
 def test_storage_persists_and_waits_before_the_app(stack_run: Run):

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import pytest
 from pydantic import ValidationError
 
-from components.monitoring import metrics
 from components.monitoring.agents import fluent_bit_config, otel_collector_config
 from components.monitoring.config import (
     NULL_RECEIVER,
@@ -18,7 +17,7 @@ from components.monitoring.config import (
     blackbox_config,
     prometheus_config,
 )
-from components.monitoring.dashboard import dashboard, queries
+from components.monitoring.dashboard import dashboard
 from components.monitoring.model import (
     KUBE_PROMETHEUS_STACK_VERSION,
     LogShipping,
@@ -36,6 +35,7 @@ from components.monitoring.rules import (
     alert_rules,
     health_gate_queries,
 )
+from tests import helpers
 
 
 @dataclass(frozen=True)
@@ -222,16 +222,16 @@ def test_metric_name_extraction_skips_functions_labels_ranges_and_keywords() -> 
         'sum by (pod) (increase(kube_x_total{a="b{c}"}[15m])) > 1e3 '
         "or on (namespace) absent(up{job=\"j\"}) / ignoring (le) foo:bar"
     )
-    assert metrics.metric_names(expr) == {"kube_x_total", "up", "foo:bar"}
+    assert helpers.metric_names(expr) == {"kube_x_total", "up", "foo:bar"}
 
 
 def test_given_all_rules_and_panels_then_they_use_only_produced_metrics() -> None:
     scope = RuleScope(namespace="moontv", backup_cronjob="moontv-backup")
     exprs = [r["expr"] for g in alert_rules(CANARY_TRACKS, MonitoringSettings(), scope)["groups"]
              for r in g["rules"]]
-    exprs += queries(dashboard(CANARY_TRACKS, "moontv"))
-    used = set().union(*(metrics.metric_names(e) for e in exprs))
-    assert used <= metrics.ALLOWED, used - metrics.ALLOWED
+    exprs += helpers.dashboard_queries(dashboard(CANARY_TRACKS, "moontv"))
+    used = set().union(*(helpers.metric_names(e) for e in exprs))
+    assert used <= helpers.ALLOWED, used - helpers.ALLOWED
     assert {"probe_success", "probe_duration_seconds", "redis_up"} <= used
 
 
@@ -305,13 +305,13 @@ def test_blackbox_login_module_refuses_redirects() -> None:
 
 def test_given_swarm_then_dashboard_has_no_kubernetes_panels() -> None:
     board = dashboard(CANARY_TRACKS)
-    assert not any("kube_" in q or "kubelet_" in q for q in queries(board))
-    assert 'track=~"stable|canary"' in queries(board)[0]
+    assert not any("kube_" in q or "kubelet_" in q for q in helpers.dashboard_queries(board))
+    assert 'track=~"stable|canary"' in helpers.dashboard_queries(board)[0]
 
 
 def test_given_kubernetes_then_dashboard_shows_replicas_hpa_restarts_storage() -> None:
     board = dashboard(CANARY_TRACKS, "moontv")
-    text = " ".join(queries(board))
+    text = " ".join(helpers.dashboard_queries(board))
     for metric in ("kube_deployment_status_replicas_available",
                    "kube_horizontalpodautoscaler_spec_max_replicas",
                    "kube_pod_container_status_restarts_total", "redis_up"):

@@ -24,7 +24,7 @@ from components.monitoring.config import (
     blackbox_config,
     prometheus_config,
 )
-from components.monitoring.dashboard import dashboard, queries
+from components.monitoring.dashboard import dashboard
 from components.monitoring.model import MonitoringSettings
 from components.monitoring.rules import (
     BACKUP_FAILED,
@@ -39,6 +39,7 @@ from components.monitoring.rules import (
     alert_rules,
 )
 from tests.conftest import require_tools
+from tests.helpers import dashboard_queries
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ("promtool", "prometheus-alertmanager", "amtool", "prometheus-blackbox-exporter")
@@ -87,9 +88,9 @@ def test_promtool_rejects_a_broken_rule(tmp_path: Path) -> None:
 
 
 def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
-    board = dashboard(TRACKS, NS)
+    exprs = dashboard_queries(dashboard(TRACKS, NS))
     recording = {"groups": [{"name": "dashboard", "rules": [
-        {"record": f"moontv:dashboard:{i}", "expr": q} for i, q in enumerate(queries(board))
+        {"record": f"moontv:dashboard:{i}", "expr": q} for i, q in enumerate(exprs)
     ]}]}
     result = run("promtool", "check", "rules", str(write_yaml(tmp_path / "dash.yml", recording)))
     assert result.returncode == 0, result.stdout + result.stderr

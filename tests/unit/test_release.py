@@ -9,17 +9,7 @@ import pytest
 
 from components import release as r
 from components.errors import ConfigModel, format_errors
-
-DIGEST = "sha256:" + "ab" * 32
-CANARY = {"strategy": "canary", "canary": {"version": "v2", "weight": 0}}
-
-
-def canary(weight: Any = 0, **extra: Any) -> dict[str, Any]:
-    return {"strategy": "canary", "canary": {"version": "v2", "weight": weight, **extra}}
-
-
-def blue_green(active: str = "blue", **extra: Any) -> dict[str, Any]:
-    return {"strategy": "blue-green", "blueGreen": {"active": active, **extra}}
+from tests.helpers import DIGEST, blue_green, canary
 
 
 def tracks(cfg: dict[str, Any] | None, replicas: int = 4) -> list[tuple[str, str, int, int, str]]:
@@ -96,7 +86,7 @@ def test_given_rolling_then_one_primary_track_and_no_preview() -> None:
     result = r.plan(r.parse(None), "v1@" + DIGEST, 2)
     assert (result.strategy, result.primary, result.preview) == ("rolling", "stable", None)
     assert dict(result.header_routes) == {}
-    assert result.track("stable").version == "v1@" + DIGEST
+    assert [t.version for t in result.tracks] == ["v1@" + DIGEST]
 
 
 @pytest.mark.parametrize(

@@ -5,13 +5,9 @@ status are these."""
 from __future__ import annotations
 
 import copy
-import json
 import re
 import subprocess
-import threading
-import urllib.parse
 from collections.abc import Iterator, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +18,10 @@ from rollout import commands
 from rollout.cli import main
 from rollout.health import HealthPolicy, QueryError, check, query
 from rollout.stack import EngineError, decode_config, diff, engine_env, error_tail
+from tests.helpers import DIGEST, FakePrometheus, canary
 
 ROOT = Path(__file__).resolve().parents[2]
-DIGEST = "sha256:" + "cd" * 32
-CANARY = {"strategy": "canary", "canary": {"version": "v2", "weight": 0}}
+CANARY = canary(0)
 BLUE_GREEN = {
     "strategy": "blue-green",
     "blueGreen": {"blue": "v1", "green": "v2", "active": "blue"},
@@ -101,72 +97,11 @@ class FakeStack:
         return [u.get("moontv:release", {}).get("canary", {}).get("weight") for u in self.ups]
 
 
-class FakePrometheus:
-    """`/api/v1/query` answering probe metrics from queues the test controls (the last value
-    repeats; None means no data), plus `/smoke` answering `smoke_status`."""
-
-    def __init__(self) -> None:
-        self.success: list[float | None] = [1.0]
-        self.latency: list[float | None] = [0.1]
-        self.smoke_status = 200
-        self.queries: list[str] = []
-        self.smoke_headers: list[dict[str, str]] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                url = urllib.parse.urlparse(self.path)
-                if url.path == "/smoke":
-                    fake.smoke_headers.append({k.lower(): v for k, v in self.headers.items()})
-                    self._send(fake.smoke_status, {})
-                    return
-                promql = urllib.parse.parse_qs(url.query)["query"][0]
-                fake.queries.append(promql)
-                if promql == "vector(1)":
-                    value: float | None = 1.0
-                elif "probe_success" in promql:
-                    value = fake._next(fake.success)
-                elif "probe_duration_seconds" in promql:
-                    value = fake._next(fake.latency)
-                else:
-                    self._send(400, {"status": "error", "error": "unknown query"})
-                    return
-                result = [] if value is None else [{"metric": {}, "value": [0, str(value)]}]
-                self._send(
-                    200, {"status": "success", "data": {"resultType": "vector", "result": result}}
-                )
-
-            def _send(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
-        self._thread.start()
-
-    @staticmethod
-    def _next(queue: list[float | None]) -> float | None:
-        return queue.pop(0) if len(queue) > 1 else queue[0]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join()
-
-
 @pytest.fixture
 def prometheus() -> Iterator[FakePrometheus]:
     fake = FakePrometheus()
     yield fake
-    fake.close()
+    fake.stop()
 
 
 def run(stack: FakeStack, *argv: str) -> int:
@@ -540,7 +475,7 @@ def test_given_prometheus_unreachable_when_auto_then_exit_2_and_config_untouched
 ) -> None:
     closed = FakePrometheus()
     url = closed.url
-    closed.close()
+    closed.stop()
     stack = FakeStack(CANARY)
     assert run(stack, "auto", "--prometheus", url, "--interval", "0s") == 2
     assert f"--prometheus: vector(1): cannot reach {url}" in capsys.readouterr().err

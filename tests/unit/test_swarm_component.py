@@ -12,6 +12,7 @@ import pytest
 
 from components import release
 from components.swarm import spec as sw
+from tests.helpers import both_colours, canary
 
 OWNER = "owner-Secret-1234"
 STORAGE = "storage-Secret-5678"
@@ -108,19 +109,6 @@ def weights(resources) -> dict[str, int]:
     return {e["name"]: e["weight"] for e in entries}
 
 
-CANARY = {"strategy": "canary", "canary": {"version": "v2"}}
-
-
-def canary(weight: int) -> dict:
-    return {"strategy": "canary", "canary": {"version": "v2", "weight": weight}}
-
-
-def blue_green(active: str, scale_down: bool = False) -> dict:
-    return {"strategy": "blue-green",
-            "blueGreen": {"blue": "v1", "green": "v2", "active": active,
-                          "scaleDownInactive": scale_down}}
-
-
 STATES = {
     "rolling": ({"strategy": "rolling"}, {"stable": 3}, {"moontv-stable": 100}),
     "canary-0": (canary(0), {"stable": 3, "canary": 3}, {"moontv-stable": 100}),
@@ -130,9 +118,9 @@ STATES = {
         {"strategy": "canary", "canary": {"version": "v2", "weight": 20, "replicas": 1}},
         {"stable": 3, "canary": 1}, {"moontv-stable": 80, "moontv-canary": 20}),
     "canary-100": (canary(100), {"stable": 3, "canary": 3}, {"moontv-canary": 100}),
-    "blue-active": (blue_green("blue"), {"blue": 3, "green": 3}, {"moontv-blue": 100}),
-    "green-active": (blue_green("green"), {"blue": 3, "green": 3}, {"moontv-green": 100}),
-    "scale-down-inactive": (blue_green("green", True), {"blue": 0, "green": 3},
+    "blue-active": (both_colours("blue"), {"blue": 3, "green": 3}, {"moontv-blue": 100}),
+    "green-active": (both_colours("green"), {"blue": 3, "green": 3}, {"moontv-green": 100}),
+    "scale-down-inactive": (both_colours("green", scaleDownInactive=True), {"blue": 0, "green": 3},
                             {"moontv-green": 100}),
 }
 

@@ -1,35 +1,20 @@
-"""Traefik dynamic configuration for Swarm, from release plans (pure)."""
+"""Traefik dynamic configuration for Swarm, rendered from the route table (pure)."""
 
 from __future__ import annotations
 
 import pytest
 import yaml
 
-from components import release
+from components import app_facts, release
 from components.swarm import traefik
+from tests.helpers import both_colours, canary
 
 HOST = "moontv.example.org"
 
 
-def plan_for(raw: dict, stable: str = "v1", replicas: int = 2) -> release.ReleasePlan:
-    return release.plan(release.parse(raw), stable, replicas)
-
-
-def canary(weight: int, cookie: str | None = None) -> release.ReleasePlan:
-    body: dict = {"version": "v2", "weight": weight}
-    if cookie:
-        body["cookie"] = cookie
-    return plan_for({"strategy": "canary", "canary": body})
-
-
-def blue_green(active: str, scale_down: bool = False) -> release.ReleasePlan:
-    return plan_for(
-        {
-            "strategy": "blue-green",
-            "blueGreen": {"blue": "v1", "green": "v2", "active": active,
-                          "scaleDownInactive": scale_down},
-        }
-    )
+def config_for(raw: dict) -> dict:
+    """When the edge configuration is rendered for release config ``raw``."""
+    return traefik.dynamic_config(release.plan(release.parse(raw), "v1", 2).routes(HOST))
 
 
 def default_weights(config: dict) -> dict[str, int]:
@@ -46,34 +31,34 @@ def default_weights(config: dict) -> dict[str, int]:
     ],
 )
 def test_given_canary_weight_then_default_route_weights_follow_the_plan(weight, expected):
-    config = traefik.traefik_dynamic_config(canary(weight), HOST)
+    config = config_for(canary(weight))
     assert default_weights(config) == expected
     assert config["http"]["routers"]["moontv"]["service"] == "moontv"
 
 
 @pytest.mark.parametrize("weight", [0, 20, 100])
 def test_given_canary_then_header_always_and_never_pin_tracks_above_the_weights(weight):
-    routers = traefik.traefik_dynamic_config(canary(weight), HOST)["http"]["routers"]
+    routers = config_for(canary(weight))["http"]["routers"]
     always, never = routers["moontv-header-always"], routers["moontv-header-never"]
     assert always["service"] == "moontv-canary"
     assert never["service"] == "moontv-stable"
-    assert "Header(`x-moontv-canary`, `always`)" in always["rule"]
+    assert always["rule"] == f"Host(`{HOST}`) && Header(`x-moontv-canary`, `always`)"
     assert "Header(`x-moontv-canary`, `never`)" in never["rule"]
     assert min(always["priority"], never["priority"]) > routers["moontv"]["priority"]
 
 
-def test_given_canary_cookie_then_cookie_routers_rank_between_header_and_default():
-    routers = traefik.traefik_dynamic_config(canary(20, cookie="moontv_canary"), HOST)
-    routers = routers["http"]["routers"]
+def test_given_canary_cookie_then_cookie_routers_use_the_tables_pattern_below_the_header():
+    routers = config_for(canary(20, cookie="moontv_canary"))["http"]["routers"]
     cookie = routers["moontv-cookie-always"]
     assert cookie["service"] == "moontv-canary"
-    assert "moontv_canary=always" in cookie["rule"]
+    assert cookie["rule"].endswith(
+        r"HeaderRegexp(`Cookie`, `(^|.*;\s*)moontv_canary=always(;.*|$)`)")
     assert routers["moontv"]["priority"] < cookie["priority"]
     assert cookie["priority"] < routers["moontv-header-always"]["priority"]
 
 
 def test_given_no_cookie_then_no_cookie_routers():
-    routers = traefik.traefik_dynamic_config(canary(20), HOST)["http"]["routers"]
+    routers = config_for(canary(20))["http"]["routers"]
     assert not [name for name in routers if "cookie" in name]
 
 
@@ -81,32 +66,38 @@ def test_given_no_cookie_then_no_cookie_routers():
 def test_given_blue_green_then_active_gets_all_traffic_and_preview_host_the_other(
     active, inactive
 ):
-    config = traefik.traefik_dynamic_config(blue_green(active), HOST)
+    config = config_for(both_colours(active))
     assert default_weights(config) == {f"moontv-{active}": 100}
     preview = config["http"]["routers"]["moontv-preview"]
     assert preview["service"] == f"moontv-{inactive}"
-    assert preview["rule"].startswith(f"Host(`preview.{HOST}`)")
+    assert preview["rule"] == f"Host(`preview.{HOST}`)"
     assert not [name for name in config["http"]["routers"] if "header" in name]
 
 
 def test_given_blue_green_scaled_down_inactive_then_no_preview_route_nor_backend():
-    config = traefik.traefik_dynamic_config(blue_green("green", scale_down=True), HOST)
-    assert "moontv-preview" not in config["http"]["routers"]
+    config = config_for(both_colours("green", scaleDownInactive=True))
+    assert set(config["http"]["routers"]) == {"moontv", "moontv-blocked"}
     assert set(config["http"]["services"]) == {"moontv", "moontv-green"}
 
 
 def test_given_rolling_then_one_backend_takes_everything():
-    config = traefik.traefik_dynamic_config(plan_for({"strategy": "rolling"}), HOST)
+    config = config_for({"strategy": "rolling"})
     assert default_weights(config) == {"moontv-stable": 100}
-    assert set(config["http"]["routers"]) == {"moontv"}
 
 
-@pytest.mark.parametrize("plan", [canary(20, cookie="c"), blue_green("blue")])
-def test_every_router_excludes_api_cron_and_every_backend_passes_the_host(plan):
-    config = traefik.traefik_dynamic_config(plan, HOST)["http"]
-    for router in config["routers"].values():
-        assert router["rule"].endswith("!(Path(`/api/cron`) || PathPrefix(`/api/cron/`))")
-        assert router["middlewares"] == [traefik.RETRY]
+@pytest.mark.parametrize("raw", [canary(20, cookie="c"), both_colours("blue")])
+def test_given_any_release_then_blocked_paths_outrank_every_rule_and_get_the_apps_404(raw):
+    config = config_for(raw)["http"]
+    for name, router in config["routers"].items():
+        if name.endswith("-blocked"):
+            assert router["rule"].endswith("(Path(`/api/cron`) || PathPrefix(`/api/cron/`))")
+            assert router["middlewares"] == [traefik.NOT_FOUND, traefik.RETRY]
+            assert router["priority"] == max(r["priority"] for r in config["routers"].values())
+        else:
+            assert "/api/cron" not in router["rule"]
+            assert router["middlewares"] == [traefik.RETRY]
+    assert config["middlewares"][traefik.NOT_FOUND] == {
+        "replacePath": {"path": app_facts.NOT_FOUND_PATH}}
     for name, service in config["services"].items():
         if name != "moontv":
             lb = service["loadBalancer"]
@@ -115,16 +106,10 @@ def test_every_router_excludes_api_cron_and_every_backend_passes_the_host(plan):
 
 
 def test_render_is_stable_yaml_and_a_weight_change_changes_the_hash():
-    one = traefik.render(traefik.traefik_dynamic_config(canary(20), HOST))
-    again = traefik.render(traefik.traefik_dynamic_config(canary(20), HOST))
-    other = traefik.render(traefik.traefik_dynamic_config(canary(25), HOST))
+    one = traefik.render(config_for(canary(20)))
+    again = traefik.render(config_for(canary(20)))
+    other = traefik.render(config_for(canary(25)))
     assert one == again
-    assert yaml.safe_load(one) == traefik.traefik_dynamic_config(canary(20), HOST)
+    assert yaml.safe_load(one) == config_for(canary(20))
     assert traefik.content_hash(one) == traefik.content_hash(again)
     assert traefik.content_hash(one) != traefik.content_hash(other)
-
-
-@pytest.mark.parametrize("host", ["", "Moontv.Example", "moontv example", "-x.org"])
-def test_given_a_bad_host_then_the_error_names_the_setting(host):
-    with pytest.raises(ValueError, match="traffic host: must be a lower-case DNS name"):
-        traefik.traefik_dynamic_config(canary(20), host)

@@ -1,5 +1,6 @@
-"""Traffic routing per release state: Gateway API weights and matches, ingress-nginx canary
-annotations, blue-green selectors — and a weight edit touching the route alone."""
+"""Traffic routing per release state, rendered from the one route table: Gateway API weights,
+overrides and blocked paths, ingress-nginx canary annotations, blue-green selectors — and a
+weight edit touching the route alone."""
 
 from __future__ import annotations
 
@@ -7,116 +8,148 @@ import json
 
 import pytest
 
-from tests.program import Run
+from components import app_facts
+from components.release import ReleasePlan, parse, plan
+from tests.helpers import both_colours, canary
+from tests.program import Run, Then, given
 
 HEADER = "x-moontv-canary"
+ANNOTATION = "nginx.ingress.kubernetes.io"
 
 
-def canary(weight: int, **extra) -> dict:
-    return {"moontv:release": {"strategy": "canary",
-                               "canary": {"version": "v100.1.2", "weight": weight, **extra}}}
+def rules(then: Then, route: str = "moontv") -> list[dict]:
+    rules: list[dict] = then.run.named("HTTPRoute", route).inputs["spec"]["rules"]
+    return rules
 
 
-def blue_green(active: str, **extra) -> dict:
-    return {"moontv:release": {"strategy": "blue-green", "blueGreen": {
-        "blue": "v100.1.1", "green": "v100.1.2", "active": active, **extra}}}
-
-
-def nginx(overrides: dict) -> dict:
-    return {**overrides, "moontv:traffic": {"host": "tv.example.com", "provider": "nginx"}}
-
-
-def default_backends(run: Run) -> dict[str, int]:
-    rule = run.named("HTTPRoute", "moontv").inputs["spec"]["rules"][-1]
-    return {ref["name"]: ref["weight"] for ref in rule["backendRefs"]}
-
-
-def header_rules(run: Run) -> dict[str, str]:
+def overrides(then: Then) -> dict[tuple[str, str], str]:
+    """(header name, value or pattern) -> Service, for every override rule."""
     out = {}
-    for rule in run.named("HTTPRoute", "moontv").inputs["spec"]["rules"]:
+    for rule in rules(then):
         for match in rule["matches"]:
             for header in match.get("headers", []):
-                if header["name"] == HEADER:
-                    out[header["value"]] = rule["backendRefs"][0]["name"]
+                out[(header["name"], header["value"])] = rule["backendRefs"][0]["name"]
     return out
 
 
+def nginx() -> dict:
+    return {"host": "tv.example.com", "provider": "nginx"}
+
+
 @pytest.mark.parametrize("weight", [0, 25, 50, 100])
-def test_given_canary_weight_then_the_route_sends_that_share_to_canary(run, weight):
-    r = run("dev", canary(weight))
-    assert default_backends(r) == {"moontv-stable": 100 - weight, "moontv-canary": weight}
-    assert header_rules(r) == {"always": "moontv-canary", "never": "moontv-stable"}
+def test_given_canary_weight_when_run_then_the_route_sends_that_share_to_canary(weight):
+    then = given("dev").with_release(canary(weight)).run()
+    then.then_weights(stable=100 - weight, canary=weight)
+    assert overrides(then) == {(HEADER, "always"): "moontv-canary",
+                               (HEADER, "never"): "moontv-stable"}
 
 
-def test_given_a_canary_cookie_then_the_route_matches_it(run):
-    r = run("dev", canary(10, cookie="moontv_canary"))
-    cookies = [h for rule in r.named("HTTPRoute", "moontv").inputs["spec"]["rules"]
-               for m in rule["matches"] for h in m.get("headers", []) if h["name"] == "cookie"]
-    assert {c["type"] for c in cookies} == {"RegularExpression"}
-    assert any("moontv_canary=always" in c["value"] for c in cookies)
+def test_given_a_canary_cookie_when_run_then_the_header_rules_come_before_the_cookie_rules():
+    then = given("dev").with_release(canary(10, cookie="moontv_canary")).run()
+    headers = [h for rule in rules(then)[1:-1] for m in rule["matches"] for h in m["headers"]]
+    assert [(h["name"], h["type"]) for h in headers] == [
+        (HEADER, "Exact"), (HEADER, "Exact"),
+        ("cookie", "RegularExpression"), ("cookie", "RegularExpression")]
+    assert headers[2]["value"] == r"(^|.*;\s*)moontv_canary=always(;.*|$)"
+
+
+def test_given_blue_green_preview_when_run_then_the_preview_host_has_its_own_route():
+    then = given("dev").with_release(both_colours("green")).run()
+    spec = then.run.named("HTTPRoute", "moontv-preview").inputs["spec"]
+    assert spec["hostnames"] == ["preview.moontv.dev.local"]
+    assert spec["rules"][-1]["backendRefs"] == [
+        {"kind": "Service", "name": "moontv-preview", "port": 80}]
+    then.then_weights(green=100).then_outputs(activeTrack="green", previewTrack="blue")
 
 
 @pytest.mark.parametrize("weight", [0, 50, 100])
-def test_given_nginx_and_canary_weight_then_the_canary_ingress_carries_it(run, weight):
-    r = run("dev", nginx(canary(weight)))
-    main = r.named("Ingress", "moontv")
-    ann = r.named("Ingress", "moontv-canary").inputs["metadata"]["annotations"]
-    assert ann["nginx.ingress.kubernetes.io/canary"] == "true"
-    assert ann["nginx.ingress.kubernetes.io/canary-weight"] == str(weight)
-    assert ann["nginx.ingress.kubernetes.io/canary-by-header"] == HEADER
+def test_given_nginx_and_canary_weight_when_run_then_the_canary_ingress_carries_it(weight):
+    run = given("dev").with_traffic(**nginx()).with_release(canary(weight)).run().run
+    main = run.named("Ingress", "moontv")
+    ann = run.named("Ingress", "moontv-canary").inputs["metadata"]["annotations"]
+    assert ann == {f"{ANNOTATION}/canary": "true", f"{ANNOTATION}/canary-weight": str(weight),
+                   f"{ANNOTATION}/canary-by-header": HEADER}
     # ingress-nginx: a canary Ingress shares host and path with the main one
-    canary_rule = r.named("Ingress", "moontv-canary").inputs["spec"]["rules"][0]
+    canary_rule = run.named("Ingress", "moontv-canary").inputs["spec"]["rules"][0]
     main_rule = main.inputs["spec"]["rules"][0]
     assert canary_rule["host"] == main_rule["host"] == "tv.example.com"
     assert canary_rule["http"]["paths"][0]["path"] == "/"
-    assert "nginx.ingress.kubernetes.io/canary" not in main.inputs["metadata"]["annotations"]
+    assert f"{ANNOTATION}/canary" not in main.inputs["metadata"]["annotations"]
 
 
-def test_given_nginx_then_api_cron_goes_to_a_service_without_endpoints(run):
-    r = run("dev", nginx({}))
-    paths = {p["path"]: p["backend"]["service"]["name"]
-             for p in r.named("Ingress", "moontv").inputs["spec"]["rules"][0]["http"]["paths"]}
-    assert paths == {"/": "moontv", "/api/cron": "moontv-blackhole"}
-    assert "selector" not in r.named("Service", "moontv-blackhole").inputs["spec"]
+def test_given_nginx_when_run_then_blocked_paths_are_rewritten_to_a_404_of_the_app():
+    run = given("dev").with_traffic(**nginx()).run().run
+    blocked = run.named("Ingress", "moontv-blocked").inputs
+    assert blocked["metadata"]["annotations"] == {
+        f"{ANNOTATION}/rewrite-target": app_facts.NOT_FOUND_PATH}
+    paths = blocked["spec"]["rules"][0]["http"]["paths"]
+    assert [(p["path"], p["backend"]["service"]["name"]) for p in paths] == [
+        ("/api/cron", "moontv-stable")]
+    assert [p["path"] for p in run.named("Ingress", "moontv").inputs["spec"]["rules"][0][
+        "http"]["paths"]] == ["/"]
 
 
 @pytest.mark.parametrize(("active", "preview"), [("blue", "green"), ("green", "blue")])
-def test_given_blue_green_then_services_select_active_and_preview(run, active, preview):
-    r = run("dev", blue_green(active))
+def test_given_blue_green_when_run_then_services_select_active_and_preview(active, preview):
+    then = given("dev").with_release(both_colours(active)).run()
     track = "moontv.io/track"
-    assert r.named("Service", "moontv").inputs["spec"]["selector"][track] == active
-    assert r.named("Service", "moontv-preview").inputs["spec"]["selector"][track] == preview
-    assert default_backends(r) == {f"moontv-{active}": 100, f"moontv-{preview}": 0}
-    preview_route = r.named("HTTPRoute", "moontv-preview").inputs["spec"]
-    assert preview_route["hostnames"] == ["preview.moontv.dev.local"]
-    assert r.outputs["activeTrack"] == active and r.outputs["previewTrack"] == preview
+    assert then.run.named("Service", "moontv").inputs["spec"]["selector"][track] == active
+    selector = then.run.named("Service", "moontv-preview").inputs["spec"]["selector"]
+    assert selector[track] == preview
+    then.then_weights(**{active: 100})
 
 
-def test_given_scale_down_inactive_then_the_idle_colour_has_no_replicas_nor_traffic(run):
-    r = run("dev", blue_green("blue", scaleDownInactive=True))
-    assert r.named("Deployment", "moontv-green").inputs["spec"]["replicas"] == 0
-    assert default_backends(r) == {"moontv-blue": 100}
-    assert not [s for s in r.kind("Service") if s.metadata_name == "moontv-preview"]
+def test_given_scale_down_inactive_when_run_then_the_idle_colour_has_no_replicas_nor_route():
+    then = given("dev").with_release(both_colours(scaleDownInactive=True)).run()
+    assert then.run.named("Deployment", "moontv-green").inputs["spec"]["replicas"] == 0
+    then.then_weights(blue=100)
+    assert [r.metadata_name for r in then.run.kind("HTTPRoute")] == ["moontv"]
+    assert not [s for s in then.run.kind("Service") if s.metadata_name == "moontv-preview"]
 
 
 def _by_name(run: Run) -> dict[str, str]:
     return {f"{r.type}::{r.name}": json.dumps(r.inputs, sort_keys=True) for r in run.resources}
 
 
-@pytest.mark.parametrize(("before", "after"), [
-    (canary(10), canary(25)),
-    (nginx(canary(10)), nginx(canary(25))),
-])
-def test_when_only_the_weight_changes_then_only_the_route_changes(run, before, after):
-    a, b = _by_name(run("dev", before)), _by_name(run("dev", after))
+@pytest.mark.parametrize("provider", [{}, nginx()])
+def test_when_only_the_weight_changes_then_only_the_route_changes(provider):
+    stack = given("dev").with_traffic(**provider)
+    a = _by_name(stack.with_release(canary(10)).run().run)
+    b = _by_name(stack.with_release(canary(25)).run().run)
     assert a.keys() == b.keys()
     changed = sorted(k for k in a if a[k] != b[k])
     assert len(changed) == 1, changed
     assert changed[0].split("::")[0].endswith((":HTTPRoute", ":Ingress"))
 
 
-def test_when_blue_green_switches_then_public_traffic_moves_in_one_route_edit(run):
-    a, b = _by_name(run("dev", blue_green("blue"))), _by_name(run("dev", blue_green("green")))
+def test_when_blue_green_switches_then_public_traffic_moves_in_one_route_edit():
+    stack = given("dev")
+    a = _by_name(stack.with_release(both_colours("blue")).run().run)
+    b = _by_name(stack.with_release(both_colours("green")).run().run)
     changed = sorted(k.split("::")[0].rsplit(":", 1)[-1] for k in a if a[k] != b[k])
-    # the route weights (public cutover) and the two in-cluster Service selectors
+    # the public route and the two in-cluster Service selectors; the preview route stays
     assert changed == ["HTTPRoute", "Service", "Service"], changed
+
+
+# --- the route table itself (pure) ---------------------------------------------------------------
+
+
+def plan_of(release: dict) -> ReleasePlan:
+    return plan(parse(release), "v1", 2)
+
+
+def test_given_canary_at_zero_when_routed_then_it_stays_a_backend_for_the_overrides():
+    table = plan_of(canary(0)).routes("tv.example.com")
+    public, preview = table.routes
+    assert (preview.name, preview.backends[0].track) == ("moontv-preview", "canary")
+    assert [(b.track, b.weight) for b in public.backends] == [("stable", 100), ("canary", 0)]
+    assert [(o.kind, o.value, o.track) for o in public.overrides] == [
+        ("header", "always", "canary"), ("header", "never", "stable")]
+    assert table.blocked == app_facts.BLOCKED_PATHS
+
+
+def test_given_blue_green_when_routed_then_the_preview_colour_is_only_on_the_preview_host():
+    public, preview = plan_of(both_colours("blue")).routes("tv.example.com").routes
+    assert [(b.track, b.weight) for b in public.backends] == [("blue", 100)]
+    assert (preview.host, preview.backends[0].track, preview.backends[0].weight) == (
+        "preview.tv.example.com", "green", None)

@@ -1,8 +1,11 @@
-"""Traffic providers: one protocol, one implementation per provider, one place that picks it.
+"""Traffic providers on Kubernetes: one protocol, one renderer per provider, one place that
+picks it.
 
-A provider gets the release plan (tracks and their weights) and declares the routing objects
-for it. Services are fixed: ``moontv-<track>`` per track, ``moontv`` for the primary track and
-``moontv-preview`` for the preview track. ``/api/cron`` is never routed publicly.
+A provider renders the release plan's :class:`~components.release.RouteTable` (hosts, blocked
+paths, overrides, weighted backends) as its routing objects and derives no rule of its own.
+Backends are the per-track Services ``moontv-<track>``; a host's only backend (the preview) is
+reached through the host's own Service (``moontv-preview``), so a blue-green switch edits the
+public route alone.
 """
 
 from __future__ import annotations
@@ -12,40 +15,35 @@ from typing import Protocol
 
 import pulumi
 
-from components import app_facts
-from components.release import ReleasePlan, Track
+from components import app_facts, naming
+from components.release import Backend, Route, RouteTable
 from components.settings import TrafficSettings
 
 SERVICE_PORT = app_facts.SERVICE_PORT
-CRON_PATH = app_facts.BLOCKED_PATHS[0]
 
 
 @dataclass(frozen=True)
 class RouteArgs:
     namespace: pulumi.Input[str]
-    instance: str
-    plan: ReleasePlan
+    table: RouteTable
     traffic: TrafficSettings
     labels: dict[str, str]
 
 
+def service(route: Route, backend: Backend) -> str:
+    """The Service that reaches ``backend`` of ``route``."""
+    return route.name if backend.weight is None else naming.track_name(backend.track)
+
+
 class Router(Protocol):
-    """Declares the routing resources for a plan (children of ``parent``)."""
+    """Declares the routing resources for a route table (children of ``parent``)."""
 
     def declare(self, name: str, args: RouteArgs, parent: pulumi.Resource) -> None: ...
 
 
-def routed_tracks(plan: ReleasePlan) -> list[Track]:
-    """Tracks that take part in weighted routing: every track that runs or receives traffic."""
-    return [t for t in plan.tracks if t.replicas > 0 or t.weight > 0]
-
-
-def preview_host(traffic: TrafficSettings) -> str:
-    return f"preview.{traffic.host}"
-
-
 def router_for(provider: str) -> Router:
-    """The one place that maps ``moontv:traffic.provider`` to its implementation."""
+    """The one place that maps ``moontv:traffic.provider`` to its renderer (Swarm has one edge,
+    :mod:`components.swarm.traefik`)."""
     from components.kubernetes.traffic import gateway, nginx
 
     routers: dict[str, Router] = {"gateway": gateway.GatewayRouter(), "nginx": nginx.NginxRouter()}

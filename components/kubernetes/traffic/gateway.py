@@ -1,4 +1,9 @@
-"""Gateway API provider: an HTTPRoute with weighted ``backendRefs`` and header-match rules."""
+"""Gateway API provider: one HTTPRoute per host of the route table.
+
+Rules: the blocked paths rewritten (``URLRewrite``, ``ReplaceFullPath``) to a path the app answers
+with 404 (a rule without backends would answer 500), one rule per override, then the weighted
+``backendRefs``. The blocked rule has the longest path prefix, so it wins over the others.
+"""
 
 from __future__ import annotations
 
@@ -8,71 +13,56 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import naming
-from components.kubernetes.traffic import (
-    CRON_PATH,
-    SERVICE_PORT,
-    RouteArgs,
-    preview_host,
-    routed_tracks,
-)
+from components.kubernetes.traffic import SERVICE_PORT, RouteArgs, service
+from components.release import Override, Route, RouteTable
 
 API_VERSION = "gateway.networking.k8s.io/v1"
 
 
-def _backend(service: str, weight: int | None = None) -> dict[str, Any]:
-    ref: dict[str, Any] = {"kind": "Service", "name": service, "port": SERVICE_PORT}
+def _backend(name: str, weight: int | None = None) -> dict[str, Any]:
+    ref: dict[str, Any] = {"kind": "Service", "name": name, "port": SERVICE_PORT}
     if weight is not None:
         ref["weight"] = weight
     return ref
 
 
-def route_rules(args: RouteArgs) -> list[dict[str, Any]]:
-    """Rules in precedence order: cron blocked, header/cookie overrides, then weighted default."""
-    plan = args.plan
-    # A rule without backendRefs forwards nothing: the gateway answers it with an error status.
-    rules: list[dict[str, Any]] = [
-        {"matches": [{"path": {"type": "PathPrefix", "value": CRON_PATH}}]}
-    ]
-    for value, track in sorted(plan.header_routes.items()):
-        matches = [{"path": {"type": "PathPrefix", "value": "/"},
-                    "headers": [{"type": "Exact", "name": plan.header, "value": value}]}]
-        if plan.cookie:
-            matches.append({"path": {"type": "PathPrefix", "value": "/"}, "headers": [{
-                "type": "RegularExpression", "name": "cookie",
-                "value": f"(^|.*;\\s*){plan.cookie}={value}(;.*|$)"}]})
-        rules.append({"matches": matches,
-                      "backendRefs": [_backend(naming.track_name(track))]})
-    rules.append({
-        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-        "backendRefs": [_backend(naming.track_name(t.name), t.weight)
-                        for t in routed_tracks(plan)],
-    })
+def _prefix(path: str) -> dict[str, Any]:
+    return {"path": {"type": "PathPrefix", "value": path}}
+
+
+def _header(override: Override) -> dict[str, str]:
+    if override.kind == "header":
+        return {"type": "Exact", "name": override.name, "value": override.value}
+    return {"type": "RegularExpression", "name": "cookie", "value": override.pattern}
+
+
+def route_rules(route: Route, table: RouteTable) -> list[dict[str, Any]]:
+    rewrite = {"path": {"type": "ReplaceFullPath", "replaceFullPath": table.not_found}}
+    rules: list[dict[str, Any]] = [{
+        "matches": [_prefix(path) for path in table.blocked],
+        "filters": [{"type": "URLRewrite", "urlRewrite": rewrite}],
+        "backendRefs": [_backend(service(route, route.backends[0]))],
+    }]
+    rules += [{"matches": [{**_prefix("/"), "headers": [_header(o)]}],
+               "backendRefs": [_backend(naming.track_name(o.track))]} for o in route.overrides]
+    rules.append({"matches": [_prefix("/")],
+                  "backendRefs": [_backend(service(route, b), b.weight) for b in route.backends]})
     return rules
 
 
 class GatewayRouter:
     def declare(self, name: str, args: RouteArgs, parent: pulumi.Resource) -> None:
-        t = args.traffic
-        parent_ref: dict[str, Any] = {"name": t.gateway.name, "namespace": t.gateway.namespace}
-        if t.gateway.section_name:
-            parent_ref["sectionName"] = t.gateway.section_name
-        opts = pulumi.ResourceOptions(parent=parent)
-
-        def route(resource: str, route_name: str, host: str, rules: list[dict[str, Any]]) -> None:
+        gateway = args.traffic.gateway
+        parent_ref: dict[str, Any] = {"name": gateway.name, "namespace": gateway.namespace}
+        if gateway.section_name:
+            parent_ref["sectionName"] = gateway.section_name
+        for route in args.table.routes:
             k8s.apiextensions.CustomResource(
-                resource,
+                f"{name}-route" if route.role == "public" else f"{name}-{route.role}-route",
                 api_version=API_VERSION,
                 kind="HTTPRoute",
-                metadata={"name": route_name, "namespace": args.namespace,
-                          "labels": args.labels},
-                spec={"parentRefs": [parent_ref], "hostnames": [host], "rules": rules},
-                opts=opts,
+                metadata={"name": route.name, "namespace": args.namespace, "labels": args.labels},
+                spec={"parentRefs": [parent_ref], "hostnames": [route.host],
+                      "rules": route_rules(route, args.table)},
+                opts=pulumi.ResourceOptions(parent=parent),
             )
-
-        route(f"{name}-route", naming.PRIMARY_SERVICE, t.host, route_rules(args))
-        if args.plan.preview:
-            route(f"{name}-preview-route", naming.PREVIEW_SERVICE, preview_host(t), [
-                {"matches": [{"path": {"type": "PathPrefix", "value": CRON_PATH}}]},
-                {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                 "backendRefs": [_backend(naming.PREVIEW_SERVICE)]},
-            ])
