@@ -326,7 +326,7 @@ def test_given_storage_listening_when_the_app_starts_then_settings_are_exported_
 @pytest.mark.parametrize(("status", "healthy"), [(200, True), (302, True), (503, False)])
 def test_the_app_healthcheck_runs_with_node_alone_and_follows_the_login_status(status, healthy):
     from tests.conftest import require_tools
-    from tests.integration.local_http import LocalServer, QuietHandler
+    from tests.helpers import LocalServer, QuietHandler
 
     require_tools(("node",))
 
