@@ -238,6 +238,9 @@ class ReleasePlan:
     header_routes: Mapping[str, str]  # header value -> track name
     cookie: str | None  # optional canary cookie name
 
+    def track(self, name: str) -> Track:
+        return next(t for t in self.tracks if t.name == name)
+
     @property
     def weights(self) -> dict[str, int]:
         return {t.name: t.weight for t in self.tracks}
