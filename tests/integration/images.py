@@ -516,7 +516,7 @@ def import_into_containerd(
     Namespace ``k8s.io`` is where the kubelet (CRI) looks; a pod then runs the image with
     ``imagePullPolicy: IfNotPresent`` (or ``Never``) and no registry.
     """
-    cmd = ["ctr", "-a", str(socket), "-n", namespace, "images", "import", "--digests"]
+    cmd = ["ctr", "-a", str(socket), "-n", namespace, "images", "import"]
     if snapshotter:
         cmd.append(f"--snapshotter={snapshotter}")
     out = _run([*cmd, str(tarball)], timeout=600, what=f"ctr images import {Path(tarball).name}")

@@ -589,7 +589,8 @@ def test_a_tarball_imports_into_a_containerd_under_its_ref(
             check=True,
             timeout=30,
         ).stdout
-        assert images.REDIS in listed.split(), (refs, listed)
+        assert refs == [images.REDIS]
+        assert listed.split() == [images.REDIS]
     finally:
         proc.terminate()
         proc.wait(timeout=30)
