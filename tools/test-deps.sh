@@ -2,7 +2,7 @@
 # Install the Debian packages the test suite runs for real (idempotent; quiet when present).
 set -euo pipefail
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then
-  echo "Usage: tools/test-deps.sh   (installs redis-server, prometheus, blackbox exporter, alertmanager, docker.io, busybox, nodejs, debootstrap when missing)"
+  echo "Usage: tools/test-deps.sh   (installs redis-server, prometheus, blackbox exporter, alertmanager, docker.io, busybox, nodejs, debootstrap, apache2-utils (ab) when missing)"
   exit 0
 fi
 declare -A wanted=(
@@ -13,6 +13,7 @@ declare -A wanted=(
   [amtool]=prometheus-alertmanager
   [dockerd]=docker.io
   [busybox]=busybox-static
+  [ab]=apache2-utils
   [node]=nodejs
   [debootstrap]=debootstrap
 )
