@@ -137,8 +137,13 @@ def _digest(*parts: bytes | str) -> str:
     return h.hexdigest()
 
 
+#: Build outputs a local build of a fixture leaves behind: not inputs.
+_NOT_INPUTS = {"node_modules", ".next"}
+
+
 def _tree_digest(root: Path) -> str:
-    files = sorted(p for p in root.rglob("*") if p.is_file() and "node_modules" not in p.parts)
+    """A hash of every file's path and bytes under ``root`` (build outputs left out)."""
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not _NOT_INPUTS & set(p.parts))
     return _digest(*(x for p in files for x in (str(p.relative_to(root)), p.read_bytes())))
 
 
@@ -334,9 +339,7 @@ def build_app(ref: str, version: str, fault: str = "none") -> Path:
     def build() -> None:
         with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
             context = Path(tmp) / "app"
-            shutil.copytree(
-                APP_FIXTURE, context, ignore=shutil.ignore_patterns("node_modules", ".next")
-            )
+            shutil.copytree(APP_FIXTURE, context, ignore=shutil.ignore_patterns(*_NOT_INPUTS))
             lib = context / "src" / "lib"
             (lib / "version.js").write_text(
                 re.sub(
