@@ -266,12 +266,38 @@ class Storage(pulumi.ComponentResource):
             {"name": "script", "configMap": {"name": script.metadata.name}},
             {"name": "keys", "secret": {"secretName": keys.metadata.name}},
         ]
+        # backup: on the schedule. restore: suspended, run on demand (docs/runbooks):
+        # `kubectl create job --from=cronjob/<service>-restore …` loads the newest backup.
+        modes = {
+            "backup": (False, [{"name": "BACKUP_RETENTION", "value": str(s.backup.retention)},
+                               *env]),
+            "restore": (True, env[:2]),
+        }
+        for mode, (suspend, mode_env) in modes.items():
+            self._tool_cronjob(
+                f"{name}-{mode}-job" if mode == "backup" else f"{name}-restore",
+                f"{service_name}-{mode}", mode, suspend,
+                (args, labels, url_secret.metadata.name, claim.metadata.name),
+                (mode_env, tool_mounts, tool_volumes), child)
+        if s.backup.drill.enabled:
+            self._drill(name, args, service_name, claim.metadata.name,
+                        (env[:2], tool_mounts, tool_volumes), child)
+
+    def _tool_cronjob(self, resource: str, cron_name: str, mode: str, suspend: bool,
+                      target: tuple[StorageArgs, dict[str, str], Any, Any],
+                      tool: tuple[list[dict[str, Any]], list[dict[str, Any]],
+                                  list[dict[str, Any]]],
+                      child: pulumi.ResourceOptions) -> None:
+        """A CronJob running ``storage-tool.js <mode> /backup`` against the storage."""
+        args, labels, url_secret, claim = target
+        env, mounts, volumes = tool
+        s = args.storage
         k8s.batch.v1.CronJob(
-            f"{name}-backup-job",
-            metadata={"name": f"{service_name}-backup", "namespace": args.namespace,
-                      "labels": labels},
+            resource,
+            metadata={"name": cron_name, "namespace": args.namespace, "labels": labels},
             spec={
                 "schedule": s.backup.schedule,
+                "suspend": suspend,
                 "concurrencyPolicy": "Forbid",
                 "successfulJobsHistoryLimit": 3,
                 "failedJobsHistoryLimit": 3,
@@ -283,28 +309,28 @@ class Storage(pulumi.ComponentResource):
                             **pod.pod_defaults(uid=app_facts.UID),
                             "restartPolicy": "OnFailure",
                             "containers": [{
-                                "name": "backup",
+                                "name": mode,
                                 "image": args.tool_image,
-                                "command": ["node", f"{SCRIPT_DIR}/{SCRIPT.name}", "backup",
+                                "command": ["node", f"{SCRIPT_DIR}/{SCRIPT.name}", mode,
                                             "/backup"],
                                 "env": [
                                     {"name": "STORAGE_URL", "valueFrom": {"secretKeyRef": {
-                                        "name": url_secret.metadata.name, "key": "STORAGE_URL"}}},
-                                    {"name": "BACKUP_RETENTION", "value": str(s.backup.retention)},
+                                        "name": url_secret, "key": "STORAGE_URL"}}},
                                     *env,
                                 ],
                                 "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
                                               "limits": {"cpu": "500m", "memory": "256Mi"}},
                                 "securityContext": pod.container_security(),
                                 "volumeMounts": [
-                                    {"name": "backup", "mountPath": "/backup"},
-                                    *tool_mounts,
+                                    {"name": "backup", "mountPath": "/backup",
+                                     "readOnly": mode == "restore"},
+                                    *mounts,
                                 ],
                             }],
                             "volumes": [
                                 {"name": "backup", "persistentVolumeClaim": {
-                                    "claimName": claim.metadata.name}},
-                                *tool_volumes,
+                                    "claimName": claim}},
+                                *volumes,
                             ],
                         },
                     },
@@ -312,9 +338,6 @@ class Storage(pulumi.ComponentResource):
             },
             opts=child,
         )
-        if s.backup.drill.enabled:
-            self._drill(name, args, service_name, claim.metadata.name,
-                        (env[:2], tool_mounts, tool_volumes), child)
 
     def _drill(self, name: str, args: StorageArgs, service_name: str,
                claim: pulumi.Input[str],

@@ -142,3 +142,15 @@ def test_given_bad_backup_settings_then_the_key_and_what_is_accepted_are_named(
     found = [p for p in exc.value.problems if p.startswith(key)]
     assert found and hint in found[0], exc.value.problems
     assert "short" not in " ".join(exc.value.problems) or path != "backupKeys"
+
+
+def test_given_backups_then_a_suspended_restore_cronjob_loads_the_newest_on_demand(run):
+    r = run("dev", backup())
+    job = r.named("CronJob", "moontv-kvrocks-restore").inputs["spec"]
+    assert job["suspend"] is True
+    [container] = job["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["command"][-2:] == ["restore", "/backup"]
+    env = _env(container)
+    assert env["BACKUP_KEY_ID"] == "k1" and "S3_BUCKET" not in env
+    assert {"name": "backup", "mountPath": "/backup", "readOnly": True} in container["volumeMounts"]
+    assert r.named("CronJob", "moontv-kvrocks-backup").inputs["spec"]["suspend"] is False
