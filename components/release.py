@@ -41,6 +41,8 @@ OverrideKind = Literal["header", "cookie"]
 Action = Literal["stage", "set-weight", "promote", "rollback", "abort", "switch"]
 
 KEY = "moontv:release"
+#: Upper bound of every replica count (the same as ``moontv:replicas``).
+MAX_REPLICAS = 50
 HEADER: Literal["x-moontv-canary"] = "x-moontv-canary"
 ALLOW_LATEST = "allow_latest"
 """Validation context key: ``model_validate(data, context={ALLOW_LATEST: True})`` accepts the
@@ -143,7 +145,7 @@ class CanarySettings(ConfigModel):
     weight: Annotated[int, int_range(0, 100)] = 0
     header: Literal["x-moontv-canary"] = HEADER
     cookie: Annotated[str, BeforeValidator(_cookie)] | None = None
-    replicas: Annotated[int, int_range(1)] | None = None
+    replicas: Annotated[int, int_range(1, MAX_REPLICAS)] | None = None
 
     @model_validator(mode="after")
     def _weight_needs_version(self) -> CanarySettings:
@@ -163,7 +165,7 @@ class BlueGreenSettings(ConfigModel):
     green: Version | None = None
     active: Colour = "blue"
     scale_down_inactive: bool = False
-    preview_replicas: Annotated[int, int_range(1)] | None = None
+    preview_replicas: Annotated[int, int_range(1, MAX_REPLICAS)] | None = None
 
     def version_of(self, colour: Colour) -> str | None:
         return self.blue if colour == "blue" else self.green

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 
 import pulumi
 import pydantic
+from kubernetes.utils.quantity import parse_quantity
 from pydantic import AfterValidator, Field, model_validator
 
 from components import release as release_model
@@ -109,14 +110,33 @@ class OwnerSettings(ConfigModel):
     username: UserName = "admin"
 
 
-class ComputeQuantities(ConfigModel):
-    cpu: CpuQuantity
-    memory: MemQuantity
+class Requests(ConfigModel):
+    """``resources.requests``: a key left out keeps its documented default."""
+
+    cpu: CpuQuantity = "100m"
+    memory: MemQuantity = "256Mi"
+
+
+class Limits(ConfigModel):
+    """``resources.limits``: a key left out keeps its documented default."""
+
+    cpu: CpuQuantity = "1"
+    memory: MemQuantity = "768Mi"
 
 
 class ResourceSettings(ConfigModel):
-    requests: ComputeQuantities = ComputeQuantities(cpu="100m", memory="256Mi")
-    limits: ComputeQuantities = ComputeQuantities(cpu="1", memory="768Mi")
+    requests: Requests = Requests()
+    limits: Limits = Limits()
+
+    def problems(self) -> list[str]:
+        """Limits below requests (the scheduler would refuse the pods)."""
+        return [
+            f"{PREFIX}resources.limits.{name}: must not be below resources.requests.{name} "
+            f"({getattr(self.requests, name)}), got {getattr(self.limits, name)!r}"
+            for name in ("cpu", "memory")
+            if parse_quantity(getattr(self.limits, name))
+            < parse_quantity(getattr(self.requests, name))
+        ]
 
 
 class AutoscalingSettings(ConfigModel):
@@ -303,7 +323,7 @@ class MoonTVSettings(ConfigModel):
     image: ImageSettings
     site: SiteSettings = SiteSettings()
     owner: OwnerSettings = OwnerSettings()
-    replicas: Annotated[int, int_range(1, 50)] = 1
+    replicas: Annotated[int, int_range(1, release_model.MAX_REPLICAS)] = 1
     resources: ResourceSettings = ResourceSettings()
     autoscaling: AutoscalingSettings = AutoscalingSettings()
     storage: StorageSettings = StorageSettings()
@@ -404,6 +424,95 @@ def _unprotected_secrets(raw: dict[str, Any]) -> list[str]:
     ]
 
 
+#: Keys only one platform reads: set on the other platform they are refused, not ignored.
+KUBERNETES_ONLY = (
+    "kubernetes", "autoscaling", "networkPolicy", "image.pullPolicy", "traffic.provider",
+    "traffic.gateway", "traffic.ingressClass", "traffic.controllerNamespace", "traffic.tls",
+    "storage.size", "storage.persistent", "storage.storageClass", "storage.exporterImage",
+    "storage.backup",
+)
+SWARM_ONLY = ("swarm",)
+#: Keys each traffic provider ignores (Gateway TLS lives on the Gateway's listener).
+PROVIDER_IGNORES = {
+    "gateway": ("traffic.ingressClass", "traffic.tls.secretName"),
+    "nginx": ("traffic.gateway",),
+}
+#: Keys each storage kind ignores.
+STORAGE_IGNORES = {
+    "kvrocks": ("storage.externalType", "storage.redisImage", "storageUrl"),
+    "redis": ("storage.externalType", "storage.kvrocksImage", "storageUrl"),
+    "external": ("storage.kvrocksImage", "storage.redisImage", "storage.exporterImage",
+                 "storage.size", "storage.persistent", "storage.storageClass", "storage.backup"),
+}
+
+
+def is_set(model: pydantic.BaseModel, path: str) -> bool:
+    """Whether the stack file sets the dotted camelCase ``path`` (a default does not count)."""
+    node: Any = model
+    for part in path.split("."):
+        if not isinstance(node, pydantic.BaseModel):
+            return False
+        fields = type(node).model_fields
+        name = next((n for n, f in fields.items() if (f.alias or n) == part), None)
+        if name is None or name not in node.model_fields_set or getattr(node, name) is None:
+            return False
+        node = getattr(node, name)
+    return True
+
+
+def ignored_keys(model: MoonTVSettings) -> list[str]:
+    """Keys set in the stack that the chosen platform, strategy, provider or storage would
+    ignore: each is an error saying what reads it."""
+    c = model
+    remove = "remove it"
+    rules: list[tuple[tuple[str, ...], str]] = [
+        (KUBERNETES_ONLY if c.platform == "swarm" else SWARM_ONLY,
+         f"is not read on the {c.platform} platform: {remove}"),
+        (STORAGE_IGNORES[c.storage.kind],
+         f"is not read with storage.kind {c.storage.kind}: {remove}"),
+    ]
+    if c.platform == "kubernetes":
+        rules.append((PROVIDER_IGNORES[c.traffic.provider],
+                      f"is not read by the {c.traffic.provider} traffic provider: {remove}"))
+        if not c.autoscaling.enabled:
+            rules.append((tuple(f"autoscaling.{k}" for k in
+                                ("minReplicas", "maxReplicas", "targetCpu", "targetMemory")),
+                          f"is read only when autoscaling.enabled is true: {remove}"))
+        if not c.storage.backup.enabled:
+            rules.append((tuple(f"storage.backup.{k}" for k in
+                                ("schedule", "retention", "size", "keyId", "offsite", "drill")),
+                          f"is read only when storage.backup.enabled is true: {remove}"))
+    strategies = {"canary": "release.canary", "blue-green": "release.blueGreen"}
+    rules += [((key,), f"is read only by strategy {strategy}, not {c.release.strategy}: "
+                       f"{remove} or change release.strategy")
+              for strategy, key in strategies.items() if c.release.strategy != strategy]
+    problems = [f"{PREFIX}{key}: {reason}" for keys, reason in rules for key in keys
+                if is_set(c, key)]
+    if c.traffic.provider == "gateway" and c.platform == "kubernetes" and c.traffic.tls.issuer:
+        problems.append(
+            f"{PREFIX}traffic.tls.issuer: the gateway provider attaches routes to a Gateway this "
+            "program does not own, so it cannot request its certificate: set the certificate on "
+            "the Gateway's HTTPS listener (cert-manager's gateway-shim reads the "
+            "cert-manager.io/cluster-issuer annotation on the Gateway), and remove this key; "
+            "or use traffic.provider nginx"
+        )
+    return problems
+
+
+def _gateway_reference(model: MoonTVSettings) -> list[str]:
+    """A cluster stack with the gateway provider names its Gateway: the default rarely exists."""
+    c = model
+    if c.platform != "kubernetes" or c.traffic.provider != "gateway" or c.kubernetes.render_dir:
+        return []
+    return [
+        f"{PREFIX}traffic.gateway.{key}: required on a cluster stack with the gateway provider: "
+        f"the {key} of the Gateway the routes attach to (the default {default!r} rarely exists)"
+        for key, default in (("name", c.traffic.gateway.name),
+                             ("namespace", c.traffic.gateway.namespace))
+        if not is_set(c, f"traffic.gateway.{key}")
+    ]
+
+
 def cross_checks(model: MoonTVSettings) -> list[str]:
     """Rules that span several keys or depend on the environment."""
     problems = []
@@ -416,11 +525,7 @@ def cross_checks(model: MoonTVSettings) -> list[str]:
                 )
         if model.replicas < 3:
             problems.append(f"{PREFIX}replicas: prod requires at least 3, got {model.replicas}")
-    if not model.storage.persistent and model.platform == "swarm":
-        problems.append(
-            f"{PREFIX}storage.persistent: false is Kubernetes-only (an emptyDir); on the swarm "
-            "platform storage is a named volume, remove the key"
-        )
+    problems += ignored_keys(model) + _gateway_reference(model) + model.resources.problems()
     if model.storage.kind == "external" and model.storage_url is None:
         problems.append(
             f"{PREFIX}storageUrl: required when storage.kind is 'external' "

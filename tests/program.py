@@ -30,7 +30,7 @@ OWNER_PASSWORD = "owner-Secret-Passw0rd-42"
 EXTERNAL_URL = "redis://:ext-Secret-9f8e7d@redis.example.com:6379"
 
 
-def _program():
+def load_program():
     spec = importlib.util.spec_from_file_location("moontv_program", ROOT / "__main__.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -168,7 +168,7 @@ def run_stack(stack: str, overrides: dict[str, Any] | None = None,
     config.update(secrets or {})
     run.secrets.extend((secrets or {}).values())
     pulumi.runtime.set_mocks(RecordingMocks(run), project="moontv", stack=stack, preview=False)
-    program = _program()
+    program = load_program()
 
     @pulumi.runtime.test
     def go():

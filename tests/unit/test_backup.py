@@ -138,7 +138,7 @@ def test_given_bad_backup_settings_then_the_key_and_what_is_accepted_are_named(
     path, value, key, hint
 ):
     with pytest.raises(ConfigError) as exc:
-        settings.validate(with_(raw(), path, value))
+        settings.validate(with_(with_(raw(), "storage.backup.enabled", True), path, value))
     found = [p for p in exc.value.problems if p.startswith(key)]
     assert found and hint in found[0], exc.value.problems
     assert "short" not in " ".join(exc.value.problems) or path != "backupKeys"

@@ -272,7 +272,8 @@ def test_given_dns_pods_elsewhere_then_that_namespace_is_allowed(run):
     ({"servers": ["1.1.1.1/32"]}, "moontv:networkPolicy.dns.servers: unknown key"),
 ])
 def test_given_a_bad_dns_setting_then_the_key_and_what_is_accepted_are_named(dns, expected):
-    raw = {"environment": "dev", "image": {"tag": "latest"}, "networkPolicy": {"dns": dns}}
+    raw = {"environment": "dev", "image": {"tag": "latest"}, "networkPolicy": {"dns": dns},
+           "kubernetes": {"renderDir": "rendered/dev"}}
     if expected is None:
         settings.validate(raw)
         return

@@ -199,7 +199,7 @@ def test_given_bad_plan_arguments_then_release_error(
         ),
         (
             blue_green(blue="v1", previewReplicas=0),
-            ["moontv:release.blueGreen.previewReplicas: must be an integer >= 1, got 0"],
+            ["moontv:release.blueGreen.previewReplicas: must be an integer 1..50, got 0"],
         ),
         (
             canary(0, header="x-other"),

@@ -95,7 +95,7 @@ def test_given_ephemeral_storage_on_swarm_then_the_key_is_refused() -> None:
     with pytest.raises(ConfigError) as exc:
         settings.validate(raw)
     assert any(
-        p.startswith("moontv:storage.persistent: false is Kubernetes-only")
+        p.startswith("moontv:storage.persistent: is not read on the swarm platform")
         for p in exc.value.problems
     ), exc.value.problems
 

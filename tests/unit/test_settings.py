@@ -22,6 +22,7 @@ from tests.program import (
     RecordingMocks,
     Run,
     language_host_config,
+    load_program,
     run_stack,
     stack_config,
 )
@@ -156,7 +157,8 @@ def test_given_a_secret_key_set_without_secret_then_the_program_refuses_it():
 
 
 def test_given_defaults_then_storage_is_kvrocks_and_traffic_is_gateway():
-    model = settings.validate({"environment": "dev", "image": {"tag": "v1"}})
+    model = settings.validate({"environment": "dev", "image": {"tag": "v1"},
+                               "kubernetes": {"renderDir": "rendered/dev"}})
     assert model.storage.kind == "kvrocks"
     assert model.traffic.provider == "gateway"
     assert model.image.version == "v1"
@@ -272,3 +274,135 @@ def test_given_every_settings_model_then_no_field_is_checked_by_a_pattern_withou
     assert patterns_without_words(Bare) == ["Bare.name"]  # the check sees a raw pattern
     # Use components.errors.matching(pattern, words) instead.
     assert patterns_without_words(settings.MoonTVSettings) == []
+
+
+# --- contradictions: keys something would ignore, limits, references, bounds -------------------
+
+SWARM = {"platform": "swarm", "kubernetes": None, "traffic.provider": None,
+         "traffic.gateway": None}
+GATEWAY = {"traffic.gateway": {"name": "public", "namespace": "gateway-system"}}
+
+CONTRADICTIONS = [
+    # (stack, {key path: value, None removes it}, key named, words in the message)
+    ("dev", {**SWARM, "kubernetes.context": "prod"}, "moontv:kubernetes",
+     "not read on the swarm platform"),
+    ("dev", {**SWARM, "autoscaling.enabled": True}, "moontv:autoscaling", "swarm platform"),
+    ("dev", {**SWARM, "traffic.provider": "nginx"}, "moontv:traffic.provider", "swarm platform"),
+    ("dev", {**SWARM, "traffic.tls.secretName": "tls"}, "moontv:traffic.tls", "swarm platform"),
+    ("dev", {**SWARM, "storage.backup.retention": 3}, "moontv:storage.backup", "swarm platform"),
+    ("dev", {**SWARM, "networkPolicy.dns.cidrs": []}, "moontv:networkPolicy", "swarm platform"),
+    ("dev", {"swarm.httpPort": 8080}, "moontv:swarm", "not read on the kubernetes platform"),
+    ("dev", {"release.canary.weight": 0}, "moontv:release.canary",
+     "read only by strategy canary, not rolling"),
+    ("staging", {"release.blueGreen": {"blue": "v100.1.1"}}, "moontv:release.blueGreen",
+     "read only by strategy blue-green, not canary"),
+    ("prod", {"release.canary": {"weight": 0}}, "moontv:release.canary",
+     "read only by strategy canary, not blue-green"),
+    ("dev", {"traffic.ingressClass": "nginx"}, "moontv:traffic.ingressClass",
+     "not read by the gateway traffic provider"),
+    ("dev", {"traffic.tls.secretName": "moontv-tls"}, "moontv:traffic.tls.secretName",
+     "not read by the gateway traffic provider"),
+    ("dev", {"traffic.provider": "nginx", "traffic.gateway.name": "public"},
+     "moontv:traffic.gateway", "not read by the nginx traffic provider"),
+    ("staging", {"traffic.tls.issuer": "letsencrypt"}, "moontv:traffic.tls.issuer",
+     "does not own"),
+    ("dev", {"resources.limits.cpu": "50m"}, "moontv:resources.limits.cpu",
+     "must not be below resources.requests.cpu (100m)"),
+    ("dev", {"resources.limits.memory": "128Mi"}, "moontv:resources.limits.memory",
+     "must not be below resources.requests.memory (256Mi)"),
+    ("dev", {"resources.requests.memory": "2Gi"}, "moontv:resources.limits.memory",
+     "must not be below resources.requests.memory (2Gi)"),
+    ("staging", {"traffic.gateway": None}, "moontv:traffic.gateway.name",
+     "required on a cluster stack with the gateway provider"),
+    ("staging", {"traffic.gateway.namespace": None}, "moontv:traffic.gateway.namespace",
+     "required on a cluster stack"),
+    ("dev", {"kubernetes": {"context": "dev"}}, "moontv:traffic.gateway.name",
+     "'moontv-gateway' rarely exists"),
+    ("staging", {"release.canary.replicas": 51}, "moontv:release.canary.replicas",
+     "an integer 1..50"),
+    ("prod", {"release.blueGreen.previewReplicas": 1000},
+     "moontv:release.blueGreen.previewReplicas", "an integer 1..50"),
+    ("dev", {"replicas": 51}, "moontv:replicas", "an integer 1..50"),
+    ("staging", {"autoscaling.maxReplicas": 101}, "moontv:autoscaling.maxReplicas",
+     "an integer 1..100"),
+    ("dev", {"autoscaling.minReplicas": 2}, "moontv:autoscaling.minReplicas",
+     "only when autoscaling.enabled is true"),
+    ("dev", {"storage.backup.retention": 3}, "moontv:storage.backup.retention",
+     "only when storage.backup.enabled is true"),
+    ("dev", {"storage.redisImage": "redis:7"}, "moontv:storage.redisImage",
+     "not read with storage.kind kvrocks"),
+    ("dev", {"storageUrl": "redis://db:6379"}, "moontv:storageUrl",
+     "not read with storage.kind kvrocks"),
+    ("dev", {"storage.kind": "external", "storageUrl": "redis://db:6379", "storage.size": "1Gi"},
+     "moontv:storage.size", "not read with storage.kind external"),
+    ("dev", {"image.repository": "ghcr.io/MoonTechLab/LunaTV"}, "moontv:image.repository",
+     "in lower case"),
+    ("dev", {"traffic.host": "TV.example.com"}, "moontv:traffic.host",
+     "a DNS name in lower case: letters, digits, '-' and '.'"),
+]
+
+
+def with_all(base: dict, changes: dict) -> dict:
+    for path, value in changes.items():
+        base = with_(base, path, value)
+    return base
+
+
+@pytest.mark.parametrize(("stack", "changes", "key", "words"), CONTRADICTIONS,
+                         ids=[f"{c[0]}-{c[2].split(':')[1]}-{i}"
+                              for i, c in enumerate(CONTRADICTIONS)])
+def test_given_a_contradiction_then_the_key_is_named_and_the_reason_given_in_words(
+        stack, changes, key, words):
+    found = problems(with_all(raw(stack), changes))
+    matching = [p for p in found if p.startswith(key + ":")]
+    assert any(words in p for p in matching), found
+    for problem in found:  # what is accepted is said in words, never as a regular expression
+        assert not any(token in problem for token in ("^", "]{", "[a-z", "\\", "$\"")), problem
+
+
+def test_given_the_shipped_stacks_then_none_of_them_contradicts_itself():
+    for path in sorted(ROOT.glob("Pulumi.*.yaml")):
+        config = stack_config(path.name.split(".")[1])
+        if not any(k.startswith("moontv:") for k in config):
+            continue
+        values = {k.split(":", 1)[1]: v for k, v in config.items()}
+        if values.get("environment") not in ("dev", "staging", "prod"):
+            continue  # other environments are validated by their own tests
+        settings.validate(values)
+
+
+def test_given_several_contradictions_then_all_are_reported_at_once():
+    config = with_all(raw("staging"), {
+        "traffic.ingressClass": "nginx", "release.blueGreen": {"blue": "v100.1.1"},
+        "resources.limits.cpu": "10m", "traffic.gateway": None,
+    })
+    found = problems(config)
+    keys = sorted(p.split(": ", 1)[0] for p in found)
+    assert keys == ["moontv:release.blueGreen", "moontv:resources.limits.cpu",
+                    "moontv:traffic.gateway.name", "moontv:traffic.gateway.namespace",
+                    "moontv:traffic.ingressClass"], found
+
+
+def test_given_one_resource_field_then_the_others_keep_their_documented_defaults():
+    model = settings.validate(with_(raw(), "resources", {"requests": {"cpu": "200m"}}))
+    assert model.resources.requests.cpu == "200m"
+    assert model.resources.requests.memory == "256Mi"
+    assert (model.resources.limits.cpu, model.resources.limits.memory) == ("1", "768Mi")
+
+
+def test_given_a_contradiction_when_the_program_runs_then_no_resource_is_registered():
+    run = Run()
+    pulumi.runtime.set_mocks(RecordingMocks(run), project="moontv", stack="staging",
+                             preview=False)
+    config = stack_config("staging", {"moontv:swarm": {"httpPort": 8080}})
+    program = load_program()
+
+    @pulumi.runtime.test
+    def go():
+        program.main()
+
+    with language_host_config(config, []), pytest.raises(ConfigError) as exc:
+        go()
+    assert exc.value.problems == [
+        "moontv:swarm: is not read on the kubernetes platform: remove it"]
+    assert run.resources == []
