@@ -220,7 +220,8 @@ class Storage(pulumi.ComponentResource):
         )
         url_secret = k8s.core.v1.Secret(
             f"{name}-url",
-            metadata={"namespace": args.namespace, "labels": labels},
+            metadata={"name": f"{service_name}-backup-url", "namespace": args.namespace,
+                      "labels": labels},
             string_data={"STORAGE_URL": self.url},
             opts=child,
         )

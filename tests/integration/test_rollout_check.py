@@ -14,6 +14,7 @@ from rollout import check_pre
 from rollout.check import FAIL, PASS, Target, run_checks
 from rollout.cli import main
 from tests.conftest import ROOT
+from tests.helpers import free_port
 from tests.integration import twin as app_twin
 from tests.integration.test_storage_tool import redis_server
 
@@ -166,7 +167,7 @@ def test_given_a_wrong_owner_password_then_smoke_fails_on_login(built, storage, 
 
 
 def test_given_unreachable_targets_then_each_check_fails_with_the_address(tmp_path, capsys):
-    closed = app_twin.free_port()
+    closed = free_port()
     checks = pre(closed, tmp_path, stack_config())
     assert checks["data-snapshot"].status == FAIL
     assert f"storage 127.0.0.1:{closed}" in checks["data-snapshot"].reason

@@ -5,7 +5,6 @@ machine). Used by the deploy-gate smoke tests and the capacity measurements."""
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import time
 import urllib.error
@@ -16,16 +15,11 @@ from dataclasses import dataclass
 import pytest
 
 from tests.conftest import skip_or_fail
+from tests.helpers import free_port
 
 DOCKER = "/usr/bin/docker"
 OWNER = "admin"
 PASSWORD = "twin-owner-password-1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)
