@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, skip_or_fail
+from tests.helpers import free_port
 from tests.integration.test_storage_tool import (  # noqa: F401  (fixtures)
     PASSWORD,
     cli,
@@ -21,7 +22,6 @@ from tests.integration.test_storage_tool import (  # noqa: F401  (fixtures)
     s3,
     snapshot,
 )
-from tests.helpers import free_port
 from tests.runbooks import RUNBOOKS, Block, shell_blocks
 
 pytestmark = pytest.mark.integration
