@@ -595,6 +595,40 @@ def validate(raw: dict[str, Any]) -> MoonTVSettings:
     return model
 
 
+_DIGEST_IN_TEXT = re.compile(r"sha256:([0-9a-f]{64})")
+
+
+def is_placeholder_digest(hex_digits: str) -> bool:
+    """A digest no image can have: its 64 hex digits repeat a block of at most 16 (all zeros,
+    ``deadbeef…``, ``0123456789abcdef…``); a real SHA-256 never does."""
+    return any(hex_digits == hex_digits[:n] * (64 // n) for n in (1, 2, 4, 8, 16))
+
+
+def placeholder_digests(model: MoonTVSettings) -> list[str]:
+    """One message per key that pins an image to a placeholder digest."""
+    found: list[str] = []
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{path}.{key}" if path else str(key))
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                walk(item, f"{path}.{index}")
+        elif isinstance(value, str) and any(
+            is_placeholder_digest(m) for m in _DIGEST_IN_TEXT.findall(value)
+        ):
+            found.append(
+                f"{PREFIX}{path}: {value!r} pins a placeholder digest, which no image has; set "
+                "the digest of the image you run (docker buildx imagetools inspect IMAGE:TAG "
+                "prints it)"
+            )
+
+    secrets = {f.alias or n for n, f in MoonTVSettings.model_fields.items()} & SECRET_KEYS
+    walk(model.model_dump(by_alias=True, exclude=secrets), "")
+    return found
+
+
 def _receiver_url(urls: pulumi.Output[Any], name: str) -> pulumi.Output[str]:
     url: pulumi.Output[str] = urls.apply(lambda u: str((u or {})[name]))
     return pulumi.Output.secret(url)
@@ -610,6 +644,11 @@ def load() -> Settings:
         raise ConfigError(exc.problems + problems) from None
     if problems:
         raise ConfigError(problems)
+    placeholders = placeholder_digests(config)
+    if placeholders and not pulumi.runtime.is_dry_run():
+        raise ConfigError(placeholders)
+    for message in placeholders:  # a preview still shows what would be deployed
+        pulumi.log.warn(f"{message} (`up` refuses it)")
     cfg = pulumi.Config(NAMESPACE)
     storage_url = cfg.get_secret("storageUrl") if config.storage.kind == "external" else None
     urls = cfg.get_secret_object("alertReceiverUrls")

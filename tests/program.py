@@ -21,7 +21,7 @@ from typing import Any
 import pulumi
 import yaml
 
-from components import passwords
+from components import passwords, settings
 from components.kubernetes import preflight
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,18 +156,39 @@ def ready_cluster(target: Any, need: preflight.Needs) -> preflight.ClusterFacts:
         storage_classes=(preflight.StorageClass("standard", default=True),), served=served)
 
 
+def fill_placeholder_digests(value: Any) -> Any:
+    """``value`` with every placeholder digest replaced by a well-formed one, as the operator
+    does before the first ``up`` (``Pulumi.prod.yaml`` ships placeholders; ``up`` refuses them)."""
+    if isinstance(value, dict):
+        return {k: fill_placeholder_digests(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [fill_placeholder_digests(v) for v in value]
+    if isinstance(value, str) and "@sha256:" in value:
+        image, _, digest = value.rpartition("@sha256:")
+        if settings.is_placeholder_digest(digest):
+            return f"{image}@sha256:{hashlib.sha256(image.encode()).hexdigest()}"
+    if isinstance(value, str) and value.startswith("sha256:"):
+        if settings.is_placeholder_digest(value.removeprefix("sha256:")):
+            return "sha256:" + hashlib.sha256(b"image.digest").hexdigest()
+    return value
+
+
 def run_stack(stack: str, overrides: dict[str, Any] | None = None,
               secrets: dict[str, str] | None = None,
-              cluster: Any = ready_cluster) -> Run:
+              cluster: Any = ready_cluster, preview: bool = False) -> Run:
     """Run the program for ``stack``; ``secrets`` are set as secret config values.
 
     ``cluster`` answers the program's preflight questions to a cluster (``preflight.gather``)
-    for stacks that deploy to one."""
+    for stacks that deploy to one. An update (``preview=False``) runs with the placeholder
+    digests of the stack file filled in (:func:`fill_placeholder_digests`); a preview runs the
+    file as it is."""
     run = Run()
     config = stack_config(stack, overrides)
+    if not preview:
+        config = fill_placeholder_digests(config)
     config.update(secrets or {})
     run.secrets.extend((secrets or {}).values())
-    pulumi.runtime.set_mocks(RecordingMocks(run), project="moontv", stack=stack, preview=False)
+    pulumi.runtime.set_mocks(RecordingMocks(run), project="moontv", stack=stack, preview=preview)
     program = load_program()
 
     @pulumi.runtime.test

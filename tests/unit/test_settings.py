@@ -404,3 +404,49 @@ def test_given_a_contradiction_when_the_program_runs_then_no_resource_is_registe
     assert exc.value.problems == [
         "moontv:swarm: is not read on the kubernetes platform: remove it"]
     assert run.resources == []
+
+
+# --- placeholder digests: `up` refuses them, `preview` warns ------------------------------------
+
+PROD_PLACEHOLDERS = ["moontv:image.digest", "moontv:storage.kvrocksImage",
+                     "moontv:storage.exporterImage", "moontv:release.blueGreen.blue",
+                     "moontv:monitoring.images.blackboxExporter"]
+
+
+@pytest.mark.parametrize(("digits", "placeholder"), [
+    ("0" * 64, True), ("f" * 64, True), ("deadbeef" * 8, True), ("0123456789abcdef" * 4, True),
+    ("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", False),
+])
+def test_given_a_digest_then_only_a_repeating_pattern_is_a_placeholder(digits, placeholder):
+    assert settings.is_placeholder_digest(digits) is placeholder
+
+
+def test_given_the_shipped_prod_file_when_up_runs_then_it_fails_first_naming_each_key():
+    run = Run()
+    pulumi.runtime.set_mocks(RecordingMocks(run), project="moontv", stack="prod", preview=False)
+    program = load_program()
+
+    @pulumi.runtime.test
+    def go():
+        program.main()
+
+    with language_host_config(stack_config("prod"), []), pytest.raises(ConfigError) as exc:
+        go()
+    assert [p.split(": ", 1)[0] for p in exc.value.problems] == PROD_PLACEHOLDERS
+    assert all("placeholder digest" in p and "imagetools inspect" in p
+               for p in exc.value.problems)
+    assert run.resources == []
+
+
+def test_given_the_shipped_prod_file_when_previewed_then_each_placeholder_is_a_warning(caplog):
+    with caplog.at_level("WARNING"):
+        result = run_stack("prod", preview=True)
+    warned = [r.getMessage() for r in caplog.records if "placeholder digest" in r.getMessage()]
+    assert [w.split(": ", 1)[0] for w in warned] == PROD_PLACEHOLDERS
+    assert all(w.endswith("(`up` refuses it)") for w in warned)
+    assert result.kind("Deployment")  # the preview still shows what would be deployed
+
+
+def test_given_the_prod_file_then_it_says_how_to_fill_the_digests():
+    text = (ROOT / "Pulumi.prod.yaml").read_text()
+    assert "placeholder" in text and "docker buildx imagetools inspect" in text
