@@ -56,12 +56,17 @@ def intended_version(t: Target) -> str:
 
 
 def _open(
-    t: Target, opener: urllib.request.OpenerDirector, path: str, body: dict[str, Any] | None = None
+    t: Target,
+    opener: urllib.request.OpenerDirector,
+    path: str,
+    route: dict[str, str],
+    body: dict[str, Any] | None = None,
 ) -> tuple[int, bytes]:
     assert t.url is not None
     headers = {"Content-Type": "application/json"} if body is not None else {}
     if t.extra.get("host"):
         headers["Host"] = t.extra["host"]
+    headers.update(route)
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(t.url.rstrip("/") + path, data=data, headers=headers)
     try:
@@ -85,20 +90,25 @@ def check_smoke(t: Target) -> Result:
             "no owner password: set MOONTV_OWNER_PASSWORD (or give a cluster "
             "to read it from the app Secret)",
         )
+    # With a canary taking a share of the traffic, pin the requests to the primary track.
+    plan = model.plan
+    route = {plan.header: "never"} if "never" in plan.header_routes else {}
+    pinned = f" ({plan.header}: never)" if route else ""
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
     try:
         status, _ = _open(
             t,
             opener,
             "/api/login",
+            route,
             {"username": model.owner.username, "password": t.owner_password},
         )
         if status != 200:
             return failed("smoke", f"POST /api/login as {model.owner.username} answered {status}")
-        status, _ = _open(t, opener, "/api/favorites")
+        status, _ = _open(t, opener, "/api/favorites", route)
         if status != 200:
             return failed("smoke", f"GET /api/favorites after login answered {status}")
-        status, body = _open(t, opener, "/api/server-config")
+        status, body = _open(t, opener, "/api/server-config", route)
     except (urllib.error.URLError, OSError) as exc:
         return failed("smoke", f"{t.url}: {getattr(exc, 'reason', exc)}")
     if status != 200:
@@ -112,7 +122,8 @@ def check_smoke(t: Target) -> Result:
         return failed("smoke", f"/api/server-config reports version {version}, intended {want}")
     return passed(
         "smoke",
-        f"login as {model.owner.username}, favourites 200, /api/server-config version {version}",
+        f"login as {model.owner.username}, favourites 200, /api/server-config version "
+        f"{version}{pinned}",
     )
 
 

@@ -444,3 +444,34 @@ def test_given_a_failing_pre_gate_then_the_script_changes_nothing(tmp_path, scri
         tmp_path, script, "--stack", "prod", "--version", "v100.1.2", fail="check pre"
     )
     assert code == 1 and calls == ["check pre --stack prod"]
+
+
+def test_given_a_canary_taking_traffic_then_smoke_pins_its_requests_to_the_primary_track():
+    from tests.helpers import LocalServer, QuietHandler
+
+    class Route(QuietHandler):
+        """Stable answers with the `never` header; anything else may reach the canary."""
+
+        def _answer(self) -> None:
+            stable = self.headers.get("x-moontv-canary") == "never"
+            if self.path == "/api/server-config":
+                version = "100.1.2" if stable else "100.1.1"
+                self.reply(200, "application/json", json.dumps({"Version": version}).encode())
+            else:
+                self.reply(200, "application/json", b"{}")
+
+        do_GET = do_POST = _answer
+
+    server = LocalServer(Route)
+    try:
+        cfg = config(
+            "staging",
+            release={"strategy": "canary", "canary": {"version": "v100.1.1", "weight": 50}},
+        )
+        result = check_post.check_smoke(
+            target(cfg, url=f"http://{server.address}", owner_password="pw")
+        )
+    finally:
+        server.stop()
+    assert result.status == PASS, result.reason
+    assert result.reason.endswith("version 100.1.2 (x-moontv-canary: never)")
