@@ -28,6 +28,7 @@ from components.monitoring.dashboard import dashboard
 from components.monitoring.model import MonitoringSettings
 from components.monitoring.rules import (
     BACKUP_FAILED,
+    RESTORE_DRILL_FAILED,
     CANARY_ERRORS,
     HPA_AT_MAX,
     POD_RESTARTS,
@@ -53,7 +54,8 @@ class Track:
 
 
 TRACKS = [Track("stable", "primary"), Track("canary", "canary")]
-SCOPE = RuleScope(namespace=NS, backup_cronjob="moontv-backup")
+SCOPE = RuleScope(namespace=NS, backup_cronjob="moontv-backup",
+                  drill_cronjob="moontv-restore-drill")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -111,6 +113,7 @@ POD = {"namespace": NS, "pod": "moontv-stable-5d9f-abcde", "container": "moontv"
 HPA = {"namespace": NS, "horizontalpodautoscaler": "moontv-stable"}
 PVC = {"namespace": NS, "persistentvolumeclaim": "data-moontv-kvrocks-0"}
 JOB = {"namespace": NS, "job_name": "moontv-backup-29391840"}
+DRILL = {"namespace": NS, "job_name": "moontv-restore-drill-29391900"}
 HEALTHY_PROBES = [series("probe_success", STABLE, "1x80"), series("probe_success", CANARY, "1x80")]
 
 
@@ -179,6 +182,14 @@ CASES: dict[str, tuple[str, list[dict], list[dict], list[dict]]] = {
         [alert_labels(BACKUP_FAILED, "warning", JOB)],
         [series("kube_job_status_failed", JOB, "0x10"),
          series("kube_job_status_failed", {**JOB, "job_name": "other-29391840"}, "1x10")],
+    ),
+    RESTORE_DRILL_FAILED: (
+        "2m",
+        [series("kube_job_status_failed", DRILL, "1x10"),
+         series("kube_job_status_failed", JOB, "0x10")],
+        [alert_labels(RESTORE_DRILL_FAILED, "critical", DRILL)],
+        [series("kube_job_status_failed", DRILL, "0x10"),
+         series("kube_job_status_failed", JOB, "1x10")],
     ),
 }
 
