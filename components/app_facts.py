@@ -17,6 +17,9 @@ UID = GID = 1001
 """User ``nextjs`` and group ``nodejs`` of the image."""
 PROBE_PATH = "/login"
 """Answers 200 without a session: the health of a replica."""
+LIVENESS_PATH = "/manifest.json"
+"""The file ``start.js`` writes into the public directory, served without a session and without
+the database: the server process answers (liveness), whatever storage and rendering do."""
 BLOCKED_PATHS: tuple[str, ...] = ("/api/cron",)
 """Never routed publicly: ``/api/cron`` starts a fan-out of outbound requests for anyone."""
 NOT_FOUND_PATH = "/_next/static/moontv-blocked"

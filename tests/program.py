@@ -76,6 +76,36 @@ class Run:
                 if r.type.startswith("kubernetes:") and not r.type.startswith("pulumi:providers")]
 
 
+def manifest(resource: Resource) -> dict[str, Any]:
+    """A Kubernetes resource as the object the provider sends (or renders): apiVersion, kind,
+    metadata with its name, and the other inputs."""
+    group_version = resource.type.split(":")[1]
+    api_version = group_version.removeprefix("core/")
+    body = {"apiVersion": api_version, "kind": resource.kind, **resource.inputs}
+    body["metadata"] = {"name": resource.name, **(body.get("metadata") or {})}
+    return body
+
+
+def _integers(value: Any) -> Any:
+    """Whole numbers as ints: Pulumi's wire format carries every number as a float."""
+    if isinstance(value, dict):
+        return {k: _integers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integers(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def write_manifests(run: Run, path: Path) -> Path:
+    """Every Kubernetes object of ``run`` as one multi-document YAML file at ``path``, as the
+    provider would render it (whole numbers as integers)."""
+    docs = [_integers(manifest(r)) for r in run.kubernetes()
+            if r.type != "kubernetes:helm.sh/v3:Release"]
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return path
+
+
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 
 

@@ -2,7 +2,7 @@
 # Install the Debian packages the test suite runs for real (idempotent; quiet when present).
 set -euo pipefail
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then
-  echo "Usage: tools/test-deps.sh   (installs redis-server, prometheus, blackbox exporter, alertmanager, docker.io, busybox, nodejs, debootstrap, apache2-utils (ab) when missing)"
+  echo "Usage: tools/test-deps.sh   (installs redis-server, prometheus, blackbox exporter, redis exporter, alertmanager, docker.io, busybox, nodejs, debootstrap, apache2-utils (ab) when missing)"
   exit 0
 fi
 declare -A wanted=(
@@ -10,6 +10,7 @@ declare -A wanted=(
   [prometheus]=prometheus
   [promtool]=prometheus
   [prometheus-blackbox-exporter]=prometheus-blackbox-exporter
+  [prometheus-redis-exporter]=prometheus-redis-exporter
   [amtool]=prometheus-alertmanager
   [dockerd]=docker.io
   [busybox]=busybox-static
@@ -31,7 +32,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get -o DPkg::Lock::Timeout=600 update -qq
 apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts packaged daemons on install; tests run their own on 127.0.0.1.
-for service in redis-server prometheus prometheus-blackbox-exporter prometheus-alertmanager prometheus-node-exporter; do
+for service in redis-server prometheus prometheus-blackbox-exporter prometheus-redis-exporter prometheus-alertmanager prometheus-node-exporter; do
   if command -v systemctl >/dev/null 2>&1; then systemctl stop "$service" >/dev/null 2>&1 || true; fi
   pkill -x "${service}" >/dev/null 2>&1 || true
 done

@@ -45,6 +45,10 @@ COPY_PUBLIC_JS = (
     " copy(process.argv[1], process.argv[2]);"
 )
 PUBLIC_SEED = "/seed"
+#: Size limits of the app's writable volumes (public holds ~0.6 MB; Next's cache may grow).
+VOLUME_SIZES = {"public": "64Mi", "next-cache": "256Mi", "tmp": "64Mi"}
+#: Where the init container reads the storage URL (a file of the app Secret).
+STORAGE_URL_DIR = "/etc/moontv/storage"
 
 
 @dataclass(frozen=True)
@@ -176,7 +180,10 @@ class MoonTVKubernetes(pulumi.ComponentResource):
             spec["replicas"] = track.replicas
         deployment = k8s.apps.v1.Deployment(
             f"{name}-{track.name}",
-            metadata={"name": resource, "namespace": self.namespace, "labels": labels},
+            metadata={"name": resource, "namespace": self.namespace, "labels": labels,
+                      "annotations": pod.skip_checks(
+                          "CKV_K8S_40", "container-security-context-user-group-id",
+                          "CKV_K8S_35", *pod.image_checks(self._image(track)))},
             spec=spec,
             opts=self._opts,
         )
@@ -220,12 +227,16 @@ class MoonTVKubernetes(pulumi.ComponentResource):
         security = pod.container_security()
         mounts = [{"name": n, "mountPath": p} for n, p in app_facts.WRITABLE_PATHS.items()]
         probe = {"httpGet": {"path": app_facts.PROBE_PATH, "port": "http"}, "timeoutSeconds": 3}
-        storage_url = {"name": "STORAGE_URL", "valueFrom": {"secretKeyRef": {
-            "name": self.secret.metadata.name, "key": self._url_key}}}
+        alive = {"httpGet": {"path": app_facts.LIVENESS_PATH, "port": "http"},
+                 "timeoutSeconds": 3}
         return {
             **pod.pod_defaults(uid=app_facts.UID),
             "serviceAccountName": self.service_account.metadata.name,
             "terminationGracePeriodSeconds": GRACE_SECONDS,
+            "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                                    "labelSelector": {"matchLabels": selector}}},
+            ]}},
             "topologySpreadConstraints": [
                 {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
                  "labelSelector": {"matchLabels": selector}}
@@ -247,10 +258,13 @@ class MoonTVKubernetes(pulumi.ComponentResource):
                     "image": image,
                     "imagePullPolicy": args.pull_policy,
                     "command": ["node", f"{SCRIPT_DIR}/{SCRIPT.name}", "wait"],
-                    "env": [storage_url],
+                    "env": [{"name": "STORAGE_URL_FILE", "value": f"{STORAGE_URL_DIR}/url"}],
                     "resources": _small(),
                     "securityContext": security,
-                    "volumeMounts": [{"name": "tool", "mountPath": SCRIPT_DIR, "readOnly": True}],
+                    "volumeMounts": [
+                        {"name": "tool", "mountPath": SCRIPT_DIR, "readOnly": True},
+                        {"name": "storage-url", "mountPath": STORAGE_URL_DIR, "readOnly": True},
+                    ],
                 },
             ],
             "containers": [{
@@ -266,17 +280,22 @@ class MoonTVKubernetes(pulumi.ComponentResource):
                             {"secretRef": {"name": self.secret.metadata.name}}],
                 "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 36},
                 "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
-                "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
+                "livenessProbe": {**alive, "periodSeconds": 10, "failureThreshold": 3},
                 "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_SECONDS)]}}},
-                "resources": {
+                # the writable volumes count towards the pod's ephemeral storage too
+                "resources": pod.with_ephemeral({
                     "requests": args.resources.requests.model_dump(),
                     "limits": args.resources.limits.model_dump(),
-                },
+                }, request="64Mi", limit="512Mi"),
                 "securityContext": security,
                 "volumeMounts": mounts,
             }],
-            "volumes": [{"name": n, "emptyDir": {}} for n in app_facts.WRITABLE_PATHS]
-            + [{"name": "tool", "configMap": {"name": self._tool.metadata.name}}],
+            "volumes": [pod.empty_dir(n, VOLUME_SIZES[n]) for n in app_facts.WRITABLE_PATHS] + [
+                {"name": "tool", "configMap": {"name": self._tool.metadata.name}},
+                {"name": "storage-url", "secret": {
+                    "secretName": self.secret.metadata.name, "defaultMode": 0o440,
+                    "items": [{"key": self._url_key, "path": "url"}]}},
+            ],
         }
 
     def _stable_services(self, name: str) -> None:
@@ -359,5 +378,5 @@ def _utilization(resource: str, target: int) -> dict[str, Any]:
 
 
 def _small() -> dict[str, Any]:
-    return {"requests": {"cpu": "10m", "memory": "32Mi"},
-            "limits": {"cpu": "200m", "memory": "128Mi"}}
+    return pod.with_ephemeral({"requests": {"cpu": "10m", "memory": "32Mi"},
+                               "limits": {"cpu": "200m", "memory": "128Mi"}})

@@ -7,6 +7,7 @@ timestamped logical snapshots to a backup PVC, keeping the newest ``retention`` 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,13 @@ KEYS_DIR = "/etc/moontv-backup-keys"
 SCRATCH_PORT = 6390  # the restore drill's scratch instance, on the pod's loopback only
 #: The Pulumi Kubernetes provider's annotation: do not wait for the resource to become ready.
 SKIP_AWAIT = "pulumi.com/skipAwait"
+#: The exporter's password file (``REDIS_PASSWORD_FILE``: a JSON map address -> password).
+EXPORTER_DIR, EXPORTER_PASSWORDS = "/etc/redis-exporter", "passwords.json"
+#: The backup Job reads the storage URL and the off-site secret key from these files.
+URL_DIR, OFFSITE_DIR = "/etc/moontv-storage", "/etc/moontv-offsite"
+#: A scheduled backup or drill that could not start within this many seconds is skipped until
+#: its next run (the stale-backup alert tells).
+STARTING_DEADLINE_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,10 @@ class Storage(pulumi.ComponentResource):
         config = k8s.core.v1.Secret(
             f"{name}-config",
             metadata={"namespace": args.namespace, "labels": labels},
-            string_data={f"{kind}.conf": _server_config(kind, password), "password": password},
+            string_data={f"{kind}.conf": _server_config(kind, password), "password": password,
+                         # the exporter reads the password from a file: {"<its address>": pw}
+                         EXPORTER_PASSWORDS: password.apply(
+                             lambda pw: json.dumps({f"redis://localhost:{port}": pw}))},
             opts=child,
         )
         k8s.core.v1.Service(
@@ -115,9 +126,13 @@ class Storage(pulumi.ComponentResource):
         data_dir = app_facts.STORAGE_DATA_DIRS[kind]
         binary = "kvrocks" if kind == "kvrocks" else "redis-server"
         conf_flag = ["-c"] if kind == "kvrocks" else []
+        image = s.kvrocks_image if kind == "kvrocks" else s.redis_image
         self.stateful_set = k8s.apps.v1.StatefulSet(
             f"{name}-statefulset",
-            metadata={"name": service_name, "namespace": args.namespace, "labels": labels},
+            metadata={"name": service_name, "namespace": args.namespace, "labels": labels,
+                      "annotations": pod.skip_checks(
+                          "CKV_K8S_40", "container-security-context-user-group-id",
+                          "pod-probes-identical", *pod.image_checks(image, s.exporter_image))},
             spec={
                 "serviceName": service_name,
                 "replicas": 1,
@@ -128,14 +143,15 @@ class Storage(pulumi.ComponentResource):
                         **pod.pod_defaults(uid=STORAGE_UID),
                         "containers": [{
                             "name": kind,
-                            "image": s.kvrocks_image if kind == "kvrocks" else s.redis_image,
+                            "image": image,
                             "command": [binary, *conf_flag, f"/etc/{kind}/{kind}.conf"],
                             "ports": [{"name": kind, "containerPort": port}],
                             "readinessProbe": {"tcpSocket": {"port": kind}, "periodSeconds": 5},
                             "livenessProbe": {"tcpSocket": {"port": kind}, "periodSeconds": 10,
                                               "initialDelaySeconds": 10},
-                            "resources": {"requests": {"cpu": "50m", "memory": "128Mi"},
-                                          "limits": {"cpu": "500m", "memory": "512Mi"}},
+                            "resources": pod.with_ephemeral({
+                                "requests": {"cpu": "50m", "memory": "128Mi"},
+                                "limits": {"cpu": "500m", "memory": "512Mi"}}),
                             "securityContext": pod.container_security(),
                             "volumeMounts": [
                                 {"name": "data", "mountPath": data_dir},
@@ -147,20 +163,29 @@ class Storage(pulumi.ComponentResource):
                             "image": s.exporter_image,
                             "env": [
                                 {"name": "REDIS_ADDR", "value": f"redis://localhost:{port}"},
-                                {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {
-                                    "name": config.metadata.name, "key": "password"}}},
+                                {"name": "REDIS_PASSWORD_FILE",
+                                 "value": f"{EXPORTER_DIR}/{EXPORTER_PASSWORDS}"},
                             ],
                             "ports": [{"name": "metrics", "containerPort": EXPORTER_PORT}],
                             "readinessProbe": {"tcpSocket": {"port": "metrics"}},
                             "livenessProbe": {"tcpSocket": {"port": "metrics"},
                                               "periodSeconds": 20},
-                            "resources": {"requests": {"cpu": "10m", "memory": "32Mi"},
-                                          "limits": {"cpu": "100m", "memory": "64Mi"}},
+                            "resources": pod.with_ephemeral({
+                                "requests": {"cpu": "10m", "memory": "32Mi"},
+                                "limits": {"cpu": "100m", "memory": "64Mi"}}),
                             "securityContext": pod.container_security(),
+                            "volumeMounts": [{"name": "exporter", "mountPath": EXPORTER_DIR,
+                                              "readOnly": True}],
                         }],
                         "volumes": [
-                            {"name": "config", "secret": {"secretName": config.metadata.name}},
-                            {"name": "tmp", "emptyDir": {}},
+                            {"name": "config", "secret": {
+                                "secretName": config.metadata.name, "defaultMode": 0o440,
+                                "items": [{"key": f"{kind}.conf", "path": f"{kind}.conf"}]}},
+                            {"name": "exporter", "secret": {
+                                "secretName": config.metadata.name, "defaultMode": 0o440,
+                                "items": [{"key": EXPORTER_PASSWORDS,
+                                           "path": EXPORTER_PASSWORDS}]}},
+                            pod.empty_dir("tmp", "16Mi"),
                             *([] if s.persistent
                               else [{"name": "data", "emptyDir": {"sizeLimit": s.size}}]),
                         ],
@@ -241,6 +266,9 @@ class Storage(pulumi.ComponentResource):
             {"name": "BACKUP_KEYS_DIR", "value": KEYS_DIR},
         ]
         offsite = s.backup.offsite
+        # the off-site secret key as a file, like the storage URL (storage-tool reads NAME_FILE)
+        offsite_mounts: list[dict[str, Any]] = []
+        offsite_volumes: list[dict[str, Any]] = []
         if offsite is not None:
             assert args.offsite_secret_key is not None  # settings guarantees it
             offsite_secret = k8s.core.v1.Secret(
@@ -256,30 +284,33 @@ class Storage(pulumi.ComponentResource):
                 {"name": "S3_REGION", "value": offsite.region},
                 {"name": "S3_PREFIX", "value": offsite.prefix},
                 {"name": "AWS_ACCESS_KEY_ID", "value": offsite.access_key_id},
-                {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {
-                    "name": offsite_secret.metadata.name, "key": "AWS_SECRET_ACCESS_KEY"}}},
+                {"name": "AWS_SECRET_ACCESS_KEY_FILE",
+                 "value": f"{OFFSITE_DIR}/AWS_SECRET_ACCESS_KEY"},
             ]
+            offsite_mounts.append({"name": "offsite", "mountPath": OFFSITE_DIR, "readOnly": True})
+            offsite_volumes.append(_secret_file("offsite", offsite_secret.metadata.name,
+                                                "AWS_SECRET_ACCESS_KEY"))
         tool_mounts = [
             {"name": "script", "mountPath": SCRIPT_DIR, "readOnly": True},
             {"name": "keys", "mountPath": KEYS_DIR, "readOnly": True},
         ]
         tool_volumes = [
             {"name": "script", "configMap": {"name": script.metadata.name}},
-            {"name": "keys", "secret": {"secretName": keys.metadata.name}},
+            {"name": "keys", "secret": {"secretName": keys.metadata.name, "defaultMode": 0o440}},
         ]
         # backup: on the schedule. restore: suspended, run on demand (docs/runbooks):
         # `kubectl create job --from=cronjob/<service>-restore …` loads the newest backup.
         modes = {
             "backup": (False, [{"name": "BACKUP_RETENTION", "value": str(s.backup.retention)},
-                               *env]),
-            "restore": (True, env[:2]),
+                               *env], offsite_mounts, offsite_volumes),
+            "restore": (True, env[:2], [], []),
         }
-        for mode, (suspend, mode_env) in modes.items():
+        for mode, (suspend, mode_env, more_mounts, more_volumes) in modes.items():
             self._tool_cronjob(
                 f"{name}-{mode}-job" if mode == "backup" else f"{name}-restore",
                 f"{service_name}-{mode}", mode, suspend,
                 (args, labels, url_secret.metadata.name, claim.metadata.name),
-                (mode_env, tool_mounts, tool_volumes), child)
+                (mode_env, tool_mounts + more_mounts, tool_volumes + more_volumes), child)
         if s.backup.drill.enabled:
             self._drill(name, args, service_name, claim.metadata.name,
                         (env[:2], tool_mounts, tool_volumes), child)
@@ -295,9 +326,13 @@ class Storage(pulumi.ComponentResource):
         s = args.storage
         k8s.batch.v1.CronJob(
             resource,
-            metadata={"name": cron_name, "namespace": args.namespace, "labels": labels},
+            metadata={"name": cron_name, "namespace": args.namespace, "labels": labels,
+                      "annotations": pod.skip_checks(
+                          "CKV_K8S_40", "container-security-context-user-group-id",
+                          *pod.image_checks(args.tool_image))},
             spec={
                 "schedule": s.backup.schedule,
+                "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
                 "suspend": suspend,
                 "concurrencyPolicy": "Forbid",
                 "successfulJobsHistoryLimit": 3,
@@ -315,22 +350,24 @@ class Storage(pulumi.ComponentResource):
                                 "command": ["node", f"{SCRIPT_DIR}/{SCRIPT.name}", mode,
                                             "/backup"],
                                 "env": [
-                                    {"name": "STORAGE_URL", "valueFrom": {"secretKeyRef": {
-                                        "name": url_secret, "key": "STORAGE_URL"}}},
+                                    {"name": "STORAGE_URL_FILE", "value": f"{URL_DIR}/STORAGE_URL"},
                                     *env,
                                 ],
-                                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
-                                              "limits": {"cpu": "500m", "memory": "256Mi"}},
+                                "resources": pod.with_ephemeral({
+                                    "requests": {"cpu": "50m", "memory": "64Mi"},
+                                    "limits": {"cpu": "500m", "memory": "256Mi"}}),
                                 "securityContext": pod.container_security(),
                                 "volumeMounts": [
                                     {"name": "backup", "mountPath": "/backup",
                                      "readOnly": mode == "restore"},
+                                    {"name": "url", "mountPath": URL_DIR, "readOnly": True},
                                     *mounts,
                                 ],
                             }],
                             "volumes": [
                                 {"name": "backup", "persistentVolumeClaim": {
                                     "claimName": claim}},
+                                _secret_file("url", url_secret, "STORAGE_URL"),
                                 *volumes,
                             ],
                         },
@@ -358,12 +395,16 @@ class Storage(pulumi.ComponentResource):
         else:
             scratch = ["redis-server", "--bind", "127.0.0.1", "--port", str(SCRATCH_PORT),
                        "--dir", "/scratch", "--save", "", "--appendonly", "no"]
+        image = s.kvrocks_image if kind == "kvrocks" else s.redis_image
         k8s.batch.v1.CronJob(
             f"{name}-restore-drill",
             metadata={"name": f"{service_name}-restore-drill", "namespace": args.namespace,
-                      "labels": labels},
+                      "labels": labels, "annotations": pod.skip_checks(
+                          "CKV_K8S_40", "container-security-context-user-group-id",
+                          *pod.image_checks(image, args.tool_image))},
             spec={
                 "schedule": s.backup.drill.schedule,
+                "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
                 "concurrencyPolicy": "Forbid",
                 "successfulJobsHistoryLimit": 1,
                 "failedJobsHistoryLimit": 1,
@@ -377,13 +418,16 @@ class Storage(pulumi.ComponentResource):
                             "restartPolicy": "Never",
                             "initContainers": [{
                                 "name": "scratch",
-                                "image": s.kvrocks_image if kind == "kvrocks" else s.redis_image,
+                                "image": image,
                                 "command": scratch,
                                 "restartPolicy": "Always",  # native sidecar: ends with the Job
                                 "startupProbe": {"tcpSocket": {"port": SCRATCH_PORT},
                                                  "periodSeconds": 2, "failureThreshold": 60},
-                                "resources": {"requests": {"cpu": "50m", "memory": "128Mi"},
-                                              "limits": {"cpu": "500m", "memory": "512Mi"}},
+                                # the scratch volume holds a whole restored database
+                                "resources": pod.with_ephemeral({
+                                    "requests": {"cpu": "50m", "memory": "128Mi"},
+                                    "limits": {"cpu": "500m", "memory": "512Mi"}},
+                                    limit=s.size),
                                 "securityContext": pod.container_security(),
                                 "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"},
                                                  {"name": "tmp", "mountPath": "/tmp"}],
@@ -395,8 +439,9 @@ class Storage(pulumi.ComponentResource):
                                             "/backup"],
                                 "env": [{"name": "STORAGE_URL",
                                          "value": f"redis://127.0.0.1:{SCRATCH_PORT}"}, *env],
-                                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
-                                              "limits": {"cpu": "500m", "memory": "256Mi"}},
+                                "resources": pod.with_ephemeral({
+                                    "requests": {"cpu": "50m", "memory": "64Mi"},
+                                    "limits": {"cpu": "500m", "memory": "256Mi"}}),
                                 "securityContext": pod.container_security(),
                                 "volumeMounts": [
                                     {"name": "backup", "mountPath": "/backup", "readOnly": True},
@@ -406,8 +451,8 @@ class Storage(pulumi.ComponentResource):
                             "volumes": [
                                 {"name": "backup", "persistentVolumeClaim": {
                                     "claimName": claim, "readOnly": True}},
-                                {"name": "scratch", "emptyDir": {}},
-                                {"name": "tmp", "emptyDir": {}},
+                                pod.empty_dir("scratch", s.size),
+                                pod.empty_dir("tmp", "16Mi"),
                                 *volumes,
                             ],
                         },
@@ -427,6 +472,12 @@ def tool_config_map(name: str, namespace: pulumi.Input[str], labels: dict[str, s
         data={SCRIPT.name: SCRIPT.read_text()},
         opts=opts,
     )
+
+
+def _secret_file(volume: str, secret: pulumi.Input[str], key: str) -> dict[str, Any]:
+    """A volume with one key of a Secret as a file of the same name, readable by the pod's group."""
+    return {"name": volume, "secret": {"secretName": secret, "defaultMode": 0o440,
+                                       "items": [{"key": key, "path": key}]}}
 
 
 def _claim(name: str, size: str, storage_class: str | None) -> dict[str, Any]:

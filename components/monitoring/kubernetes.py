@@ -190,8 +190,10 @@ class Monitoring(pulumi.ComponentResource):
     def _config_deployment(self, name: str, component: str, uid: int, config_path: str,
                            container: dict[str, Any]) -> None:
         """One restricted replica of ``container`` with ConfigMap ``name`` at ``config_path``."""
+        metadata = self._meta(name, component)
+        metadata["annotations"] = pod.skip_checks(*pod.image_checks(container["image"]))
         k8s.apps.v1.Deployment(
-            name, metadata=self._meta(name, component),
+            name, metadata=metadata,
             spec={
                 "replicas": 1,
                 "selector": {"matchLabels": self._selector(component)},
@@ -201,6 +203,7 @@ class Monitoring(pulumi.ComponentResource):
                         **pod.pod_defaults(uid),
                         "containers": [{
                             **container,
+                            "resources": pod.with_ephemeral(container["resources"]),
                             "securityContext": pod.container_security(),
                             "volumeMounts": [{"name": "config", "mountPath": config_path}],
                         }],
@@ -231,7 +234,7 @@ class Monitoring(pulumi.ComponentResource):
                 "limits": {"cpu": "200m", "memory": "64Mi"},
             },
             "readinessProbe": {"httpGet": {"path": "/-/healthy", "port": "http"}},
-            "livenessProbe": {"httpGet": {"path": "/-/healthy", "port": "http"}},
+            "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 20},
         })
         k8s.core.v1.Service(
             f"{name}-service", metadata=self._meta(name, component),

@@ -66,12 +66,18 @@ def test_given_offsite_settings_then_the_backup_job_copies_with_a_secret_key(run
         backup(offsite=offsite),
         secrets={"moontv:backupOffsiteSecretKey": "offsite-Secret-Key-123"},
     )
-    env = _env(_pod(r, "moontv-kvrocks-backup")["containers"][0])
+    spec = _pod(r, "moontv-kvrocks-backup")
+    env = _env(spec["containers"][0])
     assert env["S3_BUCKET"] == "moontv-backups" and env["S3_ENDPOINT"] == "https://s3.example.com"
     assert env["S3_PREFIX"] == "moontv/" and env["AWS_ACCESS_KEY_ID"] == "AKIDEXAMPLE"
-    ref = env["AWS_SECRET_ACCESS_KEY"]["secretKeyRef"]
-    secret = [s for s in r.kind("Secret") if s.metadata_name == ref["name"]]
-    assert secret[0].inputs["stringData"][ref["key"]] == "offsite-Secret-Key-123"
+    # the secret key is a file of a mounted Secret, never an environment variable
+    assert "AWS_SECRET_ACCESS_KEY" not in env
+    directory, key = env["AWS_SECRET_ACCESS_KEY_FILE"].rsplit("/", 1)
+    mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["mountPath"] == directory)
+    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])["secret"]
+    assert volume["items"] == [{"key": key, "path": key}]
+    secret = [s for s in r.kind("Secret") if s.metadata_name == volume["secretName"]]
+    assert secret[0].inputs["stringData"][key] == "offsite-Secret-Key-123"
 
 
 def test_given_backups_then_a_restore_drill_restores_into_a_loopback_scratch_instance(run):

@@ -7,20 +7,13 @@ import pytest
 
 from components import app_facts, settings
 from components.errors import ConfigError
-from components.kubernetes import preflight
-from tests.program import RecordingMocks, Resource, Run, run_stack, stack_config
+from components.kubernetes import pod, preflight
+from tests.conftest import ROOT
+from tests.program import RecordingMocks, Resource, Run, manifest, run_stack, stack_config
 
 #: The Kubernetes version the manifests are validated against (strict: unknown fields fail).
 KUBERNETES_VERSION = "1.33.0"
 CUSTOM_RESOURCE_GROUPS = ("gateway.networking.k8s.io", "monitoring.coreos.com")
-
-
-def manifest(resource: Resource) -> dict:
-    group_version = resource.type.split(":")[1]
-    api_version = group_version.removeprefix("core/")
-    body = {"apiVersion": api_version, "kind": resource.kind, **resource.inputs}
-    body["metadata"] = {"name": resource.name, **(body.get("metadata") or {})}
-    return body
 
 
 def containers(spec: dict) -> list[dict]:
@@ -75,8 +68,10 @@ def test_app_pods_match_the_runtime_contract(stack_run: Run):
         env = {e["name"]: e.get("value") for e in app["env"]}
         assert env["HOSTNAME"] == "0.0.0.0" and env["PORT"] == "3000"
         assert spec["securityContext"]["runAsUser"] == 1001
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        for probe in ("startupProbe", "readinessProbe"):
             assert app[probe]["httpGet"]["path"] == "/login"
+        # liveness: the server answers a static file (no session, no database), not /login
+        assert app["livenessProbe"]["httpGet"]["path"] == "/manifest.json"
         mounts = {m["mountPath"] for m in app["volumeMounts"]}
         assert {"/app/public", "/app/.next/cache", "/tmp"} <= mounts
         assert app["lifecycle"]["preStop"]["exec"]["command"][0] == "sleep"
@@ -128,9 +123,17 @@ def test_storage_persists_and_waits_before_the_app(stack_run: Run):
     claim = sts.inputs["spec"]["volumeClaimTemplates"][0]
     assert claim["spec"]["resources"]["requests"]["storage"]
     deployment = app_deployments(stack_run)[0]
-    wait = pod_spec(deployment)["initContainers"][1]
+    spec = pod_spec(deployment)
+    wait = spec["initContainers"][1]
     assert wait["command"][-1] == "wait"
-    assert wait["env"][0]["valueFrom"]["secretKeyRef"]["key"] == "KVROCKS_URL"
+    # the storage URL is a file of the app Secret, not an environment variable
+    assert wait["env"] == [{"name": "STORAGE_URL_FILE", "value": "/etc/moontv/storage/url"}]
+    mount = next(m for m in wait["volumeMounts"] if m["mountPath"] == "/etc/moontv/storage")
+    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])["secret"]
+    assert volume["items"] == [{"key": "KVROCKS_URL", "path": "url"}]
+    app_secret = next(c["secretRef"]["name"] for c in spec["containers"][0]["envFrom"]
+                      if "secretRef" in c)
+    assert volume["secretName"] == app_secret
 
 
 def test_given_prod_then_it_is_highly_available_and_digest_pinned(run):
@@ -416,3 +419,63 @@ def test_given_render_mode_then_no_cluster_is_asked():
 
     dev = run_stack("dev", cluster=no_cluster)
     assert dev.kind("Deployment")
+
+
+def workloads(run: Run) -> list[Resource]:
+    return run.kind("Deployment") + run.kind("StatefulSet") + run.kind("CronJob")
+
+
+def test_every_container_bounds_its_ephemeral_storage_and_every_empty_dir_its_size(
+        stack_run: Run):
+    for workload in workloads(stack_run):
+        spec = pod_spec(workload)
+        for c in containers(spec):
+            resources = c["resources"]
+            assert resources["requests"].get("ephemeral-storage"), (workload.name, c["name"])
+            assert resources["limits"].get("ephemeral-storage"), (workload.name, c["name"])
+        for volume in spec.get("volumes", []):
+            if "emptyDir" in volume:
+                assert volume["emptyDir"].get("sizeLimit"), (workload.name, volume["name"])
+
+
+def test_every_cronjob_has_a_starting_deadline(stack_run: Run):
+    for job in stack_run.kind("CronJob"):
+        assert job.inputs["spec"]["startingDeadlineSeconds"] > 0, job.name
+
+
+def handler(probe: dict) -> dict:
+    """What a probe checks, without its timing."""
+    return {k: v for k, v in probe.items() if k in ("httpGet", "tcpSocket", "exec", "grpc")}
+
+
+def test_liveness_differs_from_readiness_unless_skipped_with_a_reason(stack_run: Run):
+    for workload in workloads(stack_run):
+        skipped = (workload.inputs["metadata"].get("annotations") or {}).get(
+            "kube-score/ignore", "")
+        for c in containers(pod_spec(workload)):
+            if "livenessProbe" in c and "readinessProbe" in c:
+                same = handler(c["livenessProbe"]) == handler(c["readinessProbe"])
+                assert not same or "pod-probes-identical" in skipped.split(","), (
+                    workload.name, c["name"])
+
+
+def test_every_skipped_check_has_its_reason_in_the_docs():
+    docs = (ROOT / "docs" / "manifest-checks.md").read_text()
+    for check, reason in pod.SKIP_REASONS.items():
+        assert f"`{check}`" in docs, check
+        assert reason, check
+
+
+def test_skip_annotations_name_checkov_ids_with_reasons_and_kube_score_tests():
+    annotations = pod.skip_checks("CKV_K8S_40", "container-image-pull-policy", "CKV_K8S_35")
+    assert annotations == {
+        "checkov.io/skip1": f"CKV_K8S_40={pod.SKIP_REASONS['CKV_K8S_40']}",
+        "checkov.io/skip2": f"CKV_K8S_35={pod.SKIP_REASONS['CKV_K8S_35']}",
+        "kube-score/ignore": "container-image-pull-policy",
+    }
+    with pytest.raises(KeyError):
+        pod.skip_checks("CKV_K8S_1")
+    assert pod.image_checks("redis:7.4.2-alpine") == (
+        "container-image-pull-policy", "CKV_K8S_43", "CKV_K8S_15")
+    assert pod.image_checks("redis:7.4.2-alpine@sha256:" + "a" * 64) == (
+        "container-image-pull-policy",)

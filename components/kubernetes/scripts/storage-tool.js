@@ -18,6 +18,8 @@
 //   S3_BUCKET, S3_ENDPOINT (http(s)://host[:port]), S3_REGION (us-east-1), S3_PREFIX (""),
 //   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
 //                      optional off-site copy (path-style S3 API, signature v4)
+//   STORAGE_URL_FILE, AWS_SECRET_ACCESS_KEY_FILE
+//                      read the secret from this file (a mounted Secret) instead of the variable
 //
 // Backups are gzip'd JSON sealed with AES-256-GCM (Node's crypto); the AES key is derived from
 // the key material with HKDF-SHA256. The file names the key id, so after a rotation old backups
@@ -33,6 +35,12 @@ const http = require('http');
 const https = require('https');
 
 class UsageError extends Error {}
+
+/** A secret setting: the content of the file named by NAME_FILE (a mounted Secret), else NAME. */
+function secret(name) {
+  const file = process.env[`${name}_FILE`];
+  return file ? fs.readFileSync(file, 'utf8').trim() : process.env[name];
+}
 
 function parse(buf, i) {
   const nl = buf.indexOf('\r\n', i);
@@ -234,10 +242,10 @@ function readBackup(file) { return open(fs.readFileSync(file, 'utf8'), file); }
 function s3Config() {
   const bucket = process.env.S3_BUCKET;
   if (!bucket) return null;
-  const need = ['S3_ENDPOINT', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'].filter((k) => !process.env[k]);
+  const need = ['S3_ENDPOINT', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'].filter((k) => !secret(k));
   if (need.length) throw new UsageError(`S3_BUCKET is set, so ${need.join(', ')} must be too`);
   return { bucket, endpoint: new URL(process.env.S3_ENDPOINT), region: process.env.S3_REGION || 'us-east-1',
-    prefix: process.env.S3_PREFIX || '', id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+    prefix: process.env.S3_PREFIX || '', id: process.env.AWS_ACCESS_KEY_ID, secret: secret('AWS_SECRET_ACCESS_KEY') };
 }
 
 const sha256 = (data) => crypto.createHash('sha256').update(data).digest('hex');
@@ -365,11 +373,12 @@ async function main() {
   const [mode, arg, arg2] = process.argv.slice(2);
   if (mode === '-h' || mode === '--help') { console.log(USAGE); return; }
   const needsUrl = ['wait', 'backup', 'restore', 'drill'];
-  if (![...needsUrl, 'keys', 'fetch'].includes(mode) || (needsUrl.includes(mode) && !process.env.STORAGE_URL)) {
+  const storageUrl = secret('STORAGE_URL');
+  if (![...needsUrl, 'keys', 'fetch'].includes(mode) || (needsUrl.includes(mode) && !storageUrl)) {
     console.error(USAGE);
     process.exit(2);
   }
-  const url = needsUrl.includes(mode) ? new URL(process.env.STORAGE_URL) : null;
+  const url = needsUrl.includes(mode) ? new URL(storageUrl) : null;
   if (mode === 'wait') await wait(url);
   if (mode === 'backup') await backup(url, arg || '/backup', Number(process.env.BACKUP_RETENTION || 7));
   if (mode === 'restore') await restore(url, arg);
