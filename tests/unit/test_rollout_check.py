@@ -475,3 +475,60 @@ def test_given_a_canary_taking_traffic_then_smoke_pins_its_requests_to_the_prima
         server.stop()
     assert result.status == PASS, result.reason
     assert result.reason.endswith("version 100.1.2 (x-moontv-canary: never)")
+
+
+def _stub(tmp_path: Path, name: str, script: str) -> None:
+    path = tmp_path / name
+    path.write_text("#!/bin/bash\n" + script)
+    path.chmod(0o755)
+
+
+def test_given_kubectl_answers_then_objects_not_found_and_errors_are_told_apart(
+    tmp_path, monkeypatch
+):
+    from rollout.check import ClusterError, Kubectl
+
+    _stub(
+        tmp_path,
+        "kubectl",
+        """
+case "$3" in
+  there) echo '{"metadata": {"name": "there"}, "args": "'"$*"'"}' ;;
+  gone) echo 'Error from server (NotFound): cronjobs.batch "gone" not found' >&2; exit 1 ;;
+  *) echo 'error: context "prod" does not exist' >&2; exit 1 ;;
+esac
+""",
+    )
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    cluster = Kubectl(kubeconfig="/k/config", context="prod")
+    found = cluster.get("cronjob", "moontv", "there")
+    assert found["metadata"]["name"] == "there"
+    assert found["args"] == (
+        "get cronjob there -o json --namespace moontv --kubeconfig /k/config --context prod"
+    )
+    assert cluster.get("cronjob", "moontv", "gone") is None
+    with pytest.raises(ClusterError, match='context "prod" does not exist'):
+        cluster.get("cronjob", "moontv", "other")
+
+
+def test_given_the_policy_preview_then_its_failure_tail_or_none_is_returned(tmp_path, monkeypatch):
+    from rollout.check import policy_preview
+
+    _stub(
+        tmp_path,
+        "pulumi",
+        'echo "$*" > "$(dirname "$0")/args"\n'
+        '[[ -f "$(dirname "$0")/fail" ]] && { echo "mandatory: moontv-prod-digest" >&2; exit 1; }\n'
+        "exit 0\n",
+    )
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    work = tmp_path / "project"
+    work.mkdir()
+    assert policy_preview("staging", work) is None
+    args = (tmp_path / "args").read_text().split()
+    assert args[:3] == ["preview", "--stack", "staging"]
+    assert args[-2:] == ["--policy-pack", str(work / "policy")]
+    (tmp_path / "fail").write_text("")
+    assert policy_preview("staging", work) == "mandatory: moontv-prod-digest"
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert "not on PATH" in (policy_preview("staging", work) or "")
