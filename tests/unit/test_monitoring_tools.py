@@ -28,10 +28,10 @@ from components.monitoring.dashboard import dashboard
 from components.monitoring.model import MonitoringSettings
 from components.monitoring.rules import (
     BACKUP_FAILED,
-    RESTORE_DRILL_FAILED,
     CANARY_ERRORS,
     HPA_AT_MAX,
     POD_RESTARTS,
+    RESTORE_DRILL_FAILED,
     STORAGE_DOWN,
     TRACK_DOWN,
     TRACK_LATENCY,
