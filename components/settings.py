@@ -78,8 +78,10 @@ class SiteSettings(ConfigModel):
     """Site settings; they only *seed* the admin config on first start (the database wins)."""
 
     name: str = "MoonTV"
+    #: Empty: the app shows its built-in notice (it treats an empty ANNOUNCEMENT as unset).
     announcement: str = ""
-    search_max_page: Annotated[int, int_range(1, 100)] = 5
+    #: Pages fetched from each video source per search; the app documents 1..50.
+    search_max_page: Annotated[int, int_range(1, 50)] = 5
     douban_proxy_type: Literal[
         "direct", "cors-proxy-zwei", "cmliussss-cdn-tencent", "cmliussss-cdn-ali", "custom"
     ] = "cmliussss-cdn-tencent"

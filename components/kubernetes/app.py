@@ -272,10 +272,8 @@ class MoonTVKubernetes(pulumi.ComponentResource):
                 "image": image,
                 "imagePullPolicy": args.pull_policy,
                 "ports": [{"name": "http", "containerPort": app_facts.PORT}],
-                "env": [
-                    *({"name": k, "value": v} for k, v in app_facts.LISTEN_ENV.items()),
-                    {"name": "MOONTV_TRACK", "value": track.name},
-                ],
+                # Only what the app reads; the track and version are labels.
+                "env": [{"name": k, "value": v} for k, v in app_facts.LISTEN_ENV.items()],
                 "envFrom": [{"configMapRef": {"name": self.config_map.metadata.name}},
                             {"secretRef": {"name": self.secret.metadata.name}}],
                 "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 36},

@@ -76,7 +76,8 @@ BAD = [
     ("dev", "autoscaling.targetCpu", 150, "moontv:autoscaling.targetCpu", "100"),
     ("dev", "traffic.provider", "traefik", "moontv:traffic.provider", "'gateway'"),
     ("dev", "traffic.host", "Not A Host", "moontv:traffic.host", "a DNS name in lower case"),
-    ("dev", "site.searchMaxPage", 0, "moontv:site.searchMaxPage", "1"),
+    ("dev", "site.searchMaxPage", 0, "moontv:site.searchMaxPage", "an integer 1..50"),
+    ("dev", "site.searchMaxPage", 51, "moontv:site.searchMaxPage", "an integer 1..50"),
     ("dev", "site.doubanProxyType", "foo", "moontv:site.doubanProxyType", "'direct'"),
     ("dev", "storage.sise", "5Gi", "moontv:storage.sise", "size"),
     ("dev", "replica", 2, "moontv:replica", "accepted keys:"),
@@ -450,3 +451,32 @@ def test_given_the_shipped_prod_file_when_previewed_then_each_placeholder_is_a_w
 def test_given_the_prod_file_then_it_says_how_to_fill_the_digests():
     text = (ROOT / "Pulumi.prod.yaml").read_text()
     assert "placeholder" in text and "docker buildx imagetools inspect" in text
+
+
+# --- what the app reads is all the program sets -------------------------------------------------
+
+#: Every variable LunaTV reads (the upstream sources; docs: the MoonTV runtime contract).
+APP_READS = frozenset({
+    "USERNAME", "PASSWORD", "NEXT_PUBLIC_STORAGE_TYPE", "KVROCKS_URL", "REDIS_URL",
+    "UPSTASH_URL", "UPSTASH_TOKEN", "NEXT_PUBLIC_SITE_NAME", "ANNOUNCEMENT",
+    "NEXT_PUBLIC_SEARCH_MAX_PAGE", "NEXT_PUBLIC_DOUBAN_PROXY_TYPE", "NEXT_PUBLIC_DOUBAN_PROXY",
+    "NEXT_PUBLIC_DOUBAN_IMAGE_PROXY_TYPE", "NEXT_PUBLIC_DOUBAN_IMAGE_PROXY",
+    "NEXT_PUBLIC_DISABLE_YELLOW_FILTER", "NEXT_PUBLIC_FLUID_SEARCH", "HOSTNAME", "PORT",
+})
+
+
+def test_given_each_stack_then_the_app_container_gets_only_variables_the_app_reads(stack_run):
+    app = [c for d in stack_run.kind("Deployment")
+           for c in d.inputs["spec"]["template"]["spec"]["containers"] if c["name"] == "moontv"]
+    assert app
+    names = {e["name"] for c in app for e in c.get("env", [])}
+    sources = {ref.get("configMapRef", ref.get("secretRef"))["name"]
+               for c in app for ref in c.get("envFrom", [])}
+    for kind, field in (("ConfigMap", "data"), ("Secret", "stringData")):
+        for resource in stack_run.kind(kind):
+            # auto-named objects: the mocks name them <resource name>-<8 hex>
+            if {resource.metadata_name, resource.name} & {n.rsplit("-", 1)[0] for n in sources}:
+                names |= set(resource.inputs.get(field) or {})
+    assert {"PASSWORD", "NEXT_PUBLIC_STORAGE_TYPE", "HOSTNAME"} <= names  # all sources seen
+    assert names - APP_READS == set()
+    assert "MOONTV_TRACK" not in names and "DOCKER_ENV" not in names
