@@ -52,12 +52,13 @@ def kubernetes(s: Settings, overrides: dict[str, pulumi.Output[str]]) -> pulumi.
         metrics_namespace=c.monitoring.monitoring_namespace if c.monitoring.enabled else None),
         opts=opts)
     if c.monitoring.enabled:
-        Monitoring("moontv-monitoring", MonitoringArgs(
+        monitoring = Monitoring("moontv-monitoring", MonitoringArgs(
             namespace=c.namespace, tracks=s.plan.tracks, settings=c.monitoring,
             instance=s.stack, receiver_secrets=s.receiver_secrets,
             storage_selector=app.storage.selector, backup_cronjob=app.storage.backup_cronjob,
             drill_cronjob=app.storage.drill_cronjob),
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[app])))
+        pulumi.export("healthQueries", monitoring.health_queries)  # the rollout gate reads them
     return app.namespace
 
 
@@ -81,10 +82,11 @@ def swarm(s: Settings, overrides: dict[str, pulumi.Output[str]]) -> str:
         provider=provider, image_overrides=overrides),
         opts=pulumi.ResourceOptions(providers=[provider]))
     if c.monitoring.enabled:
-        SwarmMonitoring("moontv-monitoring", SwarmMonitoringArgs(
+        monitoring = SwarmMonitoring("moontv-monitoring", SwarmMonitoringArgs(
             tracks=s.plan.tracks, settings=c.monitoring, network=stack.network_name,
             receiver_secrets=s.receiver_secrets, provider=provider),
             opts=pulumi.ResourceOptions(providers=[provider]))
+        pulumi.export("healthQueries", monitoring.health_queries)
     pulumi.export("previewUrl", stack.preview_url)
     return spec.stack
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rollout import check, commands, history
 from rollout.commands import FAILED, USAGE, Context
-from rollout.health import DEFAULT_LATENCY_QUERY, DEFAULT_SUCCESS_QUERY, GATE, HealthPolicy
+from rollout.health import OUTPUT, HealthPolicy, stack_gates
 from rollout.stack import EngineError, PulumiStack, Stack, UsageError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -89,28 +89,20 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--reason", help="why: recorded in moontv:release.lastDecision")
 
     health = argparse.ArgumentParser(add_help=False)
+    stack_gate = f"(default: the track's gate in the stack output {OUTPUT})"
     health.add_argument(
         "--success-query",
-        default=DEFAULT_SUCCESS_QUERY,
         help="PromQL giving the success ratio 0..1 of the track; $track is replaced by the "
-        "track name (default: %(default)s)",
+        f"track name {stack_gate}",
     )
     health.add_argument(
-        "--latency-query",
-        default=DEFAULT_LATENCY_QUERY,
-        help="PromQL giving the p99 latency in seconds (default: %(default)s)",
+        "--latency-query", help=f"PromQL giving the p99 latency in seconds {stack_gate}"
     )
     health.add_argument(
-        "--min-success",
-        type=fraction,
-        default=GATE.success_rate,
-        help="lowest healthy success ratio (default: %(default)s)",
+        "--min-success", type=fraction, help=f"lowest healthy success ratio {stack_gate}"
     )
     health.add_argument(
-        "--max-p99-ms",
-        type=positive,
-        default=float(GATE.p99_latency_ms),
-        help="highest healthy p99 latency in ms (default: %(default)g)",
+        "--max-p99-ms", type=positive, help=f"highest healthy p99 latency in ms {stack_gate}"
     )
     health.add_argument(
         "--smoke-url",
@@ -208,11 +200,12 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def _policy(args: argparse.Namespace) -> HealthPolicy | None:
+def _policy(args: argparse.Namespace, stack: Stack) -> HealthPolicy | None:
     if getattr(args, "prometheus", None) is None:
         return None
     return HealthPolicy(
         prometheus=args.prometheus,
+        gates=stack_gates(stack.outputs()),
         success_query=args.success_query,
         latency_query=args.latency_query,
         min_success=args.min_success,
@@ -225,7 +218,7 @@ def run(args: argparse.Namespace, stack: Stack) -> int:
     if args.command == "check":
         return check.main(args, stack.config(), stack.name, _print)
     ctx = Context(stack=stack, dry_run=args.dry_run, out=_say, reason=args.reason)
-    policy = _policy(args)
+    policy = _policy(args, stack)
     if args.command == "status":
         return commands.status(ctx, policy)
     if args.command == "stage":

@@ -1,13 +1,10 @@
 """Health of a release track, from Prometheus and an optional smoke request.
 
-The default queries and thresholds are those of the monitoring stack's gate
-(``components.monitoring.rules``, the default ``moontv:monitoring.thresholds``). They read the
-blackbox-exporter probe metrics of the track under test (probes carry a ``track`` label);
-``$track`` in a query is replaced by the track name:
-
-* success: ``avg(avg_over_time(probe_success{track="$track"}[1m]))`` - share of successful probes
-* latency: ``max(quantile_over_time(0.99, probe_duration_seconds{track="$track"}[5m]))`` - p99 in
-  **seconds**
+The queries and thresholds are the stack's: the program exports, per monitored track, the gate it
+builds from ``moontv:monitoring.thresholds`` (stack output ``healthQueries``: ``success`` and
+``latency`` PromQL, ``successMin`` and ``latencyMaxSeconds``). They read the blackbox-exporter
+probe metrics of the track (probes carry a ``track`` label), each reduced to one sample. An
+operator may override any of them (``$track`` in a query is replaced by the track name).
 
 A query that fails or returns no data counts as unhealthy: no evidence, no promotion.
 """
@@ -19,17 +16,34 @@ import math
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from string import Template
+from typing import Any
 
-from components.monitoring.model import Thresholds
-from components.monitoring.rules import latency_p99_query, success_rate_query
 from components.release import HEADER
+from rollout.stack import UsageError
 
-GATE = Thresholds()
-# One sample per query: the probe series of a track, reduced across probers.
-DEFAULT_SUCCESS_QUERY = f"avg({success_rate_query('$track', GATE.success_window)})"
-DEFAULT_LATENCY_QUERY = f"max({latency_p99_query('$track', GATE.latency_window)})"
+OUTPUT = "healthQueries"
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What one track must meet."""
+
+    success_query: str
+    latency_query: str
+    min_success: float
+    max_p99_ms: float
+
+
+def stack_gates(outputs: Mapping[str, Any]) -> dict[str, Gate]:
+    """The gate of every monitored track, from the stack outputs (none without monitoring)."""
+    return {
+        track: Gate(q["success"], q["latency"], float(q["successMin"]),
+                    float(q["latencyMaxSeconds"]) * 1000)
+        for track, q in (outputs.get(OUTPUT) or {}).items()
+    }
 
 
 class QueryError(Exception):
@@ -39,12 +53,26 @@ class QueryError(Exception):
 @dataclass(frozen=True)
 class HealthPolicy:
     prometheus: str
-    success_query: str = DEFAULT_SUCCESS_QUERY
-    latency_query: str = DEFAULT_LATENCY_QUERY
-    min_success: float = GATE.success_rate
-    max_p99_ms: float = float(GATE.p99_latency_ms)
+    gates: Mapping[str, Gate] = field(default_factory=dict)  # :func:`stack_gates`
+    # the operator's overrides of the stack's gate
+    success_query: str | None = None
+    latency_query: str | None = None
+    min_success: float | None = None
+    max_p99_ms: float | None = None
     smoke_url: str | None = None
     timeout: float = 10.0
+
+    def gate(self, track: str) -> Gate | None:
+        """The stack's gate of ``track`` with the overrides applied (None: no gate)."""
+        given: dict[str, Any] = {
+            "success_query": self.success_query, "latency_query": self.latency_query,
+            "min_success": self.min_success, "max_p99_ms": self.max_p99_ms,
+        }
+        overrides = {k: v for k, v in given.items() if v is not None}
+        stack = self.gates.get(track)
+        if stack is not None:
+            return replace(stack, **overrides)
+        return Gate(**overrides) if len(overrides) == len(given) else None
 
 
 @dataclass(frozen=True)
@@ -101,10 +129,17 @@ def smoke(url: str, track: str, timeout: float = 10.0) -> str | None:
 
 
 def check(policy: HealthPolicy, track: str) -> Health:
-    """Health of ``track`` against the policy's thresholds."""
+    """Health of ``track`` against its gate; :class:`UsageError` when it has none."""
+    gate = policy.gate(track)
+    if gate is None:
+        raise UsageError(
+            f"no health gate for track {track}: the stack exports none (output {OUTPUT}; "
+            "enable moontv:monitoring and run up), and --success-query, --latency-query, "
+            "--min-success and --max-p99-ms are not all given"
+        )
     queries = {
         name: Template(text).safe_substitute(track=track)
-        for name, text in (("success", policy.success_query), ("latency", policy.latency_query))
+        for name, text in (("success", gate.success_query), ("latency", gate.latency_query))
     }
     try:
         success = query(policy.prometheus, queries["success"], policy.timeout)
@@ -112,12 +147,12 @@ def check(policy: HealthPolicy, track: str) -> Health:
     except QueryError as exc:
         return Health(False, f"metrics unavailable: {exc}")
     measured = (
-        f"success {success:.4g} (min {policy.min_success:g}), "
-        f"p99 {p99_ms:.0f} ms (max {policy.max_p99_ms:g})"
+        f"success {success:.4g} (min {gate.min_success:g}), "
+        f"p99 {p99_ms:.0f} ms (max {gate.max_p99_ms:g})"
     )
-    if success < policy.min_success:
+    if success < gate.min_success:
         return Health(False, f"success rate too low: {measured}")
-    if p99_ms > policy.max_p99_ms:
+    if p99_ms > gate.max_p99_ms:
         return Health(False, f"p99 latency too high: {measured}")
     if policy.smoke_url:
         failure = smoke(policy.smoke_url, track, policy.timeout)

@@ -33,6 +33,9 @@ class Stack(Protocol):
     def config(self) -> dict[str, Any]:
         """Every ``moontv:*`` key, objects decoded, secret values replaced by ``SECRET``."""
 
+    def outputs(self) -> dict[str, Any]:
+        """The stack outputs of the last update, secret values replaced by ``SECRET``."""
+
     def write(self, sets: Mapping[str, str], removes: list[str]) -> None:
         """Set these config paths (``moontv:release.canary.weight``) and remove those."""
 
@@ -134,6 +137,13 @@ class PulumiStack:
         except self._auto.CommandError as exc:
             raise EngineError(error_tail(exc)) from None
         return decode_config(json.loads(result.stdout))
+
+    def outputs(self) -> dict[str, Any]:
+        try:
+            outputs = self._stack.outputs()
+        except self._auto.CommandError as exc:
+            raise EngineError(error_tail(exc)) from None
+        return {key: SECRET if out.secret else out.value for key, out in outputs.items()}
 
     def write(self, sets: Mapping[str, str], removes: list[str]) -> None:
         config = self._auto.ConfigValue

@@ -218,6 +218,9 @@ def run_stack(stack: str, overrides: dict[str, Any] | None = None,
         config = fill_placeholder_digests(config)
     config.update(secrets or {})
     run.secrets.extend((secrets or {}).values())
+    # A fresh root stack resource: set_mocks keeps an existing one, with the outputs that
+    # earlier runs exported.
+    pulumi.runtime.settings.set_root_resource(None)  # type: ignore[arg-type]
     pulumi.runtime.set_mocks(RecordingMocks(run), project="moontv", stack=stack, preview=preview)
     program = load_program()
 

@@ -44,7 +44,7 @@ from components.monitoring.rules import (
     STORAGE_JOB,
     RuleScope,
     alert_rules,
-    health_gate_queries,
+    health_gates,
     monitored,
 )
 
@@ -98,7 +98,7 @@ class Monitoring(pulumi.ComponentResource):
                 f"{naming.track_name(t.name)}.{self._ns}.svc", app_facts.SERVICE_PORT)
             for t in tracks
         }
-        self.health_queries = {t.name: health_gate_queries(t.name, s) for t in tracks}
+        self.health_queries = health_gates(args.tracks, s)
         self.chart = None
         self.receiver_secret = None
         if s.enabled:

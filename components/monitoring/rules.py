@@ -67,14 +67,22 @@ def volume_usage_query(namespace: str) -> str:
 
 
 def health_gate_queries(track: str, settings: MonitoringSettings) -> dict[str, str]:
-    """The PromQL the rollout health gate evaluates, with the thresholds it compares against."""
+    """The PromQL the rollout health gate evaluates (one sample each: the probe series of the
+    track reduced across probers), with the thresholds it compares against."""
     th = settings.thresholds
     return {
-        "success": success_rate_query(track, th.success_window),
+        "success": f"avg({success_rate_query(track, th.success_window)})",
         "successMin": str(th.success_rate),
-        "latency": latency_p99_query(track, th.latency_window),
+        "latency": f"max({latency_p99_query(track, th.latency_window)})",
         "latencyMaxSeconds": str(th.p99_latency_ms / 1000),
     }
+
+
+def health_gates(tracks: Sequence[TrackLike], settings: MonitoringSettings
+                 ) -> dict[str, dict[str, str]]:
+    """:func:`health_gate_queries` of every monitored track: the stack output the rollout CLI
+    reads (``healthQueries``)."""
+    return {t.name: health_gate_queries(t.name, settings) for t in monitored(tracks)}
 
 
 def _alert(

@@ -27,7 +27,7 @@ from components.monitoring.config import (
     prometheus_config,
 )
 from components.monitoring.model import MonitoringSettings, TrackLike, require_receiver_secrets
-from components.monitoring.rules import RuleScope, alert_rules, monitored
+from components.monitoring.rules import RuleScope, alert_rules, health_gates, monitored
 
 PROMETHEUS_PORT, ALERTMANAGER_PORT, BLACKBOX_PORT = 9090, 9093, 9115
 PROMETHEUS_DIR, ALERTMANAGER_DIR, BLACKBOX_DIR = (
@@ -59,6 +59,7 @@ class SwarmMonitoring(pulumi.ComponentResource):
     """Prometheus + blackbox exporter + Alertmanager services for one Swarm environment."""
 
     probe_targets: dict[str, str]
+    health_queries: dict[str, dict[str, str]]
     prometheus: docker.Service | None
     alertmanager: docker.Service | None
     blackbox: docker.Service | None
@@ -78,6 +79,7 @@ class SwarmMonitoring(pulumi.ComponentResource):
             t.name: app_facts.probe_url(naming.track_name(t.name), app_facts.PORT)
             for t in tracks
         }
+        self.health_queries = health_gates(args.tracks, s)
         self.prometheus = self.alertmanager = self.blackbox = None
         if s.enabled:
             names = {k: naming.resource_name(naming.APP, k)
@@ -116,7 +118,8 @@ class SwarmMonitoring(pulumi.ComponentResource):
                 volume=("prometheus-data", "/prometheus"),
                 published=args.prometheus_port,
             )
-        self.register_outputs({"probeTargets": self.probe_targets})
+        self.register_outputs(
+            {"probeTargets": self.probe_targets, "healthQueries": self.health_queries})
 
     def _labels(self, component: str) -> list[docker.ServiceLabelArgsDict]:
         return [{"label": k, "value": v}

@@ -20,7 +20,10 @@ from typing import Any
 import pytest
 import yaml
 
-from rollout.health import HealthPolicy, check
+from components.monitoring.model import MonitoringSettings
+from components.monitoring.rules import health_gates
+from components.release import Track
+from rollout.health import OUTPUT, HealthPolicy, check, stack_gates
 from tests.conftest import ROOT, skip_or_fail
 from tests.helpers import LocalServer, QuietHandler, free_port
 from tests.integration.engine import Project, require_engine, stack_config
@@ -122,7 +125,9 @@ def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     release = {"strategy": "canary", "canary": {"version": CANARY_VERSION, "weight": 0}}
     config = stack_config(
         "dev",
-        **{"moontv:kubernetes": {"renderDir": str(tmp_path / "out")}, "moontv:release": release},
+        **{"moontv:kubernetes": {"renderDir": str(tmp_path / "out")}, "moontv:release": release,
+           # the stack exports the health gate the CLI reads (output healthQueries)
+           "moontv:monitoring": {"enabled": True, "mode": "existing"}},
     )
     up = copy.stack("dev", config).up()
     assert up.summary.result == "succeeded"
@@ -177,10 +182,13 @@ def _rendered_images(work: Path) -> dict[str, str]:
     return images
 
 
-def test_default_health_queries_on_a_real_prometheus(
+def test_the_programs_health_gate_on_a_real_prometheus(
     prometheus: str, exporter: ProbeExporter
 ) -> None:
-    policy = HealthPolicy(prometheus)
+    tracks = [Track("canary", CANARY_VERSION, 1, 0, "canary"), Track("blue", "v1", 1, 100,
+                                                                      "primary")]
+    gates = stack_gates({OUTPUT: health_gates(tracks, MonitoringSettings())})
+    policy = HealthPolicy(prometheus, gates)
     healthy = check(policy, "canary")
     assert healthy.ok, healthy.summary
     assert healthy.summary == "success 1 (min 0.99), p99 120 ms (max 500)"

@@ -208,9 +208,9 @@ def test_given_no_backup_cronjob_then_no_backup_alert() -> None:
 
 def test_given_gate_defaults_then_queries_match_the_documented_promql() -> None:
     gate = health_gate_queries("canary", MonitoringSettings())
-    assert gate["success"] == 'avg_over_time(probe_success{track="canary"}[1m])'
+    assert gate["success"] == 'avg(avg_over_time(probe_success{track="canary"}[1m]))'
     assert gate["latency"] == (
-        'quantile_over_time(0.99, probe_duration_seconds{track="canary"}[5m])'
+        'max(quantile_over_time(0.99, probe_duration_seconds{track="canary"}[5m]))'
     )
     assert (gate["successMin"], gate["latencyMaxSeconds"]) == ("0.99", "0.5")
 

@@ -16,9 +16,10 @@ import yaml
 
 from rollout import commands
 from rollout.cli import main
-from rollout.health import HealthPolicy, QueryError, check, query
+from rollout.health import Gate, HealthPolicy, QueryError, check, query, stack_gates
 from rollout.stack import EngineError, decode_config, diff, engine_env, error_tail
 from tests.helpers import DIGEST, FakePrometheus, canary
+from tests.program import run_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 CANARY = canary(0)
@@ -30,8 +31,8 @@ IMAGE = {"repository": "registry.local/moontv", "tag": "v1"}
 
 
 class FakeStack:
-    """A shipped stack file's config in memory, with `pulumi config set --path` typing;
-    records writes, previews and ups."""
+    """A shipped stack file's config in memory (monitoring on), with `pulumi config set
+    --path` typing; records writes, previews and ups; its outputs are the program's."""
 
     def __init__(
         self,
@@ -44,6 +45,7 @@ class FakeStack:
         shipped = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
         self.data: dict[str, Any] = shipped
         self.data["moontv:image"] = copy.deepcopy(IMAGE if image is None else image)
+        self.data["moontv:monitoring"] = {"enabled": True, "mode": "existing"}
         self.data.pop("moontv:release", None)
         if release is not None:
             self.data["moontv:release"] = copy.deepcopy(release)
@@ -54,6 +56,10 @@ class FakeStack:
 
     def config(self) -> dict[str, Any]:
         return copy.deepcopy(self.data)
+
+    def outputs(self) -> dict[str, Any]:
+        """The outputs of the program run under mocks on the current config."""
+        return run_stack(self.name, self.data).outputs
 
     def write(self, sets: Mapping[str, str], removes: list[str]) -> None:
         self.writes += 1
@@ -341,7 +347,8 @@ def test_given_auto_then_health_is_checked_before_each_step_and_it_waits_the_int
     stack = FakeStack(CANARY)
     slept: list[float] = []
     ctx = commands.Context(stack=stack, out=lambda line: None, sleep=slept.append)
-    assert commands.auto(ctx, HealthPolicy(prometheus.url), [25, 100], 30.0) == 0
+    policy = HealthPolicy(prometheus.url, stack_gates(stack.outputs()))
+    assert commands.auto(ctx, policy, [25, 100], 30.0) == 0
     assert slept == [30.0, 30.0]
     success_queries = [q for q in prometheus.queries if "probe_success" in q]
     assert success_queries == ['avg(avg_over_time(probe_success{track="canary"}[1m]))'] * 3
@@ -556,9 +563,39 @@ def test_query_with_an_error_status_names_the_query(prometheus: FakePrometheus) 
 
 def test_check_reports_measurements_when_healthy(prometheus: FakePrometheus) -> None:
     prometheus.success, prometheus.latency = [0.995], [0.25]
-    health = check(HealthPolicy(prometheus.url), "canary")
+    gate = Gate("probe_success", "probe_duration_seconds", 0.99, 500)
+    health = check(HealthPolicy(prometheus.url, {"canary": gate}), "canary")
     assert health.ok
     assert health.summary == "success 0.995 (min 0.99), p99 250 ms (max 500)"
+
+
+# --- the gate comes from the stack ----------------------------------------------------------------
+
+
+def test_given_thresholds_in_the_stack_config_when_auto_then_the_exported_gate_applies(
+    prometheus: FakePrometheus,
+) -> None:
+    # Given the stack's own thresholds (not the code defaults) and a canary at 0.95 / 700 ms
+    prometheus.success, prometheus.latency = [0.95], [0.7]
+    stack = FakeStack(CANARY)
+    stack.data["moontv:monitoring"]["thresholds"] = {
+        "successRate": 0.9, "p99LatencyMs": 800, "successWindow": "2m"}
+    # When auto runs, then the exported queries and thresholds pass it
+    assert auto(stack, prometheus, "--steps", "100") == 0
+    assert 'avg(avg_over_time(probe_success{track="canary"}[2m]))' in prometheus.queries
+    assert stack.release["lastDecision"]["reason"].startswith(
+        "all steps healthy (success 0.95 (min 0.9), p99 700 ms (max 800)")
+
+
+def test_given_a_stack_without_monitoring_when_auto_then_exit_2_naming_the_output(
+    prometheus: FakePrometheus, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = FakeStack(CANARY)
+    stack.data["moontv:monitoring"] = {"enabled": False}
+    assert auto(stack, prometheus) == 2
+    assert "no health gate for track canary: the stack exports none (output healthQueries" in (
+        capsys.readouterr().err)
+    assert stack.ups == [] and stack.writes == 0
 
 
 def test_engine_env_defaults_to_the_project_file_backend(
