@@ -389,9 +389,21 @@ class Storage(pulumi.ComponentResource):
         env, mounts, volumes = tool
         labels = naming.labels(args.instance, "restore-drill")
         kind = s.kind
-        if kind == "kvrocks":
-            scratch = ["kvrocks", "--bind", "127.0.0.1", "--port", str(SCRATCH_PORT),
-                       "--dir", "/scratch", "--pidfile", "/tmp/kvrocks.pid"]
+        config_mounts: list[dict[str, Any]] = []
+        config_volumes: list[dict[str, Any]] = []
+        if kind == "kvrocks":  # Kvrocks reads its settings from a file only
+            conf = k8s.core.v1.ConfigMap(
+                f"{name}-scratch-config",
+                metadata={"namespace": args.namespace, "labels": labels},
+                data={"kvrocks.conf": f"bind 127.0.0.1\nport {SCRATCH_PORT}\ndir /scratch\n"
+                                      "pidfile /tmp/kvrocks.pid\ndaemonize no\n"},
+                opts=child,
+            )
+            scratch = ["kvrocks", "-c", "/etc/scratch/kvrocks.conf"]
+            config_mounts = [{"name": "scratch-config", "mountPath": "/etc/scratch",
+                              "readOnly": True}]
+            config_volumes = [{"name": "scratch-config",
+                               "configMap": {"name": conf.metadata.name}}]
         else:
             scratch = ["redis-server", "--bind", "127.0.0.1", "--port", str(SCRATCH_PORT),
                        "--dir", "/scratch", "--save", "", "--appendonly", "no"]
@@ -430,7 +442,8 @@ class Storage(pulumi.ComponentResource):
                                     limit=s.size),
                                 "securityContext": pod.container_security(),
                                 "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"},
-                                                 {"name": "tmp", "mountPath": "/tmp"}],
+                                                 {"name": "tmp", "mountPath": "/tmp"},
+                                                 *config_mounts],
                             }],
                             "containers": [{
                                 "name": "drill",
@@ -453,6 +466,7 @@ class Storage(pulumi.ComponentResource):
                                     "claimName": claim, "readOnly": True}},
                                 pod.empty_dir("scratch", s.size),
                                 pod.empty_dir("tmp", "16Mi"),
+                                *config_volumes,
                                 *volumes,
                             ],
                         },

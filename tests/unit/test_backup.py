@@ -160,3 +160,15 @@ def test_given_backups_then_a_suspended_restore_cronjob_loads_the_newest_on_dema
     assert env["BACKUP_KEY_ID"] == "k1" and "S3_BUCKET" not in env
     assert {"name": "backup", "mountPath": "/backup", "readOnly": True} in container["volumeMounts"]
     assert r.named("CronJob", "moontv-kvrocks-backup").inputs["spec"]["suspend"] is False
+
+
+def test_given_kvrocks_then_the_drill_scratch_reads_a_loopback_config_file(run):
+    r = run("dev", backup("kvrocks"))
+    pod = _pod(r, "moontv-kvrocks-restore-drill")
+    [scratch] = pod["initContainers"]
+    assert scratch["command"] == ["kvrocks", "-c", "/etc/scratch/kvrocks.conf"]
+    volume = {v["name"]: v for v in pod["volumes"]}["scratch-config"]["configMap"]["name"]
+    [conf] = [c for c in r.kind("ConfigMap") if "kvrocks.conf" in c.inputs["data"]
+              and "port 6390" in c.inputs["data"]["kvrocks.conf"]]
+    assert "bind 127.0.0.1\n" in conf.inputs["data"]["kvrocks.conf"]
+    assert volume
