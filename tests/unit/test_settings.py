@@ -480,3 +480,16 @@ def test_given_each_stack_then_the_app_container_gets_only_variables_the_app_rea
     assert {"PASSWORD", "NEXT_PUBLIC_STORAGE_TYPE", "HOSTNAME"} <= names  # all sources seen
     assert names - APP_READS == set()
     assert "MOONTV_TRACK" not in names and "DOCKER_ENV" not in names
+
+
+# --- TLS: the app's cookie has no Secure flag, so HTTP never serves it ---------------------------
+
+@pytest.mark.parametrize(("tls", "redirect"), [
+    ({"secretName": "moontv-tls"}, True), ({"issuer": "letsencrypt"}, True), ({}, False)])
+def test_given_nginx_with_tls_then_every_ingress_forces_https(run, tls, redirect):
+    traffic = {"host": "tv.example.com", "provider": "nginx", "tls": tls}
+    ingresses = run("dev", {"moontv:traffic": traffic}).kind("Ingress")
+    assert ingresses
+    forced = [i.inputs["metadata"]["annotations"].get(
+        "nginx.ingress.kubernetes.io/force-ssl-redirect") for i in ingresses]
+    assert forced == (["true"] * len(ingresses) if redirect else [None] * len(ingresses))

@@ -5,6 +5,7 @@ ingress-nginx rules respected: one canary Ingress per host/path, same host and p
 one; ``canary-by-header`` (and ``-by-cookie``) values ``always``/``never`` override the weight,
 header before cookie, as the route table orders them; a canary Ingress at weight 0 is kept (it
 still serves the overrides). The blocked paths get ``rewrite-target``: the app answers 404.
+With TLS, HTTP is redirected to HTTPS.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ class NginxRouter:
         if t.tls.issuer:
             annotations["cert-manager.io/cluster-issuer"] = t.tls.issuer
         if t.tls.secret_name or t.tls.issuer:
+            # The app's `auth` cookie has no Secure flag: plain HTTP is redirected, always. HSTS
+            # is ingress-nginx's default on HTTPS (controller ConfigMap `hsts`); a per-Ingress
+            # header would need a snippet annotation, which default controllers reject.
+            annotations[f"{ANNOTATION}/force-ssl-redirect"] = "true"
             hosts = [route.host for route in table.routes]
             tls = [{"hosts": hosts, "secretName": t.tls.secret_name or "moontv-tls"}]
 
