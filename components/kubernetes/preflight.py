@@ -54,7 +54,7 @@ class ApiNeed:
 class Needs:
     """What a stack needs from its cluster."""
 
-    #: True when the stack creates PVCs (Kvrocks/Redis storage).
+    #: True when the stack creates PVCs (persistent Kvrocks/Redis storage, or backups).
     volumes: bool = False
     #: ``storage.storageClass``, or None for the cluster's default class.
     storage_class: str | None = None
@@ -85,12 +85,14 @@ class ClusterFacts:
 
 def needs(config: MoonTVSettings) -> Needs:
     """What ``config`` needs from the cluster it deploys to."""
-    volumes = config.storage.kind != "external"
+    storage = config.storage
+    volumes = storage.kind != "external" and (storage.persistent or storage.backup.enabled)
     apis = []
     m = config.monitoring
     if m.enabled and m.mode == "existing":
         apis.append(ApiNeed("monitoring.mode", "existing", PROMETHEUS_OPERATOR_HINT, {
-            MONITORING_V1: ("Probe", *(("ServiceMonitor",) if volumes else ()), "PrometheusRule"),
+            MONITORING_V1: ("Probe", *(("ServiceMonitor",) if storage.kind != "external" else ()),
+                            "PrometheusRule"),
             MONITORING_V1ALPHA1: ("AlertmanagerConfig",),
         }))
     if config.traffic.provider == "gateway":

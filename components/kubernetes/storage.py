@@ -149,9 +149,11 @@ class Storage(pulumi.ComponentResource):
                             "readinessProbe": {"tcpSocket": {"port": kind}, "periodSeconds": 5},
                             "livenessProbe": {"tcpSocket": {"port": kind}, "periodSeconds": 10,
                                               "initialDelaySeconds": 10},
+                            # an emptyDir of data (not persistent) counts as ephemeral storage
                             "resources": pod.with_ephemeral({
                                 "requests": {"cpu": "50m", "memory": "128Mi"},
-                                "limits": {"cpu": "500m", "memory": "512Mi"}}),
+                                "limits": {"cpu": "500m", "memory": "512Mi"}},
+                                **({} if s.persistent else {"limit": s.size})),
                             "securityContext": pod.container_security(),
                             "volumeMounts": [
                                 {"name": "data", "mountPath": data_dir},

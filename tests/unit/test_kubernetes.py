@@ -479,3 +479,12 @@ def test_skip_annotations_name_checkov_ids_with_reasons_and_kube_score_tests():
         "container-image-pull-policy", "CKV_K8S_43", "CKV_K8S_15")
     assert pod.image_checks("redis:7.4.2-alpine@sha256:" + "a" * 64) == (
         "container-image-pull-policy",)
+
+
+def test_given_storage_in_an_empty_dir_without_backups_then_no_storage_class_is_needed():
+    config = staging({"moontv:storage": {"kind": "redis", "persistent": False,
+                                         "backup": {"enabled": False}}})
+    need = preflight.needs(config)
+    assert not need.volumes and preflight.diagnose(need, facts([])) == []
+    with_backups = staging({"moontv:storage": {"kind": "redis", "persistent": False}})
+    assert preflight.needs(with_backups).volumes  # the backup PVC
