@@ -34,9 +34,15 @@ def check_tracks_ready(t: Target) -> Result:
             problems.append(f"Deployment {name} is missing")
             continue
         want = (deployment.get("spec") or {}).get("replicas", 1)
+        # the HPA may run the primary track above its declared count, never below its minimum
+        declared = track.replicas
+        if model.autoscaling.enabled and track.role == "primary":
+            declared = model.autoscaling.min_replicas
         status = deployment.get("status") or {}
         have, updated = status.get("readyReplicas", 0), status.get("updatedReplicas", 0)
-        if have < want or updated < want:
+        if want < declared:
+            problems.append(f"{name}: scaled to {want}, the stack declares {declared}")
+        elif have < want or updated < want:
             problems.append(f"{name}: {have}/{want} ready, {updated}/{want} updated")
         else:
             ready.append(f"{name} {have}/{want}")

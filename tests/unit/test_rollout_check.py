@@ -532,3 +532,18 @@ def test_given_the_policy_preview_then_its_failure_tail_or_none_is_returned(tmp_
     assert policy_preview("staging", work) == "mandatory: moontv-prod-digest"
     monkeypatch.setenv("PATH", "/nonexistent")
     assert "not on PATH" in (policy_preview("staging", work) or "")
+
+
+def test_given_a_track_scaled_below_the_stack_then_tracks_ready_fails_even_if_all_are_ready():
+    cfg = config(
+        "staging",
+        autoscaling={"enabled": False},
+        release={"strategy": "canary", "canary": {"version": "v100.1.1", "weight": 10}},
+    )
+    cluster = FakeCluster(
+        deployment("moontv-staging", "moontv-stable", 2, 2),
+        deployment("moontv-staging", "moontv-canary", 0, 0),
+    )
+    result = check_post.check_tracks_ready(target(cfg, cluster))
+    assert result.status == FAIL
+    assert result.reason == "moontv-canary: scaled to 0, the stack declares 2"
