@@ -547,3 +547,12 @@ def test_given_a_track_scaled_below_the_stack_then_tracks_ready_fails_even_if_al
     result = check_post.check_tracks_ready(target(cfg, cluster))
     assert result.status == FAIL
     assert result.reason == "moontv-canary: scaled to 0, the stack declares 2"
+
+
+def test_given_the_workflow_then_pre_and_post_read_the_same_storage():
+    workflow = yaml.safe_load((ROOT / ".github/workflows/deployment.yml").read_text())
+    for job in ("staging", "testing", "prod"):
+        steps = {s.get("name"): s for s in workflow["jobs"][job]["steps"]}
+        pre = steps["Deploy gate (rollout check pre)"]["env"]["MOONTV_STORAGE_URL"]
+        post = steps["Deploy gate (rollout check post)"]["env"]["MOONTV_STORAGE_URL"]
+        assert pre == post == f"${{{{ secrets.{job.upper()}_STORAGE_URL }}}}"
