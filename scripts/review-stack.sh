@@ -15,7 +15,8 @@ up         Create stack pr-PR from Pulumi.pr.yaml when it does not exist (else r
            Safe to repeat: every push of the pull request runs it. Prints the URL last (and,
            under GitHub Actions, writes url= and created=true|false to $GITHUB_OUTPUT).
 url        Print the URL of pr-PR (its `url` output).
-destroy    `pulumi destroy` pr-PR, remove the stack and its file. Nothing to do is not an error.
+destroy    `pulumi destroy` pr-PR, remove the stack (with its state backups) and its file.
+           Nothing to do is not an error.
 configure  Set the namespace and host of an existing stack whose name ends in -PR (a Pulumi
            Deployments review stack, e.g. pr-acme-moontv-42): the pre-run command of
            deploy/pr.deployment-settings.json.
@@ -132,7 +133,7 @@ destroy() {
   fi
   [[ -f Pulumi.$stack.yaml ]] || cp "$template" "Pulumi.$stack.yaml"
   bash tools/stack.sh destroy "$stack" >&2
-  pulumi stack rm "$stack" --yes --non-interactive
+  pulumi stack rm "$stack" --yes --remove-backups --non-interactive
   rm -f "Pulumi.$stack.yaml"
   echo "review-stack: $stack destroyed and removed"
 }
