@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tests.integration.engine import PASSPHRASE, require_engine
 from tests.helpers import FakePrometheus
+from tests.integration.engine import PASSPHRASE, require_engine
 
 pytestmark = pytest.mark.integration
 STACK = "staging"
