@@ -47,6 +47,7 @@ def kubernetes(s: Settings, overrides: dict[str, pulumi.Output[str]]) -> pulumi.
         owner_username=c.owner.username, owner_password=s.owner_password,
         replicas=c.replicas, resources=c.resources, autoscaling=c.autoscaling,
         storage=c.storage, traffic=c.traffic, storage_url=s.storage_url,
+        storage_token=s.storage_token,
         network_policy=c.network_policy, image_overrides=overrides, backup_keys=s.backup_keys,
         offsite_secret_key=s.backup_offsite_secret_key,
         metrics_namespace=c.monitoring.monitoring_namespace if c.monitoring.enabled else None),

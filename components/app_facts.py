@@ -41,9 +41,11 @@ STORAGE_DATA_DIRS: Mapping[str, str] = MappingProxyType(
     {"kvrocks": "/var/lib/kvrocks", "redis": "/data"}
 )
 URL_VARIABLES: Mapping[str, str] = MappingProxyType(
-    {"kvrocks": "KVROCKS_URL", "redis": "REDIS_URL"}
+    {"kvrocks": "KVROCKS_URL", "redis": "REDIS_URL", "upstash": "UPSTASH_URL"}
 )
 """The variable holding the storage URL, by ``NEXT_PUBLIC_STORAGE_TYPE``."""
+UPSTASH_TOKEN_ENV = "UPSTASH_TOKEN"
+"""The Upstash REST token (``NEXT_PUBLIC_STORAGE_TYPE=upstash``)."""
 
 
 def probe_url(host: str, port: int) -> str:

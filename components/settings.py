@@ -39,8 +39,8 @@ from components.tags import TagPolicyError
 NAMESPACE = "moontv"
 PREFIX = f"{NAMESPACE}:"
 #: Keys that must be set with ``pulumi config set --secret``; never echoed in errors.
-SECRET_KEYS = frozenset({"ownerPassword", "storageUrl", "registryPassword", "alertReceiverUrls",
-                         "backupKeys", "backupOffsiteSecretKey"})
+SECRET_KEYS = frozenset({"ownerPassword", "storageUrl", "storageToken", "registryPassword",
+                         "alertReceiverUrls", "backupKeys", "backupOffsiteSecretKey"})
 
 #: The config key that holds each track's version (for messages).
 VERSION_KEYS = {"stable": "image.digest", "canary": "release.canary.version",
@@ -200,7 +200,9 @@ class BackupSettings(ConfigModel):
 
 
 class StorageSettings(ConfigModel):
-    kind: Literal["kvrocks", "redis", "external"] = "kvrocks"
+    #: ``external``: a Kvrocks or Redis server of yours at ``moontv:storageUrl``; ``upstash``:
+    #: Upstash's REST API at ``moontv:storageUrl`` with the token ``moontv:storageToken``.
+    kind: Literal["kvrocks", "redis", "external", "upstash"] = "kvrocks"
     #: For ``external``: the protocol MoonTV speaks to the URL in ``moontv:storageUrl``.
     external_type: Literal["kvrocks", "redis"] = "redis"
     size: MemQuantity = "5Gi"
@@ -214,9 +216,14 @@ class StorageSettings(ConfigModel):
     backup: BackupSettings = BackupSettings()
 
     @property
-    def app_type(self) -> Literal["kvrocks", "redis"]:
+    def app_type(self) -> Literal["kvrocks", "redis", "upstash"]:
         """The NEXT_PUBLIC_STORAGE_TYPE the app is given."""
         return self.external_type if self.kind == "external" else self.kind
+
+    @property
+    def is_hosted(self) -> bool:
+        """The database runs elsewhere: no server, volume or backup of ours."""
+        return self.kind in ("external", "upstash")
 
 
 class KubernetesSettings(ConfigModel):
@@ -338,6 +345,7 @@ class MoonTVSettings(ConfigModel):
     # Secret keys are declared so unknown-key checks accept them; their values are read apart.
     owner_password: pydantic.SecretStr | None = None
     storage_url: pydantic.SecretStr | None = None
+    storage_token: pydantic.SecretStr | None = None
     registry_password: pydantic.SecretStr | None = None
     alert_receiver_urls: dict[str, pydantic.SecretStr] | None = None
     backup_keys: dict[str, pydantic.SecretStr] | None = None
@@ -366,7 +374,8 @@ class Settings:
     stack: str
     #: ``moontv:ownerPassword``; None: the platform component generates one.
     owner_password: pulumi.Output[str] | None
-    storage_url: pulumi.Output[str] | None  # only for storage.kind == "external"
+    storage_url: pulumi.Output[str] | None  # only for storage.kind external and upstash
+    storage_token: pulumi.Output[str] | None  # only for storage.kind upstash
     registry_password: pulumi.Output[str] | None
     #: receiver name -> URL (webhook, Slack) or SMTP password (email), secret Outputs.
     receiver_secrets: dict[str, pulumi.Output[str]]
@@ -441,10 +450,14 @@ PROVIDER_IGNORES = {
 }
 #: Keys each storage kind ignores.
 STORAGE_IGNORES = {
-    "kvrocks": ("storage.externalType", "storage.redisImage", "storageUrl"),
-    "redis": ("storage.externalType", "storage.kvrocksImage", "storageUrl"),
+    "kvrocks": ("storage.externalType", "storage.redisImage", "storageUrl", "storageToken"),
+    "redis": ("storage.externalType", "storage.kvrocksImage", "storageUrl", "storageToken"),
     "external": ("storage.kvrocksImage", "storage.redisImage", "storage.exporterImage",
-                 "storage.size", "storage.persistent", "storage.storageClass", "storage.backup"),
+                 "storage.size", "storage.persistent", "storage.storageClass", "storage.backup",
+                 "storageToken"),
+    "upstash": ("storage.externalType", "storage.kvrocksImage", "storage.redisImage",
+                "storage.exporterImage", "storage.size", "storage.persistent",
+                "storage.storageClass", "storage.backup"),
 }
 
 
@@ -515,6 +528,28 @@ def _gateway_reference(model: MoonTVSettings) -> list[str]:
     ]
 
 
+def _hosted_storage(model: MoonTVSettings) -> list[str]:
+    """The URL (and Upstash token) a hosted database needs; secret values are never shown."""
+    kind, url = model.storage.kind, model.storage_url
+    problems = []
+    if kind == "external" and url is None:
+        problems.append(f"{PREFIX}storageUrl: required when storage.kind is 'external' "
+                        f"(pulumi config set --secret {PREFIX}storageUrl redis://…)")
+    if kind == "upstash":
+        if url is None or not url.get_secret_value().startswith("https://"):
+            problems.append(
+                f"{PREFIX}storageUrl: with storage.kind upstash, the database's REST URL "
+                f"(https://…; pulumi config set --secret {PREFIX}storageUrl https://…)")
+        if model.storage_token is None:
+            problems.append(
+                f"{PREFIX}storageToken: required when storage.kind is 'upstash' (the REST token; "
+                f"pulumi config set --secret {PREFIX}storageToken …)")
+        if model.platform == "swarm":
+            problems.append(f"{PREFIX}storage.kind: upstash is available on the kubernetes "
+                            "platform only; on swarm use kvrocks, redis or external")
+    return problems
+
+
 def cross_checks(model: MoonTVSettings) -> list[str]:
     """Rules that span several keys or depend on the environment."""
     problems = []
@@ -528,11 +563,7 @@ def cross_checks(model: MoonTVSettings) -> list[str]:
         if model.replicas < 3:
             problems.append(f"{PREFIX}replicas: prod requires at least 3, got {model.replicas}")
     problems += ignored_keys(model) + _gateway_reference(model) + model.resources.problems()
-    if model.storage.kind == "external" and model.storage_url is None:
-        problems.append(
-            f"{PREFIX}storageUrl: required when storage.kind is 'external' "
-            f"(pulumi config set --secret {PREFIX}storageUrl redis://…)"
-        )
+    problems += _hosted_storage(model)
     missing = missing_receiver_secrets(model.monitoring.receivers, model.alert_receiver_urls or {})
     if missing:
         problems.append(
@@ -652,7 +683,8 @@ def load() -> Settings:
     for message in placeholders:  # a preview still shows what would be deployed
         pulumi.log.warn(f"{message} (`up` refuses it)")
     cfg = pulumi.Config(NAMESPACE)
-    storage_url = cfg.get_secret("storageUrl") if config.storage.kind == "external" else None
+    storage_url = cfg.get_secret("storageUrl") if config.storage.is_hosted else None
+    token = cfg.get_secret("storageToken") if config.storage.kind == "upstash" else None
     urls = cfg.get_secret_object("alertReceiverUrls")
     receivers: dict[str, pulumi.Output[str]] = {}
     if urls is not None:
@@ -663,6 +695,7 @@ def load() -> Settings:
         stack=pulumi.get_stack(),
         owner_password=cfg.get_secret("ownerPassword"),
         storage_url=storage_url,
+        storage_token=token,
         registry_password=cfg.get_secret("registryPassword"),
         receiver_secrets=receivers,
         backup_keys=_backup_keys(cfg, config),

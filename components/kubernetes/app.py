@@ -67,6 +67,8 @@ class MoonTVKubernetesArgs:
     storage: StorageSettings
     traffic: TrafficSettings
     storage_url: pulumi.Output[str] | None = None
+    #: The Upstash REST token (storage.kind upstash).
+    storage_token: pulumi.Output[str] | None = None
     #: Egress allowed to every pod of the namespace besides the app's own rules (DNS).
     network_policy: NetworkPolicySettings = NetworkPolicySettings()
     #: Image references to use instead of ``repository:version`` (e.g. a freshly built digest).
@@ -133,10 +135,14 @@ class MoonTVKubernetes(pulumi.ComponentResource):
             metadata={"namespace": self.namespace, "labels": app_labels},
             string_data={app_facts.USERNAME_ENV: args.owner_username,
                          app_facts.PASSWORD_ENV: owner_password(args.owner_password, self),
-                         url_key: storage.url},
+                         url_key: storage.url,
+                         **({app_facts.UPSTASH_TOKEN_ENV: args.storage_token}
+                            if args.storage_token is not None else {})},
             opts=inner,
         )
         self._url_key = url_key
+        #: The storage tool speaks the Redis protocol: it cannot wait for Upstash's REST API.
+        self._waits = args.storage.app_type != "upstash"
         self._tool = tool_config_map(f"{name}-tool", self.namespace, app_labels, inner)
 
         self.deployments = {}
@@ -253,7 +259,7 @@ class MoonTVKubernetes(pulumi.ComponentResource):
                     "securityContext": security,
                     "volumeMounts": [{"name": "public", "mountPath": PUBLIC_SEED}],
                 },
-                {   # the app caches a blank config if storage does not answer at first read
+                *([{   # the app caches a blank config if storage does not answer at first read
                     "name": "wait-for-storage",
                     "image": image,
                     "imagePullPolicy": args.pull_policy,
@@ -265,7 +271,7 @@ class MoonTVKubernetes(pulumi.ComponentResource):
                         {"name": "tool", "mountPath": SCRIPT_DIR, "readOnly": True},
                         {"name": "storage-url", "mountPath": STORAGE_URL_DIR, "readOnly": True},
                     ],
-                },
+                }] if self._waits else []),
             ],
             "containers": [{
                 "name": "moontv",
@@ -289,10 +295,11 @@ class MoonTVKubernetes(pulumi.ComponentResource):
                 "volumeMounts": mounts,
             }],
             "volumes": [pod.empty_dir(n, VOLUME_SIZES[n]) for n in app_facts.WRITABLE_PATHS] + [
-                {"name": "tool", "configMap": {"name": self._tool.metadata.name}},
-                {"name": "storage-url", "secret": {
-                    "secretName": self.secret.metadata.name, "defaultMode": 0o440,
-                    "items": [{"key": self._url_key, "path": "url"}]}},
+                *([{"name": "tool", "configMap": {"name": self._tool.metadata.name}},
+                   {"name": "storage-url", "secret": {
+                       "secretName": self.secret.metadata.name, "defaultMode": 0o440,
+                       "items": [{"key": self._url_key, "path": "url"}]}}]
+                  if self._waits else []),
             ],
         }
 

@@ -86,7 +86,7 @@ class ClusterFacts:
 def needs(config: MoonTVSettings) -> Needs:
     """What ``config`` needs from the cluster it deploys to."""
     storage = config.storage
-    volumes = storage.kind != "external" and (storage.persistent or storage.backup.enabled)
+    volumes = not storage.is_hosted and (storage.persistent or storage.backup.enabled)
     apis = []
     m = config.monitoring
     if m.enabled and m.mode == "existing":

@@ -86,7 +86,7 @@ class Storage(pulumi.ComponentResource):
         self.host = self.port = None
         self.selector = None
         self.backup_cronjob = self.drill_cronjob = None
-        if s.kind == "external":
+        if s.is_hosted:  # external or Upstash: nothing of ours to run, store or back up
             assert args.external_url is not None  # settings guarantees it
             self.url = pulumi.Output.secret(args.external_url)
             self.register_outputs({"url": self.url})

@@ -37,6 +37,7 @@ def spec_from_settings(model: MoonTVSettings, swarm: SwarmSettings) -> SwarmSpec
     storage = model.storage
     default_image = storage.redis_image if storage.kind == "redis" else storage.kvrocks_image
     res = model.resources
+    assert storage.kind != "upstash"  # settings refuses it on swarm
     return SwarmSpec(
         stack=model.namespace,
         image_repository=model.image.repository,

@@ -493,3 +493,46 @@ def test_given_nginx_with_tls_then_every_ingress_forces_https(run, tls, redirect
     forced = [i.inputs["metadata"]["annotations"].get(
         "nginx.ingress.kubernetes.io/force-ssl-redirect") for i in ingresses]
     assert forced == (["true"] * len(ingresses) if redirect else [None] * len(ingresses))
+
+
+# --- Upstash -------------------------------------------------------------------------------------
+
+UPSTASH_URL = "https://eu1-moontv.upstash.io"
+UPSTASH_TOKEN = "upstash-Secret-Token-5150"
+
+
+def test_given_upstash_then_the_app_gets_its_url_and_token_as_secrets_and_no_server_runs(run):
+    result = run("dev", {"moontv:storage": {"kind": "upstash"}},
+                 secrets={"moontv:storageUrl": UPSTASH_URL, "moontv:storageToken": UPSTASH_TOKEN})
+    [config] = [c for c in result.kind("ConfigMap") if "NEXT_PUBLIC_STORAGE_TYPE" in
+                (c.inputs.get("data") or {})]
+    assert config.inputs["data"]["NEXT_PUBLIC_STORAGE_TYPE"] == "upstash"
+    [secret] = [s for s in result.kind("Secret") if "PASSWORD" in s.inputs["stringData"]]
+    assert secret.inputs["stringData"]["UPSTASH_URL"] == UPSTASH_URL
+    assert secret.inputs["stringData"]["UPSTASH_TOKEN"] == UPSTASH_TOKEN
+    assert not {"KVROCKS_URL", "REDIS_URL"} & set(secret.inputs["stringData"])
+    assert result.kind("StatefulSet") == [] and result.kind("CronJob") == []
+    for deployment in result.kind("Deployment"):
+        init = deployment.inputs["spec"]["template"]["spec"]["initContainers"]
+        assert [c["name"] for c in init] == ["copy-public"]  # the tool speaks Redis, not REST
+    plain = [r for r in result.resources if r.kind != "Secret" and r.type != passwords.TYPE]
+    assert UPSTASH_TOKEN not in json.dumps([r.inputs for r in plain], default=str)
+
+
+@pytest.mark.parametrize(("changes", "key", "words"), [
+    ({"storage.kind": "upstash", "storageUrl": UPSTASH_URL}, "moontv:storageToken",
+     "required when storage.kind is 'upstash'"),
+    ({"storage.kind": "upstash", "storageUrl": "redis://db:6379", "storageToken": "t"},
+     "moontv:storageUrl", "REST URL (https://"),
+    ({"storage.kind": "upstash", "storageToken": "t"}, "moontv:storageUrl", "REST URL"),
+    ({"storageToken": "t"}, "moontv:storageToken", "not read with storage.kind kvrocks"),
+    ({"storage.kind": "upstash", "storageUrl": UPSTASH_URL, "storageToken": "t",
+      "storage.backup.retention": 3}, "moontv:storage.backup",
+     "not read with storage.kind upstash"),
+    ({**SWARM, "storage.kind": "upstash", "storageUrl": UPSTASH_URL, "storageToken": "t"},
+     "moontv:storage.kind", "kubernetes platform only"),
+])
+def test_given_bad_upstash_settings_then_the_key_is_named_and_no_secret_shown(changes, key, words):
+    found = problems(with_all(raw(), changes))
+    assert any(p.startswith(key + ":") and words in p for p in found), found
+    assert not any("redis://db" in p for p in found)
