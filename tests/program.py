@@ -1,9 +1,11 @@
-"""Run the whole Pulumi program for a stack file under Pulumi mocks.
+"""Run the whole Pulumi program for a stack file (or one component) under Pulumi mocks.
 
-``run_stack("dev")`` loads ``Pulumi.dev.yaml`` (optionally with overrides), hands every key to the
-program exactly as the language host does (the ``PULUMI_CONFIG`` and ``PULUMI_CONFIG_SECRET_KEYS``
-environment variables, read by ``pulumi.runtime``), calls ``__main__.main()`` and returns every
-registered resource with its inputs, plus the stack outputs.
+``run_program(declare)`` runs any function that declares resources and returns a :class:`Run`:
+every registered resource and the stack outputs. ``run_stack("dev")`` loads ``Pulumi.dev.yaml``
+(optionally with overrides), hands every key to the program exactly as the language host does
+(the ``PULUMI_CONFIG`` and ``PULUMI_CONFIG_SECRET_KEYS`` environment variables, read by
+``pulumi.runtime``) and runs ``__main__.main()`` that way. ``given(stack)`` reads the same as
+Given / When / Then.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import hashlib
 import importlib.util
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +44,8 @@ def load_program():
 class Resource:
     type: str
     name: str
-    inputs: dict[str, Any]
+    inputs: dict[str, Any]  # secret envelopes replaced by their values
+    raw: dict[str, Any] = field(default_factory=dict)  # as the engine gets them, secrets wrapped
 
     @property
     def kind(self) -> str:
@@ -62,6 +65,10 @@ class Run:
 
     def of_type(self, type_: str) -> list[Resource]:
         return [r for r in self.resources if r.type == type_]
+
+    def raw(self, type_: str) -> dict[str, dict[str, Any]]:
+        """Logical name -> inputs of every resource of ``type_``, secrets still wrapped."""
+        return {r.name: r.raw for r in self.of_type(type_)}
 
     def kind(self, kind: str) -> list[Resource]:
         return [r for r in self.resources if r.kind == kind]
@@ -109,10 +116,15 @@ def write_manifests(run: Run, path: Path) -> Path:
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 
 
+def is_secret(value: Any) -> bool:
+    """Whether ``value`` is a secret envelope (a secret input as the engine gets it)."""
+    return isinstance(value, dict) and value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270"
+
+
 def unwrap(value: Any) -> Any:
     """Inputs as plain values: secret envelopes replaced by the values they carry."""
     if isinstance(value, dict):
-        if value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
+        if is_secret(value):
             return unwrap(value.get("value"))
         return {k: unwrap(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -128,7 +140,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         inputs = unwrap(dict(args.inputs))
-        self.run.resources.append(Resource(args.typ, args.name, inputs))
+        self.run.resources.append(Resource(args.typ, args.name, inputs, dict(args.inputs)))
         state = dict(inputs)
         if args.typ == passwords.TYPE:  # a generated password: a realistic random value
             digest = hashlib.sha256(args.name.encode()).hexdigest()
@@ -212,21 +224,31 @@ def run_stack(stack: str, overrides: dict[str, Any] | None = None,
     for stacks that deploy to one. An update (``preview=False``) runs with the placeholder
     digests of the stack file filled in (:func:`fill_placeholder_digests`); a preview runs the
     file as it is."""
-    run = Run()
     config = stack_config(stack, overrides)
     if not preview:
         config = fill_placeholder_digests(config)
     config.update(secrets or {})
+    asked, preflight.gather = preflight.gather, cluster
+    try:
+        with language_host_config(config, list((secrets or {}).keys())):
+            run = run_program(lambda: load_program().main(), stack, preview)
+    finally:
+        preflight.gather = asked
     run.secrets.extend((secrets or {}).values())
+    return run
+
+
+def run_program(declare: Callable[[], Any], stack: str = "test", preview: bool = False) -> Run:
+    """Run ``declare`` as a Pulumi program under the recording mocks."""
+    run = Run()
     # A fresh root stack resource: set_mocks keeps an existing one, with the outputs that
     # earlier runs exported.
     pulumi.runtime.settings.set_root_resource(None)  # type: ignore[arg-type]
     pulumi.runtime.set_mocks(RecordingMocks(run), project="moontv", stack=stack, preview=preview)
-    program = load_program()
 
     @pulumi.runtime.test
     def go():
-        program.main()
+        declare()
         stack_resource = pulumi.runtime.get_root_resource()
         outputs = dict(getattr(stack_resource, "outputs", {}) or {})
 
@@ -239,12 +261,7 @@ def run_stack(stack: str, overrides: dict[str, Any] | None = None,
 
         return pulumi.Output.from_input(collect())
 
-    asked, preflight.gather = preflight.gather, cluster
-    try:
-        with language_host_config(config, list((secrets or {}).keys())):
-            go()
-    finally:
-        preflight.gather = asked
+    go()
     return run
 
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import kubernetes_validate
 import pulumi
 import pytest
 import yaml
-from pulumi.runtime import rpc
 
 from components.monitoring.config import NULL_RECEIVER
 from components.monitoring.kubernetes import Monitoring, MonitoringArgs
@@ -23,7 +22,7 @@ from components.monitoring.swarm import (
     SwarmMonitoring,
     SwarmMonitoringArgs,
 )
-from tests.program import unwrap
+from tests.program import Run, is_secret, run_program, unwrap
 
 K8S_VERSION = "1.35.0"
 NS = "moontv"
@@ -49,44 +48,10 @@ class Track:
 CANARY = (Track("stable", "primary"), Track("canary", "canary"))
 
 
-@dataclass
-class Registered:
-    typ: str
-    name: str
-    inputs: dict[str, Any]
-
-
-@dataclass
-class Recorder(pulumi.runtime.Mocks):
-    resources: list[Registered] = field(default_factory=list)
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
-        self.resources.append(Registered(args.typ, args.name, args.inputs))
-        return f"{args.name}-id", args.inputs
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
-        return {}, []
-
-    def of(self, typ: str) -> dict[str, dict[str, Any]]:
-        return {r.name: r.inputs for r in self.resources if r.typ == typ}
-
-    def custom(self, kind: str) -> dict[str, dict[str, Any]]:
-        return {r.name: r.inputs for r in self.resources
-                if r.typ.startswith("kubernetes:monitoring.coreos.com") and
-                r.inputs.get("kind") == kind}
-
-
-def run_program(program: Callable[[], Any]) -> Recorder:
-    """Run ``program`` as a Pulumi program under mocks; return everything it registered."""
-    recorder = Recorder()
-    pulumi.runtime.set_mocks(recorder, preview=False)
-
-    @pulumi.runtime.test
-    def _program() -> Any:
-        return program()
-
-    _program()
-    return recorder
+def custom(run: Run, kind: str) -> dict[str, dict[str, Any]]:
+    """Logical name -> inputs of every Prometheus Operator object of ``kind``."""
+    return {r.name: r.raw for r in run.resources
+            if r.type.startswith("kubernetes:monitoring.coreos.com") and r.raw.get("kind") == kind}
 
 
 def settings(**extra: Any) -> MonitoringSettings:
@@ -104,12 +69,8 @@ def k8s_args(**changes: Any) -> MonitoringArgs:
     return MonitoringArgs(**{**base, **changes})
 
 
-def deploy(args: MonitoringArgs) -> Recorder:
+def deploy(args: MonitoringArgs) -> Run:
     return run_program(lambda: Monitoring("monitoring", args))
-
-
-def is_secret(value: Any) -> bool:
-    return isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig
 
 
 def plain_strings(value: Any) -> Iterator[str]:
@@ -130,8 +91,8 @@ def plain_strings(value: Any) -> Iterator[str]:
 # --- Kubernetes -------------------------------------------------------------------------------
 
 def test_given_install_mode_then_pinned_kube_prometheus_stack_selects_our_objects() -> None:
-    recorder = deploy(k8s_args())
-    (release,) = recorder.of("kubernetes:helm.sh/v3:Release").values()
+    deployed = deploy(k8s_args())
+    (release,) = deployed.raw("kubernetes:helm.sh/v3:Release").values()
     assert release["chart"] == "kube-prometheus-stack"
     assert release["version"] == KUBE_PROMETHEUS_STACK_VERSION
     assert release["repositoryOpts"]["repo"] == (
@@ -147,16 +108,16 @@ def test_given_install_mode_then_pinned_kube_prometheus_stack_selects_our_object
 
 def test_given_existing_mode_then_no_chart_and_selector_labels_on_every_custom_resource() -> None:
     args = k8s_args(settings=settings(mode="existing", selectorLabels={"release": "prom"}))
-    recorder = deploy(args)
-    assert not recorder.of("kubernetes:helm.sh/v3:Release")
-    customs = [r for r in recorder.resources if r.typ.startswith("kubernetes:monitoring")]
+    deployed = deploy(args)
+    assert not deployed.raw("kubernetes:helm.sh/v3:Release")
+    customs = [r for r in deployed.resources if r.type.startswith("kubernetes:monitoring")]
     assert len(customs) == 5  # 2 probes, ServiceMonitor, PrometheusRule, AlertmanagerConfig
     for resource in customs:
-        assert resource.inputs["metadata"]["labels"]["release"] == "prom"
+        assert resource.raw["metadata"]["labels"]["release"] == "prom"
 
 
 def test_given_canary_release_then_one_probe_per_track_through_the_blackbox_exporter() -> None:
-    probes = deploy(k8s_args()).custom("Probe")
+    probes = custom(deploy(k8s_args()), "Probe")
     by_track = {p["spec"]["targets"]["staticConfig"]["labels"]["track"]: p for p in
                 probes.values()}
     assert set(by_track) == {"stable", "canary"}
@@ -173,14 +134,14 @@ def test_given_canary_release_then_one_probe_per_track_through_the_blackbox_expo
 
 def test_given_idle_colour_then_only_active_colour_is_probed_through_its_service_port() -> None:
     args = k8s_args(tracks=(Track("blue", "primary"), Track("green", "idle")))
-    (probe,) = deploy(args).custom("Probe").values()
+    (probe,) = custom(deploy(args), "Probe").values()
     assert probe["spec"]["targets"]["staticConfig"]["static"] == [
         "http://moontv-blue.moontv.svc:80/login"
     ]
 
 
 def test_prometheus_rule_carries_the_generated_rules() -> None:
-    (rule,) = deploy(k8s_args()).custom("PrometheusRule").values()
+    (rule,) = custom(deploy(k8s_args()), "PrometheusRule").values()
     expected = alert_rules(CANARY, settings(), RuleScope(NS, True, "moontv-backup"))
     assert rule["spec"] == expected
     alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]]
@@ -188,7 +149,7 @@ def test_prometheus_rule_carries_the_generated_rules() -> None:
 
 
 def test_given_storage_selector_then_service_monitor_scrapes_exporter_as_storage_job() -> None:
-    (monitor,) = deploy(k8s_args()).custom("ServiceMonitor").values()
+    (monitor,) = custom(deploy(k8s_args()), "ServiceMonitor").values()
     assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "storage"
     endpoint = monitor["spec"]["endpoints"][0]
     assert endpoint["port"] == "metrics"
@@ -197,35 +158,35 @@ def test_given_storage_selector_then_service_monitor_scrapes_exporter_as_storage
 
 
 def test_given_no_storage_exporter_then_no_service_monitor_and_no_storage_alert() -> None:
-    recorder = deploy(k8s_args(storage_selector=None))
-    assert not recorder.custom("ServiceMonitor")
-    (rule,) = recorder.custom("PrometheusRule").values()
+    deployed = deploy(k8s_args(storage_selector=None))
+    assert not custom(deployed, "ServiceMonitor")
+    (rule,) = custom(deployed, "PrometheusRule").values()
     assert "moontv-storage" not in [g["name"] for g in rule["spec"]["groups"]]
 
 
 def test_alertmanager_config_references_the_receiver_secret() -> None:
-    recorder = deploy(k8s_args())
-    (config,) = recorder.custom("AlertmanagerConfig").values()
+    deployed = deploy(k8s_args())
+    (config,) = custom(deployed, "AlertmanagerConfig").values()
     assert config["apiVersion"] == "monitoring.coreos.com/v1alpha1"
     receivers = {r["name"]: r for r in config["spec"]["receivers"]}
     assert set(receivers) == {NULL_RECEIVER, "oncall", "hook", "mail"}
     assert receivers["hook"]["webhookConfigs"][0]["urlSecret"] == {
         "name": "moontv-alert-receivers", "key": "hook"
     }
-    (secret,) = recorder.of("kubernetes:core/v1:Secret").values()
+    (secret,) = deployed.raw("kubernetes:core/v1:Secret").values()
     assert secret["metadata"]["name"] == "moontv-alert-receivers"
     assert unwrap(secret["stringData"]) == SECRET_VALUES
 
 
 def test_no_receiver_secret_appears_in_plain_text_anywhere() -> None:
-    recorder = deploy(k8s_args())
-    assert recorder.of("kubernetes:core/v1:Secret"), "the secret must exist to be checked"
-    for resource in recorder.resources:
-        text = "\n".join(plain_strings(resource.inputs))
+    deployed = deploy(k8s_args())
+    assert deployed.raw("kubernetes:core/v1:Secret"), "the secret must exist to be checked"
+    for resource in deployed.resources:
+        text = "\n".join(plain_strings(resource.raw))
         for value in SECRET_VALUES.values():
-            assert value not in text, f"{resource.typ} {resource.name} leaks a receiver secret"
+            assert value not in text, f"{resource.type} {resource.name} leaks a receiver secret"
     # and the Secret holds them as Pulumi secrets
-    (secret,) = recorder.of("kubernetes:core/v1:Secret").values()
+    (secret,) = deployed.raw("kubernetes:core/v1:Secret").values()
     assert is_secret(secret["stringData"]) or all(
         is_secret(v) for v in secret["stringData"].values()
     )
@@ -237,7 +198,7 @@ def test_given_receiver_without_secret_value_then_a_clear_error() -> None:
 
 
 def test_dashboard_config_map_is_labelled_for_the_grafana_sidecar() -> None:
-    maps = deploy(k8s_args()).of("kubernetes:core/v1:ConfigMap")
+    maps = deploy(k8s_args()).raw("kubernetes:core/v1:ConfigMap")
     board = maps["moontv-dashboard"]
     assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
     model = json.loads(board["data"]["moontv.json"])
@@ -246,16 +207,16 @@ def test_dashboard_config_map_is_labelled_for_the_grafana_sidecar() -> None:
 
 
 def test_blackbox_exporter_runs_restricted_with_the_generated_modules() -> None:
-    recorder = deploy(k8s_args())
-    deployment = recorder.of("kubernetes:apps/v1:Deployment")["moontv-blackbox"]
+    deployed = deploy(k8s_args())
+    deployment = deployed.raw("kubernetes:apps/v1:Deployment")["moontv-blackbox"]
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     container = pod["containers"][0]
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    config = recorder.of("kubernetes:core/v1:ConfigMap")["moontv-blackbox-config"]
+    config = deployed.raw("kubernetes:core/v1:ConfigMap")["moontv-blackbox-config"]
     assert "http_login" in yaml.safe_load(config["data"]["blackbox.yml"])["modules"]
-    policies = recorder.of("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+    policies = deployed.raw("kubernetes:networking.k8s.io/v1:NetworkPolicy")
     assert {"moontv-blackbox-policy", "moontv-allow-probes"} <= set(policies)
 
 
@@ -264,29 +225,29 @@ def test_given_logs_and_traces_enabled_then_fluent_bit_and_collector_are_declare
         logs={"enabled": True, "kind": "elasticsearch", "endpoint": "https://es.example.org:9243"},
         traces={"enabled": True, "endpoint": "http://jaeger.tracing:4317"},
     ))
-    recorder = deploy(args)
-    (daemonset,) = recorder.of("kubernetes:apps/v1:DaemonSet").values()
+    deployed = deploy(args)
+    (daemonset,) = deployed.raw("kubernetes:apps/v1:DaemonSet").values()
     assert daemonset["metadata"]["name"] == "moontv-fluent-bit"
-    maps = recorder.of("kubernetes:core/v1:ConfigMap")
+    maps = deployed.raw("kubernetes:core/v1:ConfigMap")
     conf = maps["moontv-fluent-bit-config"]["data"]["fluent-bit.conf"]
     assert "Host es.example.org" in conf and "Port 9243" in conf
     collector = yaml.safe_load(maps["moontv-otel-collector-config"]["data"]["collector.yaml"])
     assert collector["exporters"]["otlp"]["endpoint"] == "http://jaeger.tracing:4317"
-    assert "moontv-otel-collector" in recorder.of("kubernetes:apps/v1:Deployment")
-    policies = recorder.of("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+    assert "moontv-otel-collector" in deployed.raw("kubernetes:apps/v1:Deployment")
+    policies = deployed.raw("kubernetes:networking.k8s.io/v1:NetworkPolicy")
     egress = policies["moontv-fluent-bit-policy"]["spec"]["egress"][0]["ports"]
     assert {"port": 9243, "protocol": "TCP"} in egress
 
 
 def test_given_logs_and_traces_disabled_then_no_agents() -> None:
-    recorder = deploy(k8s_args())
-    assert not recorder.of("kubernetes:apps/v1:DaemonSet")
-    assert set(recorder.of("kubernetes:apps/v1:Deployment")) == {"moontv-blackbox"}
+    deployed = deploy(k8s_args())
+    assert not deployed.raw("kubernetes:apps/v1:DaemonSet")
+    assert set(deployed.raw("kubernetes:apps/v1:Deployment")) == {"moontv-blackbox"}
 
 
 def test_given_monitoring_disabled_then_nothing_is_declared() -> None:
-    recorder = deploy(k8s_args(settings=settings(enabled=False)))
-    assert [r.typ for r in recorder.resources] == ["moontv:monitoring:Monitoring"]
+    deployed = deploy(k8s_args(settings=settings(enabled=False)))
+    assert [r.type for r in deployed.resources] == ["moontv:monitoring:Monitoring"]
 
 
 def test_declared_kubernetes_objects_pass_strict_schema_validation() -> None:
@@ -296,10 +257,10 @@ def test_declared_kubernetes_objects_pass_strict_schema_validation() -> None:
     ))
     checked = 0
     for resource in deploy(args).resources:
-        kind = resource.typ.split(":")[-1]
-        if resource.typ.startswith(("kubernetes:core", "kubernetes:apps",
+        kind = resource.type.split(":")[-1]
+        if resource.type.startswith(("kubernetes:core", "kubernetes:apps",
                                     "kubernetes:networking", "kubernetes:rbac")):
-            manifest = unwrap(resource.inputs)
+            manifest = resource.inputs
             manifest.setdefault("metadata", {}).setdefault("name", resource.name)
             kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
             checked += 1
@@ -321,16 +282,16 @@ def swarm_args(**changes: Any) -> SwarmMonitoringArgs:
     return SwarmMonitoringArgs(**{**base, **changes})
 
 
-def deploy_swarm(args: SwarmMonitoringArgs) -> Recorder:
+def deploy_swarm(args: SwarmMonitoringArgs) -> Run:
     return run_program(lambda: SwarmMonitoring("monitoring", args))
 
 
-def configs_by_key(recorder: Recorder) -> dict[str, dict[str, Any]]:
-    return recorder.of("docker:index/serviceConfig:ServiceConfig")
+def configs_by_key(deployed: Run) -> dict[str, dict[str, Any]]:
+    return deployed.raw("docker:index/serviceConfig:ServiceConfig")
 
 
 def test_swarm_declares_prometheus_blackbox_and_alertmanager_with_the_given_images() -> None:
-    services = deploy_swarm(swarm_args()).of("docker:index/service:Service")
+    services = deploy_swarm(swarm_args()).raw("docker:index/service:Service")
     images = {name: s["taskSpec"]["containerSpec"]["image"] for name, s in services.items()}
     assert images == {"moontv-prometheus": "local/prometheus:test",
                       "moontv-blackbox": "local/blackbox:test",
@@ -344,8 +305,8 @@ def test_swarm_declares_prometheus_blackbox_and_alertmanager_with_the_given_imag
 
 
 def test_swarm_prometheus_config_probes_each_track_and_loads_the_rules() -> None:
-    recorder = deploy_swarm(swarm_args())
-    configs = configs_by_key(recorder)
+    deployed = deploy_swarm(swarm_args())
+    configs = configs_by_key(deployed)
     prometheus = yaml.safe_load(configs["moontv-prometheus-yml"]["dataRaw"])
     probe = prometheus["scrape_configs"][0]
     assert {c["labels"]["track"]: c["targets"] for c in probe["static_configs"]} == {
@@ -359,7 +320,7 @@ def test_swarm_prometheus_config_probes_each_track_and_loads_the_rules() -> None
     assert prometheus["rule_files"] == ["/etc/prometheus/moontv-rules.yml"]
     rules = yaml.safe_load(configs["moontv-rules-yml"]["dataRaw"])
     assert rules == alert_rules(CANARY, settings(), RuleScope(storage=True))
-    mounted = recorder.of("docker:index/service:Service")["moontv-prometheus"]
+    mounted = deployed.raw("docker:index/service:Service")["moontv-prometheus"]
     files = {c["fileName"] for c in mounted["taskSpec"]["containerSpec"]["configs"]}
     assert files == {"/etc/prometheus/prometheus.yml", "/etc/prometheus/moontv-rules.yml"}
 
@@ -374,18 +335,18 @@ def test_swarm_config_names_change_with_their_content() -> None:
 
 
 def test_swarm_alertmanager_config_is_a_secret_and_no_url_is_plain_text() -> None:
-    recorder = deploy_swarm(swarm_args())
-    (secret,) = recorder.of("docker:index/secret:Secret").values()
+    deployed = deploy_swarm(swarm_args())
+    (secret,) = deployed.raw("docker:index/secret:Secret").values()
     assert is_secret(secret["data"])
     text = base64.b64decode(unwrap(secret["data"])).decode()
     am = yaml.safe_load(text)
     hook = next(r for r in am["receivers"] if r["name"] == "hook")
     assert hook["webhook_configs"][0]["url"] == SECRET_VALUES["hook"]
-    for resource in recorder.resources:
-        plain = "\n".join(plain_strings(resource.inputs))
+    for resource in deployed.resources:
+        plain = "\n".join(plain_strings(resource.raw))
         for value in SECRET_VALUES.values():
-            assert value not in plain, f"{resource.typ} {resource.name} leaks a receiver secret"
-    service = recorder.of("docker:index/service:Service")["moontv-alertmanager"]
+            assert value not in plain, f"{resource.type} {resource.name} leaks a receiver secret"
+    service = deployed.raw("docker:index/service:Service")["moontv-alertmanager"]
     (mounted,) = service["taskSpec"]["containerSpec"]["secrets"]
     assert mounted["fileName"] == "/etc/alertmanager/alertmanager.yml"
 

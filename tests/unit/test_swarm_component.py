@@ -13,38 +13,15 @@ import pytest
 from components import release
 from components.swarm import spec as sw
 from tests.helpers import both_colours, canary
+from tests.program import Run, is_secret, run_program, unwrap
 
 OWNER = "owner-Secret-1234"
 STORAGE = "storage-Secret-5678"
-SECRET_SIG = "4dabf18193072939515e22adb298388d"
-
-
-class Recorder(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
-        self.resources: list[pulumi.runtime.MockResourceArgs] = []
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
-        self.resources.append(args)
-        return f"{args.name}-id", dict(args.inputs)
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
-        return {}
-
-
-def plain(value: Any) -> Any:
-    """Inputs with secret wrappers removed (to search them for leaked values)."""
-    if isinstance(value, dict):
-        if value.get(SECRET_SIG) is not None and "value" in value:
-            return plain(value["value"])
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
 
 
 def deploy(
     raw_release: dict, options: dict[str, pulumi.ResourceOptions] | None = None, **overrides: Any
-) -> list[pulumi.runtime.MockResourceArgs]:
+) -> Run:
     """Run the component under mocks; ``options`` (if given) collects each child's options."""
     from components.swarm.component import MoonTVSwarm, MoonTVSwarmArgs
 
@@ -52,8 +29,6 @@ def deploy(
         if options is not None:
             options[args.name] = args.opts
 
-    recorder = Recorder()
-    pulumi.runtime.set_mocks(recorder, project="moontv", stack="test", preview=False)
     plan = release.plan(release.parse(raw_release), "v1", 3)
     spec_fields = {f.name for f in dataclasses.fields(sw.SwarmSpec)}
     spec = sw.SwarmSpec(
@@ -67,21 +42,16 @@ def deploy(
         **{k: v for k, v in overrides.items() if k not in spec_fields},
     }
 
-    @pulumi.runtime.test
-    def program() -> pulumi.Output:
-        component = MoonTVSwarm("moontv", MoonTVSwarmArgs(spec=spec, **fields),
-                                opts=pulumi.ResourceOptions(transformations=[record]))
-        return pulumi.Output.all(
-            *component.service_names.values(), *component.secret_names.values(),
-            *component.config_names.values(), component.network_name,
-        )
+    def program() -> None:
+        MoonTVSwarm("moontv", MoonTVSwarmArgs(spec=spec, **fields),
+                    opts=pulumi.ResourceOptions(transformations=[record]))
 
-    program()
-    return recorder.resources
+    return run_program(program)
 
 
-def of_type(resources, typ: str) -> dict[str, dict]:
-    return {r.name: r.inputs for r in resources if r.typ == typ}
+def of_type(run: Run, typ: str) -> dict[str, dict]:
+    """Logical name -> inputs (secrets still wrapped) of every resource of ``typ``."""
+    return run.raw(typ)
 
 
 def services(resources) -> dict[str, dict]:
@@ -138,11 +108,11 @@ def test_given_release_state_then_services_replicas_and_edge_weights_follow(stat
 @pytest.mark.parametrize("state", list(STATES))
 def test_given_release_state_then_no_secret_value_appears_outside_swarm_secrets(state):
     resources = deploy(STATES[state][0])
-    for r in resources:
-        if r.typ == "docker:index/secret:Secret":
+    for r in resources.resources:
+        if r.type == "docker:index/secret:Secret":
             continue
-        text = json.dumps(plain(r.inputs))
-        assert OWNER not in text and STORAGE not in text, f"{r.typ} {r.name} leaks a secret"
+        text = json.dumps(r.inputs)
+        assert OWNER not in text and STORAGE not in text, f"{r.type} {r.name} leaks a secret"
 
 
 def test_secret_data_is_a_secret_output_holding_the_value_and_named_by_its_hash():
@@ -151,10 +121,10 @@ def test_secret_data_is_a_secret_output_holding_the_value_and_named_by_its_hash(
     assert set(secrets) == {"moontv-owner-password", "moontv-storage-url",
                             "moontv-storage-config"}
     owner = secrets["moontv-owner-password"]
-    assert owner["data"][SECRET_SIG]  # still wrapped as a secret when it reaches the engine
-    assert base64.b64decode(plain(owner["data"])).decode() == OWNER
+    assert is_secret(owner["data"])  # still wrapped as a secret when it reaches the engine
+    assert base64.b64decode(unwrap(owner["data"])).decode() == OWNER
     assert owner["name"] == sw.secret_name("moontv-test", sw.OWNER_PASSWORD, OWNER)
-    storage_url = base64.b64decode(plain(secrets["moontv-storage-url"]["data"])).decode()
+    storage_url = base64.b64decode(unwrap(secrets["moontv-storage-url"]["data"])).decode()
     assert storage_url == f"redis://:{STORAGE}@moontv-kvrocks:6666"
 
 
@@ -209,9 +179,9 @@ def test_external_storage_has_no_storage_service_volume_or_config_secret():
     assert "moontv-storage-data" not in of_type(resources, "docker:index/volume:Volume")
     assert set(of_type(resources, "docker:index/secret:Secret")) == {
         "moontv-owner-password", "moontv-storage-url"}
-    for r in resources:
-        if r.typ != "docker:index/secret:Secret":
-            assert "ext-pass" not in json.dumps(plain(r.inputs))
+    for r in resources.resources:
+        if r.type != "docker:index/secret:Secret":
+            assert "ext-pass" not in json.dumps(r.inputs)
 
 
 def test_given_external_storage_without_url_then_args_refuse_it():
@@ -226,7 +196,7 @@ def test_given_external_storage_without_url_then_args_refuse_it():
 
 def test_the_component_registers_once_under_its_type_token():
     resources = deploy(canary(20))
-    component = [r for r in resources if r.typ == "moontv:swarm:MoonTVSwarm"]
+    component = [r for r in resources.resources if r.type == "moontv:swarm:MoonTVSwarm"]
     assert [r.name for r in component] == ["moontv"]
 
 
@@ -316,8 +286,8 @@ def test_the_app_settings_reach_the_task_as_ordered_arguments_of_the_wrapper():
 def test_content_named_configs_and_secrets_are_replaced_create_first():
     options: dict[str, pulumi.ResourceOptions] = {}
     resources = deploy(canary(20), options=options)
-    named = [r.name for r in resources
-             if r.typ in ("docker:index/serviceConfig:ServiceConfig", "docker:index/secret:Secret")]
+    kinds = ("docker:index/serviceConfig:ServiceConfig", "docker:index/secret:Secret")
+    named = [r.name for r in resources.resources if r.type in kinds]
     assert len(named) == 6
     for name in named:
         assert options[name].delete_before_replace is False, name
