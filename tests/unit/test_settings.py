@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
 import typing
@@ -536,3 +537,21 @@ def test_given_bad_upstash_settings_then_the_key_is_named_and_no_secret_shown(ch
     found = problems(with_all(raw(), changes))
     assert any(p.startswith(key + ":") and words in p for p in found), found
     assert not any("redis://db" in p for p in found)
+
+
+# --- the README's configuration reference stays true ---------------------------------------------
+
+README = (ROOT / "README.md").read_text()
+REFERENCE = README.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
+
+
+def test_given_the_readme_then_every_top_level_key_is_in_the_configuration_reference():
+    keys = [f.alias or n for n, f in settings.MoonTVSettings.model_fields.items()]
+    missing = [k for k in keys if f"`{k}" not in REFERENCE]
+    assert missing == []
+
+
+def test_given_the_readme_then_it_lists_exactly_the_kubernetes_only_keys():
+    paragraph = REFERENCE.split("Kubernetes-only keys are refused:", 1)[1].split("All of", 1)[0]
+    listed = re.findall(r"`([A-Za-z.]+)`", paragraph)
+    assert listed == list(settings.KUBERNETES_ONLY)
