@@ -72,7 +72,7 @@ class Thresholds(_Model):
     success_window: Duration = "1m"
     # Range over which the p99 of probe durations is taken.
     latency_window: Duration = "5m"
-    restarts: int = Field(default=3, ge=1, description="container restarts within 15m")
+    restarts: int = Field(default=3, ge=1, le=100, description="container restarts within 15m")
     volume_used_ratio: float = Field(default=0.85, gt=0, lt=1)
     # `for` is a Python keyword: the field is for_, the config key stays `for`.
     for_: AlertWindows = Field(

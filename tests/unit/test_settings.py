@@ -327,6 +327,8 @@ CONTRADICTIONS = [
     ("dev", {"replicas": 51}, "moontv:replicas", "an integer 1..50"),
     ("staging", {"autoscaling.maxReplicas": 101}, "moontv:autoscaling.maxReplicas",
      "an integer 1..100"),
+    ("staging", {"monitoring.thresholds.restarts": 1000}, "moontv:monitoring.thresholds.restarts",
+     "must be <= 100"),
     ("dev", {"autoscaling.minReplicas": 2}, "moontv:autoscaling.minReplicas",
      "only when autoscaling.enabled is true"),
     ("dev", {"storage.backup.retention": 3}, "moontv:storage.backup.retention",
