@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import pulumi
@@ -109,9 +110,17 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # The SDK modules the program imports hold ~150k objects that live as long as the process:
+    # no garbage collection can free them, yet each one walks them all, during the imports and
+    # again at interpreter exit (about a second of a rendered stack's preview on 2 busy cores).
+    # So: no collection while the program declares its resources, then freeze what exists.
+    gc.disable()
     try:
         main()
     except ConfigError as exc:
         # One readable list of every problem, no traceback.
         pulumi.log.error(str(exc))
         sys.exit(1)
+    finally:
+        gc.freeze()
+        gc.enable()

@@ -20,7 +20,6 @@ from typing import Annotated, Any, Literal
 
 import pulumi
 import pydantic
-from kubernetes.utils.quantity import parse_quantity
 from pydantic import AfterValidator, Field, model_validator
 
 from components import release as release_model
@@ -34,6 +33,7 @@ from components.errors import (
 )
 from components.image_settings import ImageSettings
 from components.monitoring.model import MonitoringSettings, missing_receiver_secrets
+from components.quantity import parse_quantity
 from components.tags import TagPolicyError
 
 NAMESPACE = "moontv"

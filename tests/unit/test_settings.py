@@ -178,7 +178,8 @@ def test_given_settings_imported_alone_then_no_resource_module_is_loaded():
     loaded = set(result.stdout.split())
     assert loaded <= {"components", "components.settings", "components.errors",
                       "components.release", "components.image_settings", "components.tags",
-                      "components.app_facts", "components.naming",
+                      "components.app_facts", "components.naming", "components.quantity",
+                      "components._kubernetes_quantity",
                       "components.monitoring", "components.monitoring.model"}, loaded
 
 
