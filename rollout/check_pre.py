@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -13,16 +12,13 @@ from croniter import croniter  # type: ignore[import-untyped]
 
 from components import naming
 from components import release as rel
-from components.settings import MoonTVSettings
+from components.image_settings import DEFAULT_REPOSITORY, UPSTREAM_RELEASES
+from components.settings import MoonTVSettings, is_placeholder_digest
 from rollout.check import Result, Target, failed, passed, skipped, validated
 from rollout.check_data import key_counts, state_file
 
-#: Tags the upstream image workflow publishes for ghcr.io/moontechlab/lunatv (the GitHub
-#: release names): v2.0.0 … v4.3.0 and v100.0.0 … v100.1.2 (as of 2026-03), and `latest`.
-UPSTREAM_REPOSITORY = "ghcr.io/moontechlab/lunatv"
-_UPSTREAM_TAG = re.compile(r"^v(?:[234]\.\d+\.\d+|100\.\d+\.\d+)$")
-UPSTREAM_NEWEST = (100, 1, 2)
-PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
+#: The upstream repository: its tags are UPSTREAM_RELEASES (the GitHub release names) and `latest`.
+UPSTREAM_REPOSITORY = DEFAULT_REPOSITORY
 #: Slack added to the schedule's longest gap before the newest backup counts as too old.
 BACKUP_GRACE = timedelta(hours=1)
 
@@ -99,18 +95,19 @@ def check_images_exist(t: Target) -> Result:
     missing, unknown, found = [], [], 0
     for what, ref in images(model).items():
         repository, tag, digest = _split(ref)
-        if digest == PLACEHOLDER_DIGEST:
-            missing.append(f"{what} {ref}: the digest is the all-zero placeholder")
+        if digest and is_placeholder_digest(digest.removeprefix("sha256:")):
+            missing.append(f"{what} {ref}: the digest is a placeholder (all-zero or another "
+                           "repeating pattern)")
             continue
         if (
             repository == UPSTREAM_REPOSITORY
             and tag
             and tag != "latest"
-            and (not _UPSTREAM_TAG.match(tag) or _newer_than_published(tag))
+            and tag not in UPSTREAM_RELEASES
         ):
             missing.append(
                 f"{what} {ref}: upstream publishes no tag {tag} (tags are the "
-                "release names v2.0.0…v4.3.0, v100.0.0…v100.1.2)"
+                "release names listed in components/image_settings.py)"
             )
             continue
         exists = t.image_exists(ref)
@@ -126,11 +123,6 @@ def check_images_exist(t: Target) -> Result:
     if unknown:
         reason += f"; {len(unknown)} not checkable here (no registry access): {', '.join(unknown)}"
     return passed("images-exist", reason)
-
-
-def _newer_than_published(tag: str) -> bool:
-    parts = tuple(int(p) for p in tag[1:].split("."))
-    return parts[0] == 100 and parts > UPSTREAM_NEWEST or parts[0] == 4 and parts > (4, 3, 0)
 
 
 def longest_gap(schedule: str, start: datetime) -> timedelta:
