@@ -360,6 +360,14 @@ class MoonTVSettings(ConfigModel):
                 return json.loads(value)
         return value
 
+    @pydantic.field_validator("monitoring", mode="before")
+    @classmethod
+    def _monitoring_off_unless_enabled(cls, value: Any) -> Any:
+        """Monitoring is off unless ``monitoring.enabled`` says otherwise, whatever else is set."""
+        if isinstance(value, dict) and "enabled" not in value:
+            return {**value, "enabled": False}
+        return value
+
     @cached_property
     def plan(self) -> release_model.ReleasePlan:
         """The release plan, computed once (the model is frozen)."""
@@ -440,9 +448,11 @@ KUBERNETES_ONLY = (
     "kubernetes", "autoscaling", "networkPolicy", "image.pullPolicy", "traffic.provider",
     "traffic.gateway", "traffic.ingressClass", "traffic.controllerNamespace", "traffic.tls",
     "storage.size", "storage.persistent", "storage.storageClass", "storage.exporterImage",
-    "storage.backup",
+    "storage.backup", "monitoring.mode", "monitoring.chartVersion",
+    "monitoring.monitoringNamespace", "monitoring.selectorLabels", "monitoring.logs",
+    "monitoring.traces", "monitoring.images.fluentBit", "monitoring.images.otelCollector",
 )
-SWARM_ONLY = ("swarm",)
+SWARM_ONLY = ("swarm", "monitoring.images.prometheus", "monitoring.images.alertmanager")
 #: Keys each traffic provider ignores (Gateway TLS lives on the Gateway's listener).
 PROVIDER_IGNORES = {
     "gateway": ("traffic.ingressClass", "traffic.tls.secretName"),
@@ -497,6 +507,10 @@ def ignored_keys(model: MoonTVSettings) -> list[str]:
             rules.append((tuple(f"storage.backup.{k}" for k in
                                 ("schedule", "retention", "size", "keyId", "offsite", "drill")),
                           f"is read only when storage.backup.enabled is true: {remove}"))
+    if not c.monitoring.enabled:
+        rules.append((tuple(f"monitoring.{f.alias or n}" for n, f in
+                            type(c.monitoring).model_fields.items() if n != "enabled"),
+                      f"is read only when monitoring.enabled is true: {remove}"))
     strategies = {"canary": "release.canary", "blue-green": "release.blueGreen"}
     rules += [((key,), f"is read only by strategy {strategy}, not {c.release.strategy}: "
                        f"{remove} or change release.strategy")

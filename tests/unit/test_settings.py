@@ -295,6 +295,12 @@ CONTRADICTIONS = [
     ("dev", {**SWARM, "storage.backup.retention": 3}, "moontv:storage.backup", "swarm platform"),
     ("dev", {**SWARM, "networkPolicy.dns.cidrs": []}, "moontv:networkPolicy", "swarm platform"),
     ("dev", {"swarm.httpPort": 8080}, "moontv:swarm", "not read on the kubernetes platform"),
+    ("staging", {"monitoring.images.prometheus": "prom/prometheus:v3"},
+     "moontv:monitoring.images.prometheus", "not read on the kubernetes platform"),
+    ("dev", {**SWARM, "monitoring.logs": {"enabled": False}}, "moontv:monitoring.logs",
+     "not read on the swarm platform"),
+    ("dev", {"monitoring.probeInterval": "30s"}, "moontv:monitoring.probeInterval",
+     "only when monitoring.enabled is true"),
     ("dev", {"release.canary.weight": 0}, "moontv:release.canary",
      "read only by strategy canary, not rolling"),
     ("staging", {"release.blueGreen": {"blue": "v100.1.1"}}, "moontv:release.blueGreen",
@@ -556,5 +562,6 @@ def test_given_the_readme_then_every_top_level_key_is_in_the_configuration_refer
 
 def test_given_the_readme_then_it_lists_exactly_the_kubernetes_only_keys():
     paragraph = REFERENCE.split("Kubernetes-only keys are refused:", 1)[1].split("All of", 1)[0]
-    listed = re.findall(r"`([A-Za-z.]+)`", paragraph)
-    assert listed == list(settings.KUBERNETES_ONLY)
+    kubernetes_only, swarm_only = paragraph.split("(and on Kubernetes", 1)
+    assert re.findall(r"`([A-Za-z.]+)`", kubernetes_only) == list(settings.KUBERNETES_ONLY)
+    assert re.findall(r"`([A-Za-z.]+)`", swarm_only) == list(settings.SWARM_ONLY)
