@@ -18,6 +18,7 @@ from rollout.stack import (
     IMAGE_KEY,
     NAMESPACE,
     RELEASE_KEY,
+    ROUTE_TARGETS,
     EngineError,
     Stack,
     UsageError,
@@ -89,9 +90,11 @@ def apply(
     action: rel.Action,
     reason: str,
     image: Mapping[str, Any] | None = None,
+    weight_step: bool = False,
 ) -> dict[str, Any]:
     """Record the decision, write the config change and run ``up`` (``--dry-run``: preview, then
-    restore the previous config). Returns the release config now in effect."""
+    restore the previous config). Returns the release config now in effect. A ``weight_step``
+    changes only the routes: on Kubernetes its ``up`` targets them (:data:`ROUTE_TARGETS`)."""
     config = ctx.stack.config()
     old_release, old_image = _object(config, RELEASE_KEY), _object(config, IMAGE_KEY)
     new_release = rel.record(release, action, reason, ctx.now())
@@ -110,8 +113,12 @@ def apply(
         finally:
             ctx.stack.write(*_changes((new_release, new_image), (old_release, old_image)))
         return old_release
-    ctx.out(f"updating {ctx.stack.name}")
-    ctx.stack.up()
+    if weight_step and config.get(f"{NAMESPACE}platform", "kubernetes") != "swarm":
+        ctx.out(f"updating the routes of {ctx.stack.name}")
+        ctx.stack.up(ROUTE_TARGETS)
+    else:
+        ctx.out(f"updating {ctx.stack.name}")
+        ctx.stack.up()
     return new_release
 
 
@@ -169,7 +176,7 @@ def set_weight(ctx: Context, weight: str) -> int:
     release = _release(ctx)
     new = _transition(lambda: rel.set_weight(release, weight))
     ctx.out(f"setting canary weight to {new['canary']['weight']}%")
-    apply(ctx, new, "set-weight", ctx.reason or "set by operator")
+    apply(ctx, new, "set-weight", ctx.reason or "set by operator", weight_step=True)
     return OK
 
 
@@ -282,7 +289,7 @@ def _auto_canary(
         new = rel.set_weight(release, target)
         ctx.out(f"{step}: canary weight {target}%")
         try:
-            release = apply(ctx, new, "set-weight", f"{step}: {health.summary}")
+            release = apply(ctx, new, "set-weight", f"{step}: {health.summary}", weight_step=True)
         except EngineError as exc:
             return _roll_back(ctx, release, f"{step}: update failed: {_first_line(exc)}")
         if ctx.dry_run:

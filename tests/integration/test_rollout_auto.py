@@ -182,6 +182,16 @@ def _rendered_images(work: Path) -> dict[str, str]:
     return images
 
 
+def _rendered_route_weights(work: Path) -> dict[str, int]:
+    """Service name -> weight in the rendered HTTPRoute ``moontv`` (the default route)."""
+    for path in (work.parent / "out").rglob("*httproute*.yaml"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "HTTPRoute" and doc["metadata"]["name"] == "moontv":
+                refs = [ref for rule in doc["spec"]["rules"] for ref in rule.get("backendRefs", [])]
+                return {ref["name"]: ref["weight"] for ref in refs if "weight" in ref}
+    raise AssertionError("no rendered HTTPRoute moontv")
+
+
 def test_the_programs_health_gate_on_a_real_prometheus(
     prometheus: str, exporter: ProbeExporter
 ) -> None:
@@ -290,6 +300,9 @@ def test_manual_commands_on_the_real_engine(project: tuple[Path, dict[str, str]]
         "set-weight",
         "ramp",
     )
+    # the weight step updated the routes only (`up --target`), and the rendered route has it
+    assert "updating the routes of dev" in applied.stdout
+    assert sorted(_rendered_route_weights(work).values()) == [25, 75]
 
     status = _rollout(work, env, "status", "--stack", "dev")
     assert status.returncode == 0, status.stderr

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import re
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,14 @@ import yaml
 from rollout import commands
 from rollout.cli import main
 from rollout.health import Gate, HealthPolicy, QueryError, check, query, stack_gates
-from rollout.stack import EngineError, decode_config, diff, engine_env, error_tail
+from rollout.stack import (
+    ROUTE_TARGETS,
+    EngineError,
+    decode_config,
+    diff,
+    engine_env,
+    error_tail,
+)
 from tests.helpers import DIGEST, FakePrometheus, canary
 from tests.program import run_stack
 
@@ -50,6 +57,7 @@ class FakeStack:
         if release is not None:
             self.data["moontv:release"] = copy.deepcopy(release)
         self.ups: list[dict[str, Any]] = []
+        self.targets: list[tuple[str, ...]] = []  # of each up; () is the whole stack
         self.previews: list[dict[str, Any]] = []
         self.writes = 0
         self._fail_up = fail_up or set()
@@ -85,7 +93,8 @@ class FakeStack:
             return text == "true"
         return int(text) if re.fullmatch(r"-?[1-9][0-9]*|0", text) else text
 
-    def up(self) -> None:
+    def up(self, targets: Sequence[str] = ()) -> None:
+        self.targets.append(tuple(targets))
         if len(self.ups) + 1 in self._fail_up:
             self.ups.append({})
             raise EngineError("error: update failed: resource moontv-canary timed out")
@@ -130,6 +139,52 @@ def test_given_canary_when_set_weight_then_config_holds_it_and_up_runs_once(weig
     assert stack.release["lastDecision"]["action"] == "set-weight"
     assert stack.release["lastDecision"]["reason"] == "ramp"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", stack.release["lastDecision"]["at"])
+
+
+def test_given_kubernetes_when_set_weight_then_up_targets_only_the_routes() -> None:
+    stack = FakeStack(CANARY)
+    assert run(stack, "set-weight", "30") == 0
+    assert stack.targets == [ROUTE_TARGETS]
+
+
+def test_given_kubernetes_when_staged_or_promoted_then_up_covers_the_whole_stack() -> None:
+    stack = FakeStack(CANARY)
+    assert run(stack, "stage", "v3") == 0
+    assert run(stack, "promote") == 0
+    assert stack.targets == [(), ()]
+
+
+def test_given_swarm_when_set_weight_then_up_covers_the_whole_stack() -> None:
+    stack = FakeStack(CANARY, stack="swarm")
+    assert run(stack, "set-weight", "30") == 0
+    assert stack.targets == [()]
+
+
+def _engine_glob(glob: str) -> re.Pattern[str]:
+    """The engine's ``--target`` glob: ``**`` any text, ``*`` any text without ``:``."""
+    parts = ("[^:]*".join(re.escape(p) for p in seg.split("*")) for seg in glob.split("**"))
+    return re.compile("^" + ".*".join(parts) + "$")
+
+
+@pytest.mark.parametrize("provider", ["gateway", "nginx"])
+def test_given_a_weight_change_then_every_changed_resource_matches_the_route_targets(
+    provider: str,
+) -> None:
+    traffic = {"host": "moontv.staging.example.com", "provider": provider}
+    if provider == "gateway":
+        traffic["gateway"] = {"name": "public", "namespace": "gateway-system"}
+
+    def resources(weight: int) -> dict[str, Any]:
+        result = run_stack("staging", {"moontv:release": canary(weight), "moontv:traffic": traffic})
+        urn = "urn:pulumi:staging::moontv::{}::{}"
+        return {urn.format(r.type, r.name): r.inputs for r in result.resources}
+
+    before, after = resources(10), resources(20)
+    changed = {urn for urn in after if before.get(urn) != after[urn]}
+    globs = [_engine_glob(glob) for glob in ROUTE_TARGETS]
+    targeted = {urn for urn in after if any(g.match(urn) for g in globs)}
+    assert changed and changed <= targeted
+    assert all(re.search(r":(HTTPRoute|Ingress)::", urn) for urn in targeted)
 
 
 @pytest.mark.parametrize(
