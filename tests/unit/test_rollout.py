@@ -156,6 +156,7 @@ def test_given_kubernetes_when_staged_or_promoted_then_up_covers_the_whole_stack
 
 def test_given_swarm_when_set_weight_then_up_covers_the_whole_stack() -> None:
     stack = FakeStack(CANARY, stack="swarm")
+    stack.data.pop("moontv:monitoring")  # the fake's Kubernetes monitoring mode
     assert run(stack, "set-weight", "30") == 0
     assert stack.targets == [()]
 
