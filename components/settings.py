@@ -630,13 +630,44 @@ def validate_fields(raw: dict[str, Any]) -> MoonTVSettings:
         ) from None
 
 
-def validate(raw: dict[str, Any]) -> MoonTVSettings:
-    """Validate a raw ``moontv`` config mapping; raise ConfigError listing every problem."""
-    model = validate_fields(raw)
+def _cross_problems(model: MoonTVSettings) -> list[str]:
     try:
-        problems = cross_checks(model)
+        return cross_checks(model)
     except release_model.ReleaseError as exc:
-        problems = [str(exc)]
+        return [str(exc)]
+
+
+def _without(raw: dict[str, Any], paths: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """A copy of ``raw`` without the values at ``paths`` (as pydantic locates errors)."""
+    copy = json.loads(json.dumps(raw, default=str))
+    for path in paths:
+        node: Any = copy
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
+    return copy
+
+
+def validate(raw: dict[str, Any]) -> MoonTVSettings:
+    """Validate a raw ``moontv`` config mapping; raise ConfigError listing every problem.
+
+    When some keys are invalid, the cross-key rules still run on the rest (the invalid keys left
+    out), so one run reports both kinds; a rule about a section with an invalid key is left out.
+    """
+    try:
+        model = validate_fields(raw)
+    except ConfigError as exc:
+        bad = [p.split(":", 2)[1].split(": ", 1)[0] for p in exc.problems]
+        try:
+            rest = validate_fields(_without(raw, [tuple(key.split(".")) for key in bad]))
+        except ConfigError:
+            raise exc from None
+        sections = {key.split(".", 1)[0] for key in bad}
+        more = [p for p in _cross_problems(rest)
+                if p.removeprefix(PREFIX).split(":", 1)[0].split(".", 1)[0] not in sections]
+        raise ConfigError(exc.problems + more) from None
+    problems = _cross_problems(model)
     if problems:
         raise ConfigError(problems)
     return model

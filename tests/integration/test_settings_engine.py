@@ -68,12 +68,6 @@ def test_given_contradictions_and_a_misspelt_key_then_the_engine_prints_all(proj
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "moontv:replica: unknown key; accepted keys:" in output
-    assert "Traceback" not in output
-    # Unknown keys stop validation of the rest; fixed, the contradictions are all reported.
-    del config["moontv:replica"]
-    project.stack("dev", config)
-    result = project.cli("preview", "--stack", "dev", "--non-interactive", check=False)
-    output = result.stdout + result.stderr
     assert "moontv:swarm: is not read on the kubernetes platform: remove it" in output
     assert "moontv:resources.limits.cpu: must not be below resources.requests.cpu (100m)" in output
     assert "Traceback" not in output

@@ -565,3 +565,19 @@ def test_given_the_readme_then_it_lists_exactly_the_kubernetes_only_keys():
     kubernetes_only, swarm_only = paragraph.split("(and on Kubernetes", 1)
     assert re.findall(r"`([A-Za-z.]+)`", kubernetes_only) == list(settings.KUBERNETES_ONLY)
     assert re.findall(r"`([A-Za-z.]+)`", swarm_only) == list(settings.SWARM_ONLY)
+
+
+def test_given_bad_values_and_contradictions_then_one_run_reports_both():
+    config = with_all(raw("staging"), {
+        "site.searchMaxPage": 99, "replica": 2, "traffic.ingressClass": "nginx",
+        "resources.limits.cpu": "10m",
+    })
+    keys = sorted(p.split(": ", 1)[0] for p in problems(config))
+    assert keys == ["moontv:replica", "moontv:resources.limits.cpu", "moontv:site.searchMaxPage",
+                    "moontv:traffic.ingressClass"]
+
+
+def test_given_a_bad_value_then_rules_about_its_section_are_not_guessed():
+    # storage.kind is invalid: whether redisImage is read cannot be known, so only kind is named
+    config = with_all(raw(), {"storage.kind": "mysql", "storage.redisImage": "redis:7"})
+    assert [p.split(": ", 1)[0] for p in problems(config)] == ["moontv:storage.kind"]
