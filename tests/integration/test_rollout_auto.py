@@ -175,7 +175,8 @@ def _rendered_images(work: Path) -> dict[str, str]:
     """Deployment name -> container image, from the rendered manifests."""
     images = {}
     for path in (work.parent / "out").rglob("*.yaml"):
-        for doc in yaml.safe_load_all(path.read_text()):
+        # BaseLoader: rendered rule expressions hold a bare `=`, which the safe loader refuses
+        for doc in yaml.load_all(path.read_text(), Loader=yaml.BaseLoader):
             if doc and doc.get("kind") == "Deployment":
                 containers = doc["spec"]["template"]["spec"]["containers"]
                 images[doc["metadata"]["name"]] = containers[0]["image"]
