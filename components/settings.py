@@ -639,7 +639,7 @@ def _cross_problems(model: MoonTVSettings) -> list[str]:
 
 def _without(raw: dict[str, Any], paths: list[tuple[Any, ...]]) -> dict[str, Any]:
     """A copy of ``raw`` without the values at ``paths`` (as pydantic locates errors)."""
-    copy = json.loads(json.dumps(raw, default=str))
+    copy: dict[str, Any] = json.loads(json.dumps(raw, default=str))
     for path in paths:
         node: Any = copy
         for part in path[:-1]:
