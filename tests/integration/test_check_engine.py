@@ -65,5 +65,5 @@ def test_given_the_prod_stack_with_placeholder_digests_then_check_pre_fails_on_i
     code, checks = check_pre(project, "prod")
     assert code == 1
     assert checks["images-exist"]["status"] == "FAIL"
-    assert "all-zero placeholder" in checks["images-exist"]["reason"]
+    assert "the digest is a placeholder" in checks["images-exist"]["reason"]
     assert checks["images-pinned"]["status"] == "PASS"  # pinned, just not to a real digest
