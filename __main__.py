@@ -9,7 +9,6 @@ import pulumi
 
 from components import settings as settings_module
 from components.errors import ConfigError
-from components.passwords import generated_password
 from components.settings import Settings
 
 
@@ -80,7 +79,6 @@ def swarm(s: Settings, overrides: dict[str, pulumi.Output[str]]) -> str:
     spec = spec_from_settings(c, c.swarm)
     stack = MoonTVSwarm("moontv", MoonTVSwarmArgs(
         spec=spec, owner_password=s.owner_password, storage_url=s.storage_url,
-        storage_password=None if s.storage_url else generated_password("moontv-storage-password"),
         provider=provider, image_overrides=overrides),
         opts=pulumi.ResourceOptions(providers=[provider]))
     if c.monitoring.enabled:

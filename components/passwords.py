@@ -79,12 +79,18 @@ def generated_password(name: str, length: int = 32,
 OWNER_PASSWORD_LENGTH = 24
 
 
-def owner_password(configured: pulumi.Input[str] | None,
-                   parent: pulumi.Resource) -> pulumi.Input[str]:
-    """``moontv:ownerPassword`` when set, else a generated one owned by ``parent`` (the platform
-    component). It was once created at the top of the program: the alias keeps that password."""
+def kept_password(name: str, length: int, configured: pulumi.Input[str] | None,
+                  parent: pulumi.Resource) -> pulumi.Input[str]:
+    """``configured`` when set, else a password generated once and owned by ``parent`` (a platform
+    component). These were once created at the top of the program: the alias keeps them."""
     if configured is not None:
         return configured
-    resource = GeneratedPassword("owner-password", OWNER_PASSWORD_LENGTH, pulumi.ResourceOptions(
+    resource = GeneratedPassword(name, length, pulumi.ResourceOptions(
         parent=parent, aliases=[pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)]))
     return pulumi.Output.secret(resource.result)
+
+
+def owner_password(configured: pulumi.Input[str] | None,
+                   parent: pulumi.Resource) -> pulumi.Input[str]:
+    """``moontv:ownerPassword`` when set, else a generated one (see :func:`kept_password`)."""
+    return kept_password("owner-password", OWNER_PASSWORD_LENGTH, configured, parent)

@@ -17,7 +17,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components import naming
-from components.passwords import owner_password
+from components.passwords import kept_password, owner_password
 from components.swarm import spec as sw
 
 MIB = sw.MIB
@@ -33,7 +33,8 @@ class MoonTVSwarmArgs:
 
     spec: sw.SwarmSpec
     owner_password: pulumi.Input[str] | None  # None: generated (components/passwords.py)
-    storage_password: pulumi.Input[str] | None = None  # kvrocks / redis
+    #: kvrocks / redis; None: generated (components/passwords.py)
+    storage_password: pulumi.Input[str] | None = None
     storage_url: pulumi.Input[str] | None = None  # external
     provider: docker.Provider | None = None
     #: Image references by version to use instead of ``repository:version`` (e.g. a built digest).
@@ -43,8 +44,6 @@ class MoonTVSwarmArgs:
         kind = self.spec.storage_kind
         if kind == "external" and self.storage_url is None:
             raise ValueError("storage URL: required when the storage kind is 'external'")
-        if kind != "external" and self.storage_password is None:
-            raise ValueError(f"storage password: required for storage kind '{kind}'")
 
 
 def _labels(values: dict[str, str], cls: Any) -> list[Any]:
@@ -148,11 +147,17 @@ class MoonTVSwarm(pulumi.ComponentResource):
             }
         )
 
+    def _storage_password(self) -> pulumi.Input[str] | None:
+        """The storage server's password (none for external storage)."""
+        if self._args.spec.storage_kind == "external":
+            return None
+        return kept_password("moontv-storage-password", 32, self._args.storage_password, self)
+
     def _secrets(self, name: str, child: pulumi.ResourceOptions) -> dict[str, docker.Secret]:
         args = self._args
         spec = args.spec
         contents = pulumi.Output.all(
-            owner_password(args.owner_password, self), args.storage_password, args.storage_url
+            owner_password(args.owner_password, self), self._storage_password(), args.storage_url
         ).apply(lambda v: sw.secret_contents(spec, v[0], v[1], v[2]))
         keys = [sw.OWNER_PASSWORD, sw.STORAGE_URL]
         if spec.storage_kind != "external":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import re
@@ -581,3 +582,15 @@ def test_given_a_bad_value_then_rules_about_its_section_are_not_guessed():
     # storage.kind is invalid: whether redisImage is read cannot be known, so only kind is named
     config = with_all(raw(), {"storage.kind": "mysql", "storage.redisImage": "redis:7"})
     assert [p.split(": ", 1)[0] for p in problems(config)] == ["moontv:storage.kind"]
+
+
+def test_given_swarm_then_its_component_generates_the_owner_and_storage_passwords(monkeypatch):
+    from components.swarm import preflight
+
+    monkeypatch.setattr(preflight, "check", lambda env=None: None)
+    result = run_stack("swarm")
+    generated = sorted(r.name for r in result.of_type(passwords.TYPE))
+    assert generated == ["moontv-storage-password", "owner-password"]
+    contents = " ".join(base64.b64decode(r.inputs["data"]).decode()
+                        for r in result.of_type("docker:index/secret:Secret"))
+    assert all(value in contents for value in result.secrets)  # both reach the Swarm secrets
