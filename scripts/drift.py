@@ -142,8 +142,14 @@ def preview(stack: str) -> dict[str, Any]:
     except ValueError:
         digest = {}
     if result.returncode != 0 or not digest:
-        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
-        raise RuntimeError(f"pulumi preview --refresh failed on {stack}:\n{tail}")
+        errors = [
+            d.get("message", "").strip()
+            for d in digest.get("diagnostics") or []
+            if d.get("severity") == "error"
+        ]
+        unique = list(dict.fromkeys(e for e in errors if e and e != "error: preview failed"))
+        lines = unique[:5] or (result.stderr or result.stdout).strip().splitlines()[-15:]
+        raise RuntimeError(f"pulumi preview --refresh failed on {stack}:\n" + "\n".join(lines))
     return digest
 
 
