@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
 
 import pydantic
 from pydantic import BeforeValidator, ConfigDict
@@ -81,6 +81,14 @@ def matching(pattern: str, accepted: str) -> BeforeValidator:
         return value
 
     return BeforeValidator(check)
+
+
+DnsLabel = Annotated[str, matching(
+    r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+    "a DNS label: at most 63 lower-case letters, digits and '-', "
+    "starting and ending with a letter or digit",
+)]
+"""A Kubernetes object name or namespace (RFC 1123 label)."""
 
 
 def format_errors(

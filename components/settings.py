@@ -26,6 +26,7 @@ from components import release as release_model
 from components.errors import (
     ConfigError,
     ConfigModel,
+    DnsLabel,
     config_error,
     format_errors,
     int_range,
@@ -52,11 +53,6 @@ CpuQuantity = Annotated[str, matching(
 MemQuantity = Annotated[str, matching(
     r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$",
     "a size: a number with an optional unit Ki, Mi, Gi, Ti, K, M, G or T (e.g. 512Mi, 5Gi)",
-)]
-DnsLabel = Annotated[str, matching(
-    r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
-    "a DNS label: at most 63 lower-case letters, digits and '-', "
-    "starting and ending with a letter or digit",
 )]
 DnsName = Annotated[str, matching(
     r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from components.errors import matching
+from components.errors import DnsLabel, matching
 
 # Chart pinned for mode `install` (prometheus-community/kube-prometheus-stack).
 KUBE_PROMETHEUS_STACK_CHART = "kube-prometheus-stack"
@@ -27,11 +27,7 @@ Duration = Annotated[str, matching(
     "a duration such as 30s, 5m or 1h30m (units ms, s, m, h, d, w, y)",
 )]
 # Receiver names double as Kubernetes Secret keys and Alertmanager receiver names.
-ReceiverName = Annotated[str, matching(
-    r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
-    "a DNS label: at most 63 lower-case letters, digits and '-', "
-    "starting and ending with a letter or digit",
-)]
+ReceiverName = DnsLabel
 Email = Annotated[str, matching(r"^[^@\s]+@[^@\s]+$", "an e-mail address (name@domain)")]
 Severity = Literal["critical", "warning", "info"]
 
