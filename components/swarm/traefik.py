@@ -37,11 +37,6 @@ NOT_FOUND = "moontv-not-found"
 PRIORITY = {"route": 10, "cookie": 200, "header": 300, "blocked": 1000}
 
 
-def service_name(track: str) -> str:
-    """Traefik service (and Swarm DNS alias) of one track: ``moontv-<track>``."""
-    return naming.track_name(track)
-
-
 def _router(route: Route, rule: str, service: str, kind: str, *middlewares: str) -> dict[str, Any]:
     return {
         "entryPoints": [ENTRYPOINT],
@@ -60,24 +55,24 @@ def dynamic_config(table: RouteTable) -> dict[str, Any]:
     tracks: set[str] = set()
     for route in table.routes:
         first = route.backends[0]
-        default = service_name(first.track)
+        default = naming.track_name(first.track)
         if first.weight is not None:
             default = route.name
             services[route.name] = {"weighted": {"services": [
-                {"name": service_name(b.track), "weight": b.weight}
+                {"name": naming.track_name(b.track), "weight": b.weight}
                 for b in route.backends if b.weight]}}
         routers[route.name] = _router(route, "", default, "route")
         routers[f"{route.name}-blocked"] = _router(
-            route, f"({blocked})", service_name(first.track), "blocked", NOT_FOUND)
+            route, f"({blocked})", naming.track_name(first.track), "blocked", NOT_FOUND)
         for o in route.overrides:
             match = (f"Header(`{o.name}`, `{o.value}`)" if o.kind == "header"
                      else f"HeaderRegexp(`Cookie`, `{o.pattern}`)")
             routers[f"{route.name}-{o.kind}-{o.value}"] = _router(
-                route, match, service_name(o.track), o.kind)
+                route, match, naming.track_name(o.track), o.kind)
         tracks |= {b.track for b in route.backends} | {o.track for o in route.overrides}
     for track in sorted(tracks):
         url = f"http://{naming.track_name(track)}:{app_facts.PORT}"
-        services[service_name(track)] = {
+        services[naming.track_name(track)] = {
             "loadBalancer": {"servers": [{"url": url}], "passHostHeader": True}
         }
     middlewares = {RETRY: {"retry": {"attempts": 3, "initialInterval": "100ms"}},
