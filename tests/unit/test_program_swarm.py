@@ -7,7 +7,8 @@ import json
 import pytest
 
 from components.swarm import preflight
-from tests.program import run_stack
+from tests.helpers import canary
+from tests.program import given, run_stack
 
 
 @pytest.fixture
@@ -33,3 +34,14 @@ def test_given_no_swarm_engine_then_the_program_says_what_to_run(monkeypatch):
     with pytest.raises(ConfigError) as exc:
         run_stack("swarm")
     assert exc.value.problems == ["moontv:platform: swarm: run: docker swarm init"]
+
+
+@pytest.mark.parametrize("weight", [0, 25, 100])
+def test_given_the_swarm_stack_when_the_canary_weight_is_set_then_the_edge_splits_by_it(
+    engine_ready, weight
+):
+    then = given("swarm").with_release(canary(weight, version="v100.1.2")).run()
+    then.then_weights(**{k: v for k, v in {"stable": 100 - weight, "canary": weight}.items() if v})
+    routers = then.traefik()["http"]["routers"]
+    assert routers["moontv-header-always"]["service"] == "moontv-canary"
+    assert routers["moontv-blocked"]["middlewares"][0] == "moontv-not-found"
