@@ -14,7 +14,6 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -29,18 +28,13 @@ import yaml
 
 from components.monitoring.config import blackbox_config
 from tests.conftest import require_tools
+from tests.helpers import free_port
 from tests.integration import images
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 OWNER, PASSWORD = "owner", "correct horse battery"
 DOCKER = images.DOCKER
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def docker(
@@ -126,7 +120,7 @@ class Redis:
 @pytest.fixture
 def redis(tmp_path: Path) -> Iterator[Redis]:
     require_tools(["redis-server", "redis-cli"])
-    port, password = _free_port(), uuid.uuid4().hex
+    port, password = free_port(), uuid.uuid4().hex
     proc = subprocess.Popen(
         [
             "redis-server",
@@ -159,7 +153,7 @@ class Twin:
     """One app container on the host network (127.0.0.1 only), read-only root, uid 1001."""
 
     def __init__(self, image: str, env: dict[str, str], writable_public: bool = True) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.name = f"moontv-twin-test-{uuid.uuid4().hex[:10]}"
         env = {"HOSTNAME": "127.0.0.1", "PORT": str(self.port), **env}
         args = [
@@ -441,7 +435,7 @@ def test_the_redis_image_runs_the_storage_config_read_only_as_999_with_aof(
     tmp_path: Path,
 ) -> None:
     require_tools(["redis-cli"])
-    port, password = _free_port(), uuid.uuid4().hex
+    port, password = free_port(), uuid.uuid4().hex
     conf = tmp_path / "redis.conf"
     # What components/kubernetes/storage.py writes (bind narrowed to loopback for the test).
     conf.write_text(
@@ -490,7 +484,7 @@ def test_the_exporter_images_probe_the_twin_and_scrape_redis(
     config.write_text(yaml.safe_dump(blackbox_config()))
     config.chmod(0o644)
     module = next(iter(blackbox_config()["modules"]))
-    bb_port, ex_port = _free_port(), _free_port()
+    bb_port, ex_port = free_port(), free_port()
     names = [f"moontv-exporter-test-{uuid.uuid4().hex[:10]}" for _ in range(2)]
     docker(
         "run",

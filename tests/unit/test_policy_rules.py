@@ -13,8 +13,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "policy"))
 
 import rules
 
+from tests.helpers import DIGEST
+
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
-DIGEST = "sha256:" + "c" * 64
 LABELS = {"app.kubernetes.io/name": "moontv", "moontv.io/track": "stable"}
 
 

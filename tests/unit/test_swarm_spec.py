@@ -15,6 +15,7 @@ import yaml
 from components import release
 from components.swarm import compose
 from components.swarm import spec as sw
+from tests.helpers import free_port
 
 OWNER = "owner-Secret-1234"
 STORAGE = "storage-Secret-5678"
@@ -288,16 +289,8 @@ def run_entrypoint(tmp_path: Path, *args: str, env: dict[str, str] | None = None
                           capture_output=True, text=True, timeout=60, check=False)
 
 
-def closed_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_given_storage_unreachable_when_the_app_starts_then_the_wrapper_fails_without_nc(tmp_path):
-    port = closed_port()
+    port = free_port()
     result = run_entrypoint(tmp_path, f"MOONTV_WAIT_FOR=127.0.0.1:{port}", "--",
                             "/bin/sh", "-c", "echo started", env={"MOONTV_WAIT_SECONDS": "2"})
     assert result.returncode != 0
