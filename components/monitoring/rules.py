@@ -111,8 +111,8 @@ def _track_rules(tracks: Sequence[TrackLike], settings: MonitoringSettings) -> l
             f"{selector} == 0 or absent({selector})",
             th.for_.track_down,
             "critical" if primary else "warning",
-            f"MoonTV track {t} fails its /login probe",
-            f"The blackbox probe of /login on track {t} has failed (or returned no data) "
+            f"MoonTV track {t} fails its {PROBE_PATH} probe",
+            f"The blackbox probe of {PROBE_PATH} on track {t} has failed (or returned no data) "
             f"for {th.for_.track_down}.",
             {"track": t},
         ))
@@ -123,7 +123,7 @@ def _track_rules(tracks: Sequence[TrackLike], settings: MonitoringSettings) -> l
             th.for_.latency,
             "warning",
             f"MoonTV track {t} answers slowly",
-            f"p99 of /login probe durations on track {t} over {th.latency_window} is "
+            f"p99 of {PROBE_PATH} probe durations on track {t} over {th.latency_window} is "
             f"{{{{ $value | humanizeDuration }}}}, above {th.p99_latency_ms}ms.",
             {"track": t},
         ))
