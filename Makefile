@@ -39,7 +39,7 @@ integration: setup ## Integration tests only (real engine, local clusters)
 lint: setup ## ruff, mypy, hadolint, actionlint, zizmor, shellcheck
 	bash tools/lint.sh
 
-bench: setup ## Benchmarks: program time under mocks, resource counts, engine preview ratio
+bench: setup ## Benchmarks (docs/performance.md): program under mocks, preview vs the empty program, per-stack cost, canary step, image rebuild
 	source tools/env.sh || true; $(PY) -m benchmarks
 
 bench-node: setup ## Real node figures: cold build of its binaries, start to Ready, stack up to Ready

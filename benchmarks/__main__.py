@@ -1,5 +1,7 @@
-"""Print per-stack program time under mocks and resource counts, and, with the real engine,
-``pulumi preview`` wall time per stack against an empty program (the engine floor)."""
+"""Print per-stack program time under mocks and resource counts; with the real engine,
+``pulumi preview`` wall time per stack against an empty program (the engine floor) and where
+it goes, the cost of one more stack, the canary weight step; and the image rebuild figures
+(docs/performance.md explains each)."""
 
 from __future__ import annotations
 
@@ -9,88 +11,74 @@ import io
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.program import run_stack  # noqa: E402  (needs the sys.path line above)
 
-STACKS = ("dev", "staging", "prod")
+#: Stacks of the engine figures (those that exist); all are rendered, none needs a cluster.
+ENGINE_STACKS = ("dev", "staging", "testing", "prod", "pr")
+
+
+#: Program variants under mocks: (label, stack file, config overrides).
+VARIANTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("dev", "dev", {}),
+    (
+        "dev+canary",
+        "dev",
+        {"moontv:release": {"strategy": "canary", "canary": {"version": "v100.1.2", "weight": 10}}},
+    ),
+    ("staging", "staging", {}),
+    ("testing", "testing", {}),
+    ("prod", "prod", {}),
+    ("pr", "pr", {}),
+)
 
 
 def mocked(runs: int) -> None:
     print(f"program execution under mocks (median of {runs} runs; target <= 1.5 s per stack)")
-    print(f"  {'stack':8} {'median s':>9} {'min s':>7} {'resources':>10} {'kubernetes':>11}")
-    for stack in STACKS:
+    print(
+        f"  {'stack':11} {'median s':>9} {'min s':>7} {'tracks':>7} {'resources':>10} "
+        f"{'kubernetes':>11} {'ms/resource':>12}"
+    )
+    for label, stack, overrides in VARIANTS:
+        if not (ROOT / f"Pulumi.{stack}.yaml").exists():
+            continue
         times, result = [], None
         for _ in range(runs):
             start = time.perf_counter()
             with contextlib.redirect_stderr(io.StringIO()):
-                result = run_stack(stack)
+                result = run_stack(stack, overrides)
             times.append(time.perf_counter() - start)
         assert result is not None
-        print(f"  {stack:8} {statistics.median(times):9.3f} {min(times):7.3f} "
-              f"{len(result.resources):10d} {len(result.kubernetes()):11d}")
-
-
-EMPTY_PROGRAM = """name: floor
-runtime:
-  name: python
-  options:
-    toolchain: pip
-    virtualenv: {venv}
-"""
-
-
-def _preview(cwd: Path, stack: str, env: dict[str, str]) -> float:
-    subprocess.run(["pulumi", "stack", "select", "--create", stack, "--non-interactive"],
-                   cwd=cwd, env=env, check=True, capture_output=True)
-    start = time.perf_counter()
-    subprocess.run(["pulumi", "preview", "--stack", stack, "--non-interactive"], cwd=cwd,
-                   env=env, check=True, capture_output=True)
-    return time.perf_counter() - start
+        median, count = statistics.median(times), len(result.resources)
+        print(
+            f"  {label:11} {median:9.3f} {min(times):7.3f} {len(result.outputs['versions']):7d} "
+            f"{count:10d} {len(result.kubernetes()):11d} {1000 * median / count:12.2f}"
+        )
 
 
 def engine(runs: int) -> None:
-    if shutil.which("pulumi") is None:
-        print("\nreal engine: skipped (pulumi not on PATH; run `make toolchain` and "
-              "`source tools/env.sh`)")
+    from benchmarks import engine as real
+    from tests.integration.engine import engine_env
+
+    path = engine_env()["PATH"]
+    if shutil.which("pulumi", path=path) is None:
+        print("\nreal engine: skipped (pulumi not built; run `make toolchain`)")
         return
+    os.environ["PATH"] = path
     with tempfile.TemporaryDirectory() as tmp:
-        state = Path(tmp) / "state"
-        state.mkdir()
-        env = {**os.environ, "PULUMI_BACKEND_URL": f"file://{state}",
-               "PULUMI_CONFIG_PASSPHRASE": "bench", "PULUMI_SKIP_UPDATE_CHECK": "true"}
-        floor_dir = Path(tmp) / "floor"
-        floor_dir.mkdir()
-        (floor_dir / "Pulumi.yaml").write_text(EMPTY_PROGRAM.format(venv=ROOT / "venv"))
-        (floor_dir / "__main__.py").write_text("import pulumi\n")
-        floor = statistics.median(_preview(floor_dir, "floor", env) for _ in range(runs))
-        print(f"\nreal engine `pulumi preview` (median of {runs}; goal: prod <= 1.5x floor)")
-        print(f"  {'empty program (floor)':24} {floor:7.2f} s")
-        for stack in STACKS:
-            # staging/prod point at clusters that may not exist: preview them rendered instead
-            work = Path(tmp) / f"w-{stack}"
-            shutil.copytree(ROOT, work, ignore=shutil.ignore_patterns(
-                "venv", ".git", ".pulumi-state", "rendered", "__pycache__"))
-            (work / "venv").symlink_to(ROOT / "venv")
-            _render_only(work / f"Pulumi.{stack}.yaml", Path(tmp) / f"r-{stack}")
-            median = statistics.median(_preview(work, stack, env) for _ in range(runs))
-            print(f"  {stack:24} {median:7.2f} s   {median / floor:5.2f}x floor")
-
-
-def _render_only(stack_file: Path, render_dir: Path) -> None:
-    import yaml
-
-    doc = yaml.safe_load(stack_file.read_text())
-    doc["config"]["moontv:kubernetes"] = {"renderDir": str(render_dir)}
-    doc.pop("encryptionsalt", None)  # the stack is created anew with the bench passphrase
-    stack_file.write_text(yaml.safe_dump(doc))
+        ws = real.Workspace(Path(tmp))
+        stacks = [s for s in ENGINE_STACKS if (ROOT / f"Pulumi.{s}.yaml").exists()]
+        real.floor_and_stacks(ws, stacks, runs)
+        real.scale(ws)
+        real.canary_step(ws, runs)
 
 
 NODE_STEPS = ("node", "coredns", "kube-router", "traefik")
@@ -157,16 +145,28 @@ def _node_stack_up(node) -> None:  # type: ignore[no-untyped-def]
     os.environ["PATH"] = env["PATH"]
     with tempfile.TemporaryDirectory() as tmp:
         project = Project(Path(tmp), env)
-        config = {**stack_config("node"),
-                  "moontv:kubernetes": {"context": node.context, "kubeconfig": node.kubeconfig}}
+        config = {
+            **stack_config("node"),
+            "moontv:kubernetes": {"context": node.context, "kubeconfig": node.kubeconfig},
+        }
         stack = project.stack("node", config, secrets={"moontv:ownerPassword": "bench-owner-1"})
         try:
             start = time.perf_counter()
             stack.up()
-            node.kubectl("wait", "-n", config["moontv:namespace"], "--for=condition=Available",
-                         "deployment", "--all", "--timeout=300s", timeout=330)
-            print(f"node stack: `up` from empty to every workload Ready "
-                  f"{time.perf_counter() - start:.1f} s")
+            node.kubectl(
+                "wait",
+                "-n",
+                config["moontv:namespace"],
+                "--for=condition=Available",
+                "deployment",
+                "--all",
+                "--timeout=300s",
+                timeout=330,
+            )
+            print(
+                f"node stack: `up` from empty to every workload Ready "
+                f"{time.perf_counter() - start:.1f} s"
+            )
         finally:
             stack.destroy()
 
@@ -175,9 +175,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--runs", type=int, default=5, help="repetitions per figure (default 5)")
     parser.add_argument("--mocks-only", action="store_true", help="skip the real-engine figures")
-    parser.add_argument("--node", action="store_true",
-                        help="only the real node's figures: cold build time of its binaries, "
-                             "start to Ready, node stack up to Ready (needs root or sudo)")
+    parser.add_argument(
+        "--node",
+        action="store_true",
+        help="only the real node's figures: cold build time of its binaries, "
+        "start to Ready, node stack up to Ready (needs root or sudo)",
+    )
     args = parser.parse_args()
     if args.node:
         node_figures()
@@ -185,6 +188,9 @@ def main() -> None:
     mocked(args.runs)
     if not args.mocks_only:
         engine(max(1, args.runs // 2 + 1))
+        from benchmarks.image import image_figures
+
+        image_figures()
 
 
 if __name__ == "__main__":
