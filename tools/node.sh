@@ -694,6 +694,7 @@ up() {
 		--kubelet-client-key "$p/apiserver-kubelet-client.key" --kubelet-certificate-authority "$p/ca.crt" \
 		--service-account-issuer https://kubernetes.default.svc.cluster.local \
 		--service-account-key-file "$p/sa.pub" --service-account-signing-key-file "$p/sa.key" \
+		--kubelet-preferred-address-types InternalIP,Hostname \
 		--allow-privileged=true --enable-admission-plugins NodeRestriction --profiling=false
 	wait_ready etcd "healthy" curl -sf "http://127.0.0.1:$ETCD_PORT/health"
 	wait_ready containerd "answering on $SOCK" ctr -a "$SOCK" version
@@ -854,12 +855,12 @@ remove_chains() {
 		while IFS= read -r rule; do
 			# shellcheck disable=SC2086 # the rule's words
 			eval "\"$ipt\" -w -t $table -D ${rule#-A }" 2>/dev/null || true
-		done < <("$ipt" -w -t "$table" -S | grep -E '^-A [A-Z]+ .*-j (KUBE-|MOONTV-NODE-)' |
+		done < <("$ipt" -w -t "$table" -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j (KUBE-|MOONTV-NODE-)' |
 			grep -vE '^-A (KUBE-|MOONTV-NODE-)')
-		for chain in $("$ipt" -w -t "$table" -S | sed -n 's/^-N \(\(KUBE-\|MOONTV-NODE-\)[^ ]*\)$/\1/p'); do
+		for chain in $("$ipt" -w -t "$table" -S 2>/dev/null | sed -n 's/^-N \(\(KUBE-\|MOONTV-NODE-\)[^ ]*\)$/\1/p'); do
 			"$ipt" -w -t "$table" -F "$chain" 2>/dev/null || true
 		done
-		for chain in $("$ipt" -w -t "$table" -S | sed -n 's/^-N \(\(KUBE-\|MOONTV-NODE-\)[^ ]*\)$/\1/p'); do
+		for chain in $("$ipt" -w -t "$table" -S 2>/dev/null | sed -n 's/^-N \(\(KUBE-\|MOONTV-NODE-\)[^ ]*\)$/\1/p'); do
 			"$ipt" -w -t "$table" -X "$chain" 2>/dev/null || true
 		done
 	done
