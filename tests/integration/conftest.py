@@ -63,9 +63,11 @@ def node():
     result = node_host.cluster("node-up")
     if result.returncode != 0:
         pytest.fail(f"node-up failed:\n{result.stdout}\n{result.stderr}")
+    owned = "the node is already running" not in result.stdout
     yield node_host.Node.parse(result.stdout, start_seconds=time.monotonic() - started,
-                               baseline=baseline)
-    node_host.cluster("node-down")
+                               baseline=baseline, owned=owned)
+    if owned:  # a node another session started is not ours to stop
+        node_host.cluster("node-down")
 
 
 def pytest_collection_modifyitems(items):

@@ -62,6 +62,8 @@ class Node:
     #: start to node Ready, seconds (as measured around node-up)
     start_seconds: float = 0.0
     baseline: dict[str, object] = field(default_factory=dict)
+    #: False when another session had started the node: it is left running at the end.
+    owned: bool = True
 
     @classmethod
     def parse(cls, stdout: str, **extra: object) -> Node:

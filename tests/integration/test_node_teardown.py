@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import skip_or_fail
 from tests.integration import node as node_host
 
 pytestmark = pytest.mark.integration
 
 
 def test_given_a_running_node_when_node_down_then_the_machine_is_as_before_node_up(node):
+    if not node.owned:
+        skip_or_fail("the node was started by another test session: not ours to stop")
     # Given: the node is running (pods, bridge, chains, mounts exist)
     during = node_host.host_footprint()
     assert node_host.BRIDGE in during["links"]
