@@ -3,6 +3,7 @@ decision made in one pipeline run is committed back and is what the next run sta
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -239,8 +240,10 @@ def test_given_the_deployment_workflow_then_release_jobs_sync_first_and_record_l
         steps = jobs[name]["steps"]
         runs = [str(step.get("run", step.get("uses", ""))) for step in steps]
         sync = next(i for i, r in enumerate(runs) if "release-state.sh sync" in r)
-        up = next(i for i, r in enumerate(runs) if r.startswith("pulumi/actions"))
-        rollout = [i for i, r in enumerate(runs) if "python -m rollout" in r]
+        up = next(i for i, s in enumerate(steps) if (s.get("with") or {}).get("command") == "up")
+        rollout = [
+            i for i, r in enumerate(runs) if re.search(r"-m rollout (stage|auto|rollback)", r)
+        ]
         assert sync < up < min(rollout), name
         last = runs.index(f"scripts/release-state.sh {record}")
         assert last > max(rollout), name  # after the release and its rollback-on-failure
