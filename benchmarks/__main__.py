@@ -136,8 +136,7 @@ def _node_stack_up(node) -> None:  # type: ignore[no-untyped-def]
         return
     try:
         images = importlib.import_module("tests.integration.images")
-        for tarball in images.build_all().values():
-            images.import_into_containerd(node.containerd, tarball)
+        node.import_images(*images.build_all().values())
     except Exception as err:  # noqa: BLE001 (a figure is skipped, with the reason)
         print(f"node stack up: skipped (test images: {err})")
         return

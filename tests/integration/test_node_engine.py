@@ -51,10 +51,9 @@ def images_module() -> Any:
 @pytest.fixture(scope="module")
 def node_images(node, tmp_path_factory):
     """The app twin (two versions), Redis, the exporters and a busybox probe, in the node."""
-    images = images_module()
-    built = images.build_all()
-    for tarball in built.values():
-        images.import_into_containerd(node.containerd, tarball)
+    built = images_module().build_all()
+    # through tools/cluster.sh: it runs ctr through sudo when the tests do not run as root
+    node.import_images(*built.values())
     probe = node_host.busybox_image(tmp_path_factory.mktemp("probe") / "busybox.tar", PROBE_IMAGE)
     node.import_images(probe)
     return built
