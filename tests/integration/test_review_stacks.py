@@ -4,6 +4,7 @@ cluster: create, update, destroy leaves nothing; two pull requests at once stay 
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -48,9 +49,11 @@ class Checkout:
         )
 
     def run(self, *args: str) -> str:
+        """The script's output; the engine's goes to ``self.engine``."""
         process = self.start(*args)
         out, err = process.communicate(timeout=900)
         assert process.returncode == 0, f"review-stack.sh {' '.join(args)}:\n{out}\n{err}"
+        self.engine = err
         return out
 
     def up(self, pr: int) -> str:
@@ -101,6 +104,7 @@ def test_review_stack_lifecycle_create_update_destroy_leaves_nothing(checkout: C
 
     updated = checkout.up(7)  # the next push of the pull request
     assert "pr-7 exists: updating it" in updated
+    assert re.search(r"Resources:\n\s+\d+ unchanged\n", checkout.engine), checkout.engine
     assert updated.strip().splitlines()[-1] == "https://pr-7.preview.moontv.example.com"
     assert checkout.stacks() == ["pr-7"]
     assert sorted(p.name for p in (checkout.rendered / "pr-7").rglob("*.yaml")) == first
