@@ -74,6 +74,12 @@ class SwarmMonitoring(pulumi.ComponentResource):
         self._opts = pulumi.ResourceOptions(
             parent=self, providers=[args.provider] if args.provider else None
         )
+        # Configs and the Alertmanager secret are named after their content: a new content is a
+        # new object, created before the old one (still mounted by a running service) is deleted.
+        # Delete-first, the provider's default for explicitly named objects, Swarm refuses.
+        self._content_named_opts = pulumi.ResourceOptions.merge(
+            self._opts, pulumi.ResourceOptions(delete_before_replace=False)
+        )
         tracks = monitored(args.tracks)
         self.probe_targets = {
             t.name: app_facts.probe_url(naming.track_name(t.name), app_facts.PORT)
@@ -133,7 +139,7 @@ class SwarmMonitoring(pulumi.ComponentResource):
             name=naming.resource_name(naming.APP, key, _digest(content)),
             data_raw=content,
             labels=self._labels("monitoring"),
-            opts=self._opts,
+            opts=self._content_named_opts,
         )
         return {"config_id": config.id, "config_name": config.name, "file_name": path,
                 "file_mode": 0o444}
@@ -159,7 +165,7 @@ class SwarmMonitoring(pulumi.ComponentResource):
             )),
             data=encoded,
             labels=self._labels("monitoring"),
-            opts=self._opts,
+            opts=self._content_named_opts,
         )
         return {"secret_id": secret.id, "secret_name": secret.name,
                 "file_name": f"{ALERTMANAGER_DIR}/alertmanager.yml", "file_mode": 0o400}

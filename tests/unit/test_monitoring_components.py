@@ -282,8 +282,17 @@ def swarm_args(**changes: Any) -> SwarmMonitoringArgs:
     return SwarmMonitoringArgs(**{**base, **changes})
 
 
-def deploy_swarm(args: SwarmMonitoringArgs) -> Run:
-    return run_program(lambda: SwarmMonitoring("monitoring", args))
+def deploy_swarm(
+    args: SwarmMonitoringArgs, options: dict[str, pulumi.ResourceOptions] | None = None
+) -> Run:
+    """Run the component under mocks; ``options`` (if given) collects each child's options."""
+
+    def record(transformed: pulumi.ResourceTransformationArgs) -> None:
+        if options is not None:
+            options[transformed.name] = transformed.opts
+
+    return run_program(lambda: SwarmMonitoring(
+        "monitoring", args, opts=pulumi.ResourceOptions(transformations=[record])))
 
 
 def configs_by_key(deployed: Run) -> dict[str, dict[str, Any]]:
@@ -332,6 +341,16 @@ def test_swarm_config_names_change_with_their_content() -> None:
     assert first == again
     assert first.startswith("moontv-prometheus-yml-")
     assert changed["moontv-prometheus-yml"]["name"] != first
+
+
+def test_swarm_content_named_configs_and_secret_are_replaced_create_first() -> None:
+    options: dict[str, pulumi.ResourceOptions] = {}
+    deployed = deploy_swarm(swarm_args(), options=options)
+    kinds = ("docker:index/serviceConfig:ServiceConfig", "docker:index/secret:Secret")
+    named = [r.name for r in deployed.resources if r.type in kinds]
+    assert len(named) >= 3 and any("alertmanager-yml" in n for n in named), named
+    for name in named:
+        assert options[name].delete_before_replace is False, name
 
 
 def test_swarm_alertmanager_config_is_a_secret_and_no_url_is_plain_text() -> None:
