@@ -1,20 +1,26 @@
-"""Bounded HTTP load generator for the Swarm traffic tests (127.0.0.1 only).
+"""Bounded HTTP load generator for the traffic tests on Swarm and on the real node (127.0.0.1
+only).
 
-Requests go through the Traefik edge with a Host header; the stand-in app answers with
-``track=<name> …``, so each response tells which track served it. Every request has a timeout,
-the total is bounded, and workers are plain threads.
+Requests go through the edge (Swarm's Traefik, the node's Gateway) with a Host header; a
+``label`` function names the track that served each response from its body (by default the
+Swarm stand-in app's ``track=<name> …``; :func:`server_version` reads the app's
+``/api/server-config``). Every request has a timeout, the total is bounded, and workers are
+plain threads.
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import threading
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Self
 
 TIMEOUT = 5.0
+Label = Callable[[str], str | None]
 
 
 @dataclass
@@ -52,10 +58,20 @@ def track_of(body: str) -> str | None:
     return None
 
 
-def _one(port: int, host: str, headers: dict[str, str] | None, tally: Tally) -> None:
+def server_version(body: str) -> str | None:
+    """The ``Version`` of an ``/api/server-config`` answer (None when it is not one)."""
     try:
-        status, body = request(port, host, headers=headers)
-        track = track_of(body)
+        version = json.loads(body).get("Version")
+    except (ValueError, AttributeError):
+        return None
+    return str(version) if version else None
+
+
+def _one(port: int, host: str, headers: dict[str, str] | None, tally: Tally,
+         path: str = "/", label: Label = track_of) -> None:
+    try:
+        status, body = request(port, host, path, headers=headers)
+        track = label(body)
         outcome = track if status == 200 and track else f"HTTP {status}: {body[:80]!r}"
     except (OSError, http.client.HTTPException) as exc:
         outcome = f"{type(exc).__name__}: {exc}"
@@ -68,12 +84,13 @@ def _one(port: int, host: str, headers: dict[str, str] | None, tally: Tally) -> 
 
 
 def burst(port: int, host: str, total: int, concurrency: int = 10,
-          headers: dict[str, str] | None = None) -> Tally:
+          headers: dict[str, str] | None = None, path: str = "/",
+          label: Label = track_of) -> Tally:
     """``total`` requests with ``concurrency`` workers."""
     tally = Tally()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         for _ in range(total):
-            pool.submit(_one, port, host, headers, tally)
+            pool.submit(_one, port, host, headers, tally, path, label)
     return tally
 
 
@@ -81,9 +98,10 @@ class Continuous:
     """Load that runs until :meth:`stop` (or ``max_requests``), e.g. across a deploy."""
 
     def __init__(self, port: int, host: str, concurrency: int = 4,
-                 max_requests: int = 200_000) -> None:
+                 max_requests: int = 200_000, path: str = "/", label: Label = track_of) -> None:
         self.tally = Tally()
         self._port, self._host = port, host
+        self._path, self._label = path, label
         self._stop = threading.Event()
         self._budget = threading.Semaphore(max_requests)
         self._threads = [threading.Thread(target=self._run, daemon=True)
@@ -91,7 +109,7 @@ class Continuous:
 
     def _run(self) -> None:
         while not self._stop.is_set() and self._budget.acquire(blocking=False):
-            _one(self._port, self._host, None, self.tally)
+            _one(self._port, self._host, None, self.tally, self._path, self._label)
 
     def __enter__(self) -> Self:
         for thread in self._threads:
