@@ -478,6 +478,10 @@ entryPoints:
   web: {address: "127.0.0.1:$GATEWAY_PORT"}
   ping: {address: "127.0.0.1:$TRAEFIK_PING_PORT"}
 ping: {entryPoint: ping}
+# Per-service request counts and latency (the canary gate's real-traffic signal).
+metrics:
+  prometheus: {entryPoint: ping, addServicesLabels: true, addEntryPointsLabels: false,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]}
 providers:
   kubernetesGateway:
     statusAddress: {ip: 127.0.0.1}
@@ -757,6 +761,7 @@ report() {
 	echo "gateway-ref: $GATEWAY_REF"
 	echo "containerd: $SOCK"
 	echo "storage-class: $STORAGE_CLASS"
+	echo "gateway-metrics: http://127.0.0.1:$TRAEFIK_PING_PORT/metrics"
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -59,6 +59,8 @@ class Node:
     gateway_name: str
     containerd: str  # the node's containerd socket
     storage_class: str
+    #: the Gateway's Prometheus metrics (requests and latency per backend Service)
+    gateway_metrics: str = ""
     #: start to node Ready, seconds (as measured around node-up)
     start_seconds: float = 0.0
     baseline: dict[str, object] = field(default_factory=dict)
@@ -71,7 +73,8 @@ class Node:
         namespace, _, name = info["gateway-ref"].partition("/")
         return cls(kubeconfig=info["kubeconfig"], context=info["context"], gateway=info["gateway"],
                    gateway_namespace=namespace, gateway_name=name, containerd=info["containerd"],
-                   storage_class=info["storage-class"], **extra)  # type: ignore[arg-type]
+                   storage_class=info["storage-class"],
+                   gateway_metrics=info.get("gateway-metrics", ""), **extra)  # type: ignore[arg-type]
 
     def kubectl(self, *args: str, check: bool = True, stdin: str | None = None,
                 timeout: int = 120) -> str:
