@@ -50,6 +50,7 @@ def kubernetes(s: Settings, overrides: dict[str, pulumi.Output[str]]) -> pulumi.
         storage_token=s.storage_token,
         network_policy=c.network_policy, image_overrides=overrides, backup_keys=s.backup_keys,
         offsite_secret_key=s.backup_offsite_secret_key,
+        progress_deadline_seconds=c.kubernetes.progress_deadline_seconds,
         metrics_namespace=c.monitoring.monitoring_namespace if c.monitoring.enabled else None),
         opts=opts)
     if c.monitoring.enabled:

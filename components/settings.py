@@ -228,6 +228,9 @@ class KubernetesSettings(ConfigModel):
     context: str | None = None
     kubeconfig: str | None = None
     render_dir: str | None = None
+    #: Seconds a Deployment may go without progress (a new pod Ready) before its rollout counts
+    #: as failed: `up` stops with the Deployment's ProgressDeadlineExceeded instead of waiting.
+    progress_deadline_seconds: Annotated[int, int_range(30, 3600)] = 300
 
     @model_validator(mode="after")
     def _one_target(self) -> KubernetesSettings:

@@ -78,6 +78,8 @@ class MoonTVKubernetesArgs:
     #: Backup key ring additions and the off-site secret key (see components/settings.py).
     backup_keys: Mapping[str, pulumi.Output[str]] | None = None
     offsite_secret_key: pulumi.Output[str] | None = None
+    #: Seconds without progress before a Deployment's rollout fails (and `up` with it).
+    progress_deadline_seconds: int = 300
 
 
 class MoonTVKubernetes(pulumi.ComponentResource):
@@ -178,6 +180,7 @@ class MoonTVKubernetes(pulumi.ComponentResource):
         spec: dict[str, Any] = {
             "selector": {"matchLabels": selector},
             "revisionHistoryLimit": 5,
+            "progressDeadlineSeconds": args.progress_deadline_seconds,
             "strategy": {"type": "RollingUpdate",
                          "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {"metadata": {"labels": labels}, "spec": self._pod_spec(track, selector)},
