@@ -38,13 +38,13 @@ class Tally:
         return self.tracks[track] / ok if ok else 0.0
 
 
-def request(port: int, host: str, path: str = "/", headers: dict[str, str] | None = None
-            ) -> tuple[int, str]:
+def request(
+    port: int, host: str, path: str = "/", headers: dict[str, str] | None = None
+) -> tuple[int, str]:
     """One GET through the edge on a fresh connection; returns (status, body)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
     try:
-        conn.request("GET", path, headers={"Host": host, "Connection": "close",
-                                           **(headers or {})})
+        conn.request("GET", path, headers={"Host": host, "Connection": "close", **(headers or {})})
         response = conn.getresponse()
         return response.status, response.read().decode(errors="replace")
     finally:
@@ -67,8 +67,14 @@ def server_version(body: str) -> str | None:
     return str(version) if version else None
 
 
-def _one(port: int, host: str, headers: dict[str, str] | None, tally: Tally,
-         path: str = "/", label: Label = track_of) -> None:
+def _one(
+    port: int,
+    host: str,
+    headers: dict[str, str] | None,
+    tally: Tally,
+    path: str = "/",
+    label: Label = track_of,
+) -> None:
     try:
         status, body = request(port, host, path, headers=headers)
         track = label(body)
@@ -83,9 +89,15 @@ def _one(port: int, host: str, headers: dict[str, str] | None, tally: Tally,
             tally.failures.append(outcome)
 
 
-def burst(port: int, host: str, total: int, concurrency: int = 10,
-          headers: dict[str, str] | None = None, path: str = "/",
-          label: Label = track_of) -> Tally:
+def burst(
+    port: int,
+    host: str,
+    total: int,
+    concurrency: int = 10,
+    headers: dict[str, str] | None = None,
+    path: str = "/",
+    label: Label = track_of,
+) -> Tally:
     """``total`` requests with ``concurrency`` workers."""
     tally = Tally()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
@@ -97,19 +109,28 @@ def burst(port: int, host: str, total: int, concurrency: int = 10,
 class Continuous:
     """Load that runs until :meth:`stop` (or ``max_requests``), e.g. across a deploy."""
 
-    def __init__(self, port: int, host: str, concurrency: int = 4,
-                 max_requests: int = 200_000, path: str = "/", label: Label = track_of) -> None:
+    def __init__(
+        self,
+        port: int,
+        host: str,
+        concurrency: int = 4,
+        max_requests: int = 200_000,
+        path: str = "/",
+        label: Label = track_of,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.tally = Tally()
         self._port, self._host = port, host
-        self._path, self._label = path, label
+        self._path, self._label, self._headers = path, label, headers
         self._stop = threading.Event()
         self._budget = threading.Semaphore(max_requests)
-        self._threads = [threading.Thread(target=self._run, daemon=True)
-                         for _ in range(concurrency)]
+        self._threads = [
+            threading.Thread(target=self._run, daemon=True) for _ in range(concurrency)
+        ]
 
     def _run(self) -> None:
         while not self._stop.is_set() and self._budget.acquire(blocking=False):
-            _one(self._port, self._host, None, self.tally, self._path, self._label)
+            _one(self._port, self._host, self._headers, self.tally, self._path, self._label)
 
     def __enter__(self) -> Self:
         for thread in self._threads:
