@@ -5,7 +5,7 @@ STACK ?= dev
 VENV := venv
 PY := $(VENV)/bin/python
 
-.PHONY: help setup preview up destroy test unit integration lint bench bench-node toolchain cluster-up cluster-down clean
+.PHONY: help setup preview up destroy test unit integration lint bench bench-node bench-release toolchain cluster-up cluster-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ bench: setup ## Benchmarks (docs/performance.md): program under mocks, preview v
 
 bench-node: setup ## Real node figures: cold build of its binaries, start to Ready, stack up to Ready
 	source tools/env.sh || true; $(PY) -m benchmarks --node
+
+bench-release: setup ## Real node release figures: canary split, switch/rolling failures, rollback time
+	source tools/env.sh || true; $(PY) -m benchmarks.node_release
 
 toolchain: ## Build the Pulumi engine, plugins and local-cluster binaries offline (cached)
 	bash tools/toolchain.sh

@@ -1,0 +1,49 @@
+"""Release figures on the real node: runs ``tests/integration/test_node_release.py`` (which
+measures them through the node's Gateway on 127.0.0.1) and prints the figures it reports.
+
+Figures: canary split error at weights 10 and 50 (1000 requests each), failed requests of the
+blue-green switch, switch-back and rolling change under load, weight edit to new split, a
+never-ready version to `up` failing, and a faulty canary to weight 0 under `rollout auto`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = "tests/integration/test_node_release.py"
+PREFIX = "[release] figures "
+
+
+def figures(output: str) -> dict[str, object]:
+    """The figures line the test module prints at the end (empty when it never got there)."""
+    for line in output.splitlines():
+        if line.startswith(PREFIX):
+            found: dict[str, object] = json.loads(line.removeprefix(PREFIX))
+            return found
+    return {}
+
+
+def main() -> int:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", TESTS],
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=3600,
+    )
+    found = figures(result.stdout)
+    print("release paths on the real node (through the Gateway on 127.0.0.1)")
+    for name, value in sorted(found.items()):
+        print(f"  {name:52} {value}")
+    for line in result.stdout.splitlines():
+        if line.startswith("[rollout]") or line.startswith("[release] rollout auto"):
+            print(f"  {line}")
+    if result.returncode != 0:
+        print(f"node release tests FAILED (exit {result.returncode}):")
+        print("\n".join(result.stdout.splitlines()[-40:]))
+    return result.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
