@@ -138,7 +138,7 @@ def release(node, node_images, tmp_path_factory):  # noqa: F811
     never_ready = images.build_app(
         f"{images.APP_REPOSITORY}:{NEVER_READY}", "100.1.4-login", fault="login"
     )
-    images.import_into_containerd(node.containerd, never_ready)
+    node.import_images(never_ready)
     project = Project(tmp_path_factory.mktemp("node-release"), require_engine())
     config = release_config(node, **{"moontv:release": canary(10, CANARY, cookie=COOKIE)})
     stack = project.stack(STACK, config, secrets={"moontv:ownerPassword": OWNER_PASSWORD})
@@ -260,6 +260,19 @@ def test_given_blue_green_when_switched_and_switched_back_under_load_then_no_req
         f"\n[release] switch to green: {len(to_green.failures)} failed of {to_green.total}; "
         f"back to blue: {len(to_blue.failures)} failed of {to_blue.total}"
     )
+
+
+def test_given_scale_down_inactive_then_the_inactive_colour_scales_to_0_and_back(release):
+    release.set_release(blue_green("blue", blue=STABLE, green=CANARY, scaleDownInactive=True))
+    release.up()
+    assert replicas(release.node) == {"moontv-blue": 1, "moontv-green": 0}
+    assert only_version(release.burst(100)) == VERSION[STABLE]
+
+    release.set_release(blue_green("blue", blue=STABLE, green=CANARY))
+    release.up()
+    wait_all_ready(release.node)
+    assert replicas(release.node) == {"moontv-blue": 1, "moontv-green": 1}
+    assert only_version(release.burst(100, host=PREVIEW)) == VERSION[CANARY]
 
 
 def test_given_the_release_stack_when_destroyed_then_its_namespace_is_empty(release):
