@@ -50,6 +50,12 @@ class Drift:
         elif self.op == "delete":
             out.append("    not in the program (removed from the program, still running)")
         for f in self.fields:
+            if self.op == CHANGED_OUTSIDE:
+                out.append(
+                    f"    {f.path}: {f.kind}; `pulumi up` takes it back with "
+                    "PULUMI_K8S_ENABLE_PATCH_FORCE=true"
+                )
+                continue
             out.append(
                 f"    {f.path} ({f.kind}): live {_show(f.live)}, program {_show(f.declared)}"
             )
@@ -57,8 +63,9 @@ class Drift:
 
 
 def drifts(preview: dict[str, Any]) -> list[Drift]:
-    """The drifted resources of a ``pulumi preview --json`` digest."""
-    found = []
+    """The drifted resources of a ``pulumi preview --json`` digest: its changed steps, and the
+    fields another field manager took over (server-side apply conflicts fail the preview)."""
+    found = conflicts(preview)
     for step in preview.get("steps") or []:
         op = step.get("op", "")
         if op in QUIET_OPS:
@@ -82,6 +89,38 @@ def drifts(preview: dict[str, Any]) -> list[Drift]:
         if isinstance(metadata, dict) and metadata.get("name"):
             name = f"{metadata.get('namespace', '')}/{metadata['name']}".lstrip("/")
         found.append(Drift(op, kind, name, fields))
+    return found
+
+
+CHANGED_OUTSIDE = "changed outside the program"
+_CONFLICT_RESOURCE = re.compile(r'"([^"]+)" failed to fully initialize or become live')
+_CONFLICT = re.compile(
+    r'conflict with "(?P<manager>[^"]+)"(?: with subresource "(?P<sub>[^"]+)")?'
+    r" using \S+: (?P<field>\S+)"
+)
+
+
+def conflicts(preview: dict[str, Any]) -> list[Drift]:
+    """Fields changed behind the program's back by another field manager (``kubectl scale``,
+    ``kubectl edit``, a controller): the Kubernetes provider's server-side apply refuses to take
+    them back silently and the preview fails naming them."""
+    found = []
+    for diagnostic in preview.get("diagnostics") or []:
+        message = diagnostic.get("message") or ""
+        fields = tuple(
+            Field(
+                m["field"].lstrip("."),
+                f"owned by {m['manager']!r}" + (f" ({m['sub']})" if m["sub"] else ""),
+                None,
+                None,
+            )
+            for m in _CONFLICT.finditer(message)
+        )
+        if not fields:
+            continue
+        kind, name = _type_and_name(diagnostic.get("urn") or "")
+        resource = _CONFLICT_RESOURCE.search(message)
+        found.append(Drift(CHANGED_OUTSIDE, kind, resource[1] if resource else name, fields))
     return found
 
 
@@ -141,6 +180,8 @@ def preview(stack: str) -> dict[str, Any]:
         digest = json.loads(result.stdout) if result.stdout.strip() else {}
     except ValueError:
         digest = {}
+    if result.returncode != 0 and conflicts(digest):
+        return digest
     if result.returncode != 0 or not digest:
         errors = [
             d.get("message", "").strip()

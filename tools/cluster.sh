@@ -135,8 +135,8 @@ metadata:
     kubernetes.io/role: agent
     type: kwok
 status:
-  allocatable: {cpu: "32", memory: 256Gi, pods: "110"}
-  capacity: {cpu: "32", memory: 256Gi, pods: "110"}
+  allocatable: {cpu: "32", memory: 256Gi, ephemeral-storage: 100Gi, pods: "110"}
+  capacity: {cpu: "32", memory: 256Gi, ephemeral-storage: 100Gi, pods: "110"}
 EOF
 	wait_for "$TIMEOUT" "node kwok-node-0 to be Ready" \
 		kctl wait --for=condition=Ready node/kwok-node-0 --timeout=5s

@@ -129,3 +129,36 @@ def test_given_the_drift_workflow_then_it_runs_each_environment_on_a_schedule() 
     assert job["concurrency"]["group"] == "deploy-${{ matrix.stack }}"
     runs = [s.get("run", "") for s in job["steps"]]
     assert 'venv/bin/python scripts/drift.py "$STACK" --summary "$GITHUB_STEP_SUMMARY"' in runs
+
+
+SSA_CONFLICT = (
+    "error: Preview failed: 1 error occurred:\n\t* the Kubernetes API server reported that "
+    '"moontv-staging/moontv-stable" failed to fully initialize or become live: Server-Side Apply '
+    'field conflict detected.\nThe resource managed by field manager "pulumi-kubernetes-4504d249" '
+    'had an apply conflict: Apply failed with 1 conflict: conflict with "kubectl" with subresource '
+    '"scale" using apps/v1: .spec.replicas\n'
+)
+
+
+def test_given_a_field_taken_over_by_kubectl_then_it_is_drift_naming_field_and_manager(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`kubectl scale` behind the program's back: server-side apply fails the preview with a
+    field conflict; that is drift, not a failed check."""
+    failed = {
+        "steps": [],
+        "diagnostics": [
+            {
+                "urn": URN.format("kubernetes:apps/v1:Deployment", "moontv-stable"),
+                "message": SSA_CONFLICT,
+                "severity": "error",
+            },
+            {"message": "error: preview failed\n", "severity": "error"},
+        ],
+    }
+    assert run(tmp_path, failed) == 1
+    out = capsys.readouterr().out
+    assert (
+        "kubernetes:apps/v1:Deployment moontv-staging/moontv-stable: changed outside the program"
+    ) in out
+    assert "spec.replicas: owned by 'kubectl' (scale)" in out
