@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.client
 import json
 import socket
 import subprocess
@@ -35,20 +36,65 @@ from tests.integration import node as node_host
 from tests.integration.engine import Project, require_engine
 from tests.integration.test_node_engine import (  # noqa: F401  (node_images is a fixture)
     CONFIG,
-    HOST,
-    NAMESPACE,
     OWNER,
     OWNER_PASSWORD,
+    READY_TIMEOUT,
     node_config,
     node_images,
-    request,
-    wait_all_ready,
 )
 
 pytestmark = pytest.mark.integration
 STACK = "node"
+# Its own namespace and host name: other node tests may deploy the node stack at the same time.
+NAMESPACE = "moontv-ops"
+HOST = "moontv-ops.node.local"
 STORAGE = "moontv-redis"
 JOB_TIMEOUT = 300
+
+
+def ops_config(node) -> dict[str, Any]:
+    return {
+        **node_config(node),
+        "moontv:namespace": NAMESPACE,
+        "moontv:traffic": {**CONFIG["moontv:traffic"], "host": HOST},
+    }
+
+
+def request(
+    node, method: str, path: str, body: Any = None, cookie: str | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request through the node's Gateway (127.0.0.1) with this stack's host name."""
+    parsed = urllib.parse.urlsplit(node.gateway)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=15)
+    headers = {"Host": HOST}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    if cookie:
+        headers["Cookie"] = cookie
+    try:
+        conn.request(method, path, body=data, headers=headers)
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def wait_all_ready(node) -> None:
+    def not_ready() -> list[str]:
+        out = json.loads(
+            node.kubectl("get", "deployments,statefulsets", "-n", NAMESPACE, "-o", "json")
+        )
+        return [
+            f"{w['kind']}/{w['metadata']['name']}"
+            for w in out["items"]
+            if (w["status"].get("readyReplicas") or 0) < w["spec"].get("replicas", 1)
+        ]
+
+    if not node_host.wait_until(lambda: not not_ready(), READY_TIMEOUT, interval=2):
+        pods = node.kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide", check=False)
+        raise AssertionError(f"not Ready after {READY_TIMEOUT}s: {not_ready()}\n{pods}")
 
 
 def kubectl(node, *args: str, check: bool = True, timeout: int = 120) -> str:
@@ -58,9 +104,7 @@ def kubectl(node, *args: str, check: bool = True, timeout: int = 120) -> str:
 @pytest.fixture(scope="module")
 def deployed(node, node_images, tmp_path_factory):  # noqa: F811
     project = Project(tmp_path_factory.mktemp("node-ops"), require_engine())
-    stack = project.stack(
-        STACK, node_config(node), secrets={"moontv:ownerPassword": OWNER_PASSWORD}
-    )
+    stack = project.stack(STACK, ops_config(node), secrets={"moontv:ownerPassword": OWNER_PASSWORD})
     try:
         assert stack.up().summary.result == "succeeded"
         wait_all_ready(node)
@@ -127,7 +171,7 @@ def monitoring(node, tmp_path: Path, exporter_port: int) -> Iterator[str]:
     and alert rules, probing each track's Service through a port-forward."""
     require_tools(["prometheus", "prometheus-blackbox-exporter"])
     settings = MonitoringSettings.model_validate({"probeInterval": "2s"})
-    model, _ = validated(node_config(node))
+    model, _ = validated(ops_config(node))
     tracks = [t for t in model.plan.tracks if t.role != "idle"]
     with contextlib.ExitStack() as stack:
         probes = {}
@@ -177,7 +221,7 @@ def monitoring(node, tmp_path: Path, exporter_port: int) -> Iterator[str]:
 def target(node, **kwargs: Any) -> Target:
     return Target(
         stack=STACK,
-        config=node_config(node),
+        config=ops_config(node),
         cluster=Kubectl(node.kubeconfig, node.context),
         url=node.gateway,
         extra={"host": HOST, "history": lambda: []},
