@@ -51,23 +51,31 @@ def kwok():
 def node():
     """A real single-node Kubernetes cluster (tools/cluster.sh node-up): pods run, Services
     route, CoreDNS resolves, kube-router enforces NetworkPolicies, Traefik serves one Gateway on
-    127.0.0.1. Stopped at the end of the session (or by the teardown test, which runs last)."""
+    127.0.0.1. Shared with other test sessions on this machine: the last one out stops it (or
+    the teardown test, which runs last, when no other session uses the node)."""
     if not node_host.privileged():
         skip_or_fail("the real node needs root or passwordless sudo (bridge, iptables, mounts)")
     missing = node_host.missing_binaries()
     if missing:
         skip_or_fail(f"the real node's binaries are not built: {', '.join(missing)} "
                      "(run `make toolchain`)")
-    baseline = node_host.host_footprint()
-    started = time.monotonic()
-    result = node_host.cluster("node-up")
+    sessions = node_host.Sessions()
+    with sessions.locked():
+        sessions.join()
+        baseline = node_host.host_footprint()
+        started = time.monotonic()
+        result = node_host.cluster("node-up")
     if result.returncode != 0:
+        sessions.leave()
         pytest.fail(f"node-up failed:\n{result.stdout}\n{result.stderr}")
     owned = "the node is already running" not in result.stdout
     yield node_host.Node.parse(result.stdout, start_seconds=time.monotonic() - started,
                                baseline=baseline, owned=owned)
-    if owned:  # a node another session started is not ours to stop
-        node_host.cluster("node-down")
+    with sessions.locked():
+        sessions.leave()
+        if not sessions.others():  # the last session out stops the node
+            node_host.cluster("node-down")
+            sessions.dir.rmdir()
 
 
 def pytest_collection_modifyitems(items):

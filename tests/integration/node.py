@@ -9,11 +9,14 @@ settings, directories) so that a test can compare the machine before ``node-up``
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +35,52 @@ SYSCTLS = ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables", "vm.over
 #: Host directories the node's components write outside its state directory.
 HOST_DIRS = ("/var/log/containers", "/var/log/pods", "/var/lib/cni", "/var/lib/kubelet", "/etc/cni",
              "/opt/cni", "/usr/libexec/kubernetes", "/etc/kubernetes")
+
+
+class Sessions:
+    """Test sessions (processes) using the one node of this machine.
+
+    Each registers a lease (a file named by its PID) before ``node-up``; at the end it drops
+    it and stops the node only when no other live session holds one: the last one out stops
+    it, whoever started it. Registering with node-up and checking with node-down happen under
+    one lock, so a node is never stopped under a session that is starting to use it.
+    """
+
+    def __init__(self) -> None:
+        self.dir = STATE_ROOT / "node-sessions"
+        self.lock_path = STATE_ROOT / "node-sessions.lock"
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with self.lock_path.open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def join(self) -> None:
+        (self.dir / str(os.getpid())).touch()
+
+    def leave(self) -> None:
+        (self.dir / str(os.getpid())).unlink(missing_ok=True)
+
+    def others(self) -> list[int]:
+        """The PIDs of other live sessions (stale leases are removed)."""
+        live = []
+        for lease in self.dir.glob("*"):
+            pid = int(lease.name) if lease.name.isdigit() else 0
+            if pid == os.getpid():
+                continue
+            try:
+                os.kill(pid, 0)
+                live.append(pid)
+            except (ProcessLookupError, ValueError):
+                lease.unlink(missing_ok=True)
+            except PermissionError:  # alive, another user's
+                live.append(pid)
+        return live
 
 
 def cluster(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
