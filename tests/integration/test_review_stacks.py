@@ -143,3 +143,22 @@ def test_two_pull_requests_at_once_stay_apart(checkout: Checkout) -> None:
     assert checkout.manifests(22) == two
     checkout.run("destroy", "22")
     assert checkout.stacks() == []
+
+
+def test_configure_gives_a_pulumi_deployments_review_stack_its_namespace_and_host(
+    checkout: Checkout,
+) -> None:
+    """The pre-run command of deploy/pr.deployment-settings.json, on a stack named the way
+    Pulumi Deployments names review stacks and holding the template's config; twice (each
+    deployment runs it) gives the same result."""
+    stack = "pr-acme-moontv-8"
+    shutil.copy2(checkout.dir / "Pulumi.pr.yaml", checkout.dir / f"Pulumi.{stack}.yaml")
+    checkout.state.mkdir(exist_ok=True)
+    subprocess.run(["pulumi", "stack", "init", stack, "--non-interactive"], cwd=checkout.dir,
+                   env=checkout.env, check=True, capture_output=True)  # fmt: skip
+    for _ in range(2):
+        out = checkout.run("configure", stack)
+        assert f"{stack}: namespace moontv-pr-8, host pr-8.preview.moontv.example.com" in out
+    config = yaml.safe_load((checkout.dir / f"Pulumi.{stack}.yaml").read_text())["config"]
+    assert config["moontv:namespace"] == "moontv-pr-8"
+    assert config["moontv:traffic"]["host"] == "pr-8.preview.moontv.example.com"
