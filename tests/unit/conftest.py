@@ -6,7 +6,7 @@ import pytest
 
 from tests.program import Run, run_stack
 
-STACKS = ("dev", "staging", "prod")
+STACKS = ("dev", "staging", "testing", "prod")
 
 
 @functools.cache
