@@ -126,13 +126,23 @@ def pods(node, **labels: str) -> list[str]:
             if p["status"].get("phase") == "Running"]
 
 
-def storage_service(node) -> dict[str, Any]:
+def storage_service(node) -> tuple[str, str, int]:
+    """The storage Service's name, the address its name resolves to (the ClusterIP, or the
+    storage pod's IP when the Service is headless) and its Redis port."""
     out = node.kubectl("get", "services", "-n", NAMESPACE, "-l",
                        "app.kubernetes.io/component=storage", "-o", "json")
-    services = [s for s in json.loads(out)["items"]
-                if s["spec"].get("clusterIP") not in (None, "None")]
+    services = json.loads(out)["items"]
     assert len(services) == 1, [s["metadata"]["name"] for s in services]
-    return services[0]
+    spec = services[0]["spec"]
+    address = spec.get("clusterIP")
+    if address in (None, "None"):
+        selector = ",".join(f"{k}={v}" for k, v in spec["selector"].items())
+        storage = json.loads(node.kubectl("get", "pods", "-n", NAMESPACE, "-l", selector,
+                                          "-o", "json"))["items"]
+        assert len(storage) == 1
+        address = storage[0]["status"]["podIP"]
+    port = next(p["port"] for p in spec["ports"] if p["port"] != 9121)
+    return services[0]["metadata"]["name"], address, port
 
 
 def test_given_the_node_stack_when_up_then_every_deployment_and_statefulset_is_ready(
@@ -179,13 +189,12 @@ def test_given_the_gateway_when_requesting_api_cron_then_the_app_is_not_reached(
 
 
 def test_given_an_app_pod_when_resolving_the_storage_service_name_then_dns_answers(node, deployed):
-    service = storage_service(node)
+    name, address, _ = storage_service(node)
     app = pods(node, **{"app.kubernetes.io/component": "app"})
     assert app
-    name = service["metadata"]["name"]
     result = node.exec(NAMESPACE, app[0], "getent", "hosts", name)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[0] == service["spec"]["clusterIP"]
+    assert result.stdout.split()[0] == address
 
 
 def probe_pod(node, name: str, labels: dict[str, str]) -> str:
@@ -205,9 +214,7 @@ def redis_reply(node, pod: str, address: str, port: int) -> str:
 
 def test_given_network_policies_when_pods_connect_to_storage_then_only_the_allowed_ones_reach_it(
         node, deployed):
-    service = storage_service(node)
-    address = service["spec"]["clusterIP"]
-    port = service["spec"]["ports"][0]["port"]
+    _, address, port = storage_service(node)
     allowed = probe_pod(node, "probe-as-backup", {**APP, "app.kubernetes.io/component": "backup"})
     outsider = probe_pod(node, "probe-outsider", {"app.kubernetes.io/name": "probe"})
     try:
