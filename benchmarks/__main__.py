@@ -151,8 +151,12 @@ def _node_stack_up(node) -> None:  # type: ignore[no-untyped-def]
     os.environ["PATH"] = env["PATH"]
     with tempfile.TemporaryDirectory() as tmp:
         project = Project(Path(tmp), env)
+        config = stack_config("node")
+        # its own namespace and host: test sessions may deploy the node stack meanwhile
         config = {
-            **stack_config("node"),
+            **config,
+            "moontv:namespace": "moontv-bench",
+            "moontv:traffic": {**config["moontv:traffic"], "host": "moontv.bench.local"},
             "moontv:kubernetes": {"context": node.context, "kubeconfig": node.kubeconfig},
         }
         stack = project.stack("node", config, secrets={"moontv:ownerPassword": "bench-owner-1"})
