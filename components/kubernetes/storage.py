@@ -434,9 +434,10 @@ class Storage(pulumi.ComponentResource):
                                 "name": "scratch",
                                 "image": image,
                                 "command": scratch,
-                                "restartPolicy": "Always",  # native sidecar: ends with the Job
-                                "startupProbe": {"tcpSocket": {"port": SCRATCH_PORT},
-                                                 "periodSeconds": 2, "failureThreshold": 60},
+                                # native sidecar: ends with the Job. No probe: it listens on the
+                                # pod's loopback only, which the kubelet cannot dial; the drill
+                                # waits for its PING.
+                                "restartPolicy": "Always",
                                 # the scratch volume holds a whole restored database
                                 "resources": pod.with_ephemeral({
                                     "requests": {"cpu": "50m", "memory": "128Mi"},

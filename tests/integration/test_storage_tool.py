@@ -392,3 +392,54 @@ def test_wrong_password_fails_clearly(redis, tmp_path, keys_dir):
     result = tool(redis, "backup", str(tmp_path), keys=keys_dir, password="wrong")
     assert result.returncode == 1
     assert "storage-tool:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_given_a_scratch_that_starts_after_the_drill_then_the_drill_waits_for_it(
+    redis, tmp_path, keys_dir
+):
+    seed(redis)
+    assert tool(redis, "backup", str(tmp_path / "b"), keys=keys_dir).returncode == 0
+    port = free_port()
+    env = {
+        "STORAGE_URL": f"redis://127.0.0.1:{port}",
+        "PATH": "/usr/bin:/bin",
+        "BACKUP_KEYS_DIR": str(keys_dir),
+        "BACKUP_KEY_ID": "k1",
+    }
+    drill = subprocess.Popen(
+        ["node", str(SCRIPT), "drill", str(tmp_path / "b")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(3)
+        assert drill.poll() is None  # still waiting for the scratch instance
+        scratch = subprocess.Popen(
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(tmp_path),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            out, err = drill.communicate(timeout=30)
+        finally:
+            scratch.terminate()
+            scratch.wait(timeout=10)
+    finally:
+        if drill.poll() is None:
+            drill.kill()
+    assert drill.returncode == 0, err
+    assert "waiting for storage" in out and "restore drill passed: 6 keys" in out

@@ -4,7 +4,7 @@
 //   node storage-tool.js backup [dir]          # write <dir>/moontv-<UTC stamp>.json.enc, keep N newest,
 //                                              # and copy it off-site when S3_BUCKET is set
 //   node storage-tool.js restore <file|dir>    # load a backup (a directory: its newest) into the server
-//   node storage-tool.js drill [dir]           # restore the newest backup into an EMPTY scratch server,
+//   node storage-tool.js drill [dir]           # wait for an EMPTY scratch server, restore the newest backup,
 //                                              # read it back, compare key count and content hash
 //   node storage-tool.js keys [dir]            # the key id of every backup (what a key rotation needs)
 //   node storage-tool.js fetch [name] [dir]    # download an off-site copy (default: the newest) into dir
@@ -347,6 +347,7 @@ async function drill(url, dir) {
   const file = newest(dir);
   const { keys } = readBackup(file);
   const expected = summary(keys);
+  await wait(url); // the scratch instance may still be starting
   const c = await connect(url);
   const size = await c.call('DBSIZE');
   c.close();
