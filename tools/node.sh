@@ -670,6 +670,9 @@ up() {
 	fi
 	deps
 	if ip link show "$BRIDGE" >/dev/null 2>&1 || iptables -w -t mangle -S "$GUARD_CHAIN" >/dev/null 2>&1; then
+		if curl -sk -o /dev/null --max-time 3 "https://$NODE_IP:$APISERVER_PORT/livez"; then
+			die "a node whose state is not in $NODE_DIR is running (another MOONTV_CLUSTER_DIR?); stop it with that setting"
+		fi
 		echo "removing the network leftovers of an earlier node"
 		clean_network
 	fi
