@@ -330,7 +330,8 @@ def test_given_the_newest_backup_then_the_drill_passes_and_with_a_wrong_key_it_f
     assert run_job(node, drill, "drill-pass") == "Complete", job_log(node, "drill-pass")
     passed = job_log(node, "drill-pass")
     assert '"drill":"passed"' in passed and "restore drill passed" in passed
-    print(f"\n[node] drill passing: {passed.strip().splitlines()[-1]}")
+    summary = [line for line in passed.splitlines() if "restore drill passed" in line]
+    print(f"\n[node] drill passing: {summary[0]}")
 
     secret = f"{STORAGE}-backup-keys"
     original = json.loads(kubectl(node, "get", "secret", "-n", NAMESPACE, secret, "-o", "json"))
