@@ -46,6 +46,15 @@ URL_VARIABLES: Mapping[str, str] = MappingProxyType(
 """The variable holding the storage URL, by ``NEXT_PUBLIC_STORAGE_TYPE``."""
 UPSTASH_TOKEN_ENV = "UPSTASH_TOKEN"
 """The Upstash REST token (``NEXT_PUBLIC_STORAGE_TYPE=upstash``)."""
+READ_ENV = frozenset({
+    USERNAME_ENV, PASSWORD_ENV, STORAGE_TYPE_ENV, *URL_VARIABLES.values(), UPSTASH_TOKEN_ENV,
+    *LISTEN_ENV, "NEXT_PUBLIC_SITE_NAME", "ANNOUNCEMENT", "NEXT_PUBLIC_SEARCH_MAX_PAGE",
+    "NEXT_PUBLIC_DOUBAN_PROXY_TYPE", "NEXT_PUBLIC_DOUBAN_PROXY",
+    "NEXT_PUBLIC_DOUBAN_IMAGE_PROXY_TYPE", "NEXT_PUBLIC_DOUBAN_IMAGE_PROXY",
+    "NEXT_PUBLIC_DISABLE_YELLOW_FILTER", "NEXT_PUBLIC_FLUID_SEARCH",
+})
+"""Every variable LunaTV reads (the upstream sources; docs: the MoonTV runtime contract): an
+app container is given no other."""
 
 
 def probe_url(host: str, port: int) -> str:

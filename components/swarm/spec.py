@@ -95,6 +95,9 @@ function attempt() {
 attempt();
 """
 
+#: The entrypoint's own settings: it reads them and unsets them, so the app never sees them.
+WRAPPER_SETTINGS = ("MOONTV_SECRET_ENV", "MOONTV_WAIT_FOR", "MOONTV_WAIT_SECONDS")
+
 ENTRYPOINT_SCRIPT = f"""\
 #!/bin/sh
 # Start MoonTV on Swarm.  Usage: entrypoint.sh [NAME=VALUE ...] -- COMMAND [ARG ...]
@@ -122,7 +125,7 @@ for pair in ${{MOONTV_SECRET_ENV:-}}; do
   value="$(cat "$file")"
   export "$name=$value"
 done
-unset pair name file value
+unset pair name file value {" ".join(WRAPPER_SETTINGS)}
 exec "$@"
 """
 
@@ -455,17 +458,16 @@ def login_probe(port: int) -> str:
     )
 
 
-def app_settings(spec: SwarmSpec, track_name: str) -> tuple[tuple[str, str], ...]:
-    """The app task's settings, in the order the entrypoint exports them."""
-    track = next(t for t in spec.plan.tracks if t.name == track_name)
+def app_settings(spec: SwarmSpec) -> tuple[tuple[str, str], ...]:
+    """The app task's settings, in the order the entrypoint exports them: the ones the app
+    reads, then the wrapper's own (:data:`WRAPPER_SETTINGS`, unset before the app starts).
+    Track and version are service and container labels, never settings: the app reads neither."""
     url_var = app_facts.URL_VARIABLES[spec.storage_type]
     password = app_facts.PASSWORD_ENV
     secret_env = f"{password}={SECRETS_DIR}/{OWNER_PASSWORD} {url_var}={SECRETS_DIR}/{STORAGE_URL}"
     settings = [
         *app_facts.LISTEN_ENV.items(),
         ("MOONTV_SECRET_ENV", secret_env),
-        ("MOONTV_TRACK", track.name),
-        ("MOONTV_VERSION", track.version),
     ]
     if spec.storage_kind != "external":
         port = app_facts.STORAGE_PORTS[spec.storage_kind]
@@ -485,7 +487,7 @@ def app_mounts() -> tuple[Mount, ...]:
 def app_service(spec: SwarmSpec, track_name: str) -> ServiceSpec:
     track = next(t for t in spec.plan.tracks if t.name == track_name)
     depends = () if spec.storage_kind == "external" else (spec.storage_kind,)
-    settings = tuple(f"{k}={v}" for k, v in app_settings(spec, track_name))
+    settings = tuple(f"{k}={v}" for k, v in app_settings(spec))
     return ServiceSpec(
         key=track.name,
         alias=naming.track_name(track.name),

@@ -15,7 +15,7 @@ import pulumi
 import pydantic
 import pytest
 
-from components import passwords, settings
+from components import app_facts, passwords, settings
 from components import release as release_model
 from components.errors import ConfigError
 from tests.program import (
@@ -466,16 +466,6 @@ def test_given_the_prod_file_then_it_says_how_to_fill_the_digests():
 
 # --- what the app reads is all the program sets -------------------------------------------------
 
-#: Every variable LunaTV reads (the upstream sources; docs: the MoonTV runtime contract).
-APP_READS = frozenset({
-    "USERNAME", "PASSWORD", "NEXT_PUBLIC_STORAGE_TYPE", "KVROCKS_URL", "REDIS_URL",
-    "UPSTASH_URL", "UPSTASH_TOKEN", "NEXT_PUBLIC_SITE_NAME", "ANNOUNCEMENT",
-    "NEXT_PUBLIC_SEARCH_MAX_PAGE", "NEXT_PUBLIC_DOUBAN_PROXY_TYPE", "NEXT_PUBLIC_DOUBAN_PROXY",
-    "NEXT_PUBLIC_DOUBAN_IMAGE_PROXY_TYPE", "NEXT_PUBLIC_DOUBAN_IMAGE_PROXY",
-    "NEXT_PUBLIC_DISABLE_YELLOW_FILTER", "NEXT_PUBLIC_FLUID_SEARCH", "HOSTNAME", "PORT",
-})
-
-
 def test_given_each_stack_then_the_app_container_gets_only_variables_the_app_reads(stack_run):
     app = [c for d in stack_run.kind("Deployment")
            for c in d.inputs["spec"]["template"]["spec"]["containers"] if c["name"] == "moontv"]
@@ -489,7 +479,7 @@ def test_given_each_stack_then_the_app_container_gets_only_variables_the_app_rea
             if {resource.metadata_name, resource.name} & {n.rsplit("-", 1)[0] for n in sources}:
                 names |= set(resource.inputs.get(field) or {})
     assert {"PASSWORD", "NEXT_PUBLIC_STORAGE_TYPE", "HOSTNAME"} <= names  # all sources seen
-    assert names - APP_READS == set()
+    assert names - app_facts.READ_ENV == set()
     assert "MOONTV_TRACK" not in names and "DOCKER_ENV" not in names
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from components import release
+from components import naming, release
 from components.swarm import spec as sw
 from tests.helpers import both_colours, canary
 from tests.program import Run, is_secret, run_program, unwrap
@@ -279,7 +279,12 @@ def test_the_app_settings_reach_the_task_as_ordered_arguments_of_the_wrapper():
     assert args[separator + 1:] == ["node", "start.js"]
     settings = dict(a.split("=", 1) for a in args[:separator])
     assert settings["HOSTNAME"] == "0.0.0.0" and settings["PORT"] == "3000"
-    assert settings["MOONTV_TRACK"] == "canary" and settings["MOONTV_VERSION"] == "v2"
+    assert not {"MOONTV_TRACK", "MOONTV_VERSION"} & set(settings)
+    service = services(deploy(canary(20)))["moontv-canary"]
+    for owner in (service, one):  # the service and its task containers
+        labels = {item["label"]: item["value"] for item in owner["labels"]}
+        assert labels["app.kubernetes.io/version"] == "v2"
+        assert labels[naming.TRACK_LABEL] == "canary"
     assert settings["MOONTV_WAIT_FOR"] == "moontv-kvrocks:6666"
 
 

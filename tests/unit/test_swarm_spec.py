@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components import release
+from components import app_facts, release
 from components.swarm import compose
 from components.swarm import spec as sw
 from tests.helpers import free_port
@@ -53,7 +53,7 @@ def test_app_tasks_update_start_first_with_rollback_and_probe_login():
     assert app.update.failure_action == "rollback"
     assert app.rollback.order == "start-first"
     assert app.healthcheck.test == ("CMD", "node", "-e", sw.login_probe(3000))
-    settings = dict(sw.app_settings(make_spec(CANARY), "stable"))
+    settings = dict(sw.app_settings(make_spec(CANARY)))
     assert settings["HOSTNAME"] == "0.0.0.0"
     assert settings["PORT"] == "3000"
     assert app.depends_on == ("kvrocks",)
@@ -79,8 +79,8 @@ def test_given_blue_green_scaled_down_then_the_idle_colour_keeps_a_service_with_
 
 
 def test_secret_env_maps_files_to_the_variables_the_app_reads():
-    kv = dict(sw.app_settings(make_spec(CANARY), "stable"))["MOONTV_SECRET_ENV"]
-    redis = dict(sw.app_settings(make_spec(CANARY, storage_kind="redis"), "stable"))[
+    kv = dict(sw.app_settings(make_spec(CANARY)))["MOONTV_SECRET_ENV"]
+    redis = dict(sw.app_settings(make_spec(CANARY, storage_kind="redis")))[
         "MOONTV_SECRET_ENV"]
     assert kv == "PASSWORD=/run/secrets/owner-password KVROCKS_URL=/run/secrets/storage-url"
     assert redis == "PASSWORD=/run/secrets/owner-password REDIS_URL=/run/secrets/storage-url"
@@ -90,7 +90,7 @@ def test_given_external_storage_then_no_storage_service_and_no_wait():
     spec = make_spec(CANARY, storage_kind="external", storage_external_type="kvrocks")
     services = by_key(spec)
     assert "external" not in services and "kvrocks" not in services
-    assert "MOONTV_WAIT_FOR" not in dict(sw.app_settings(spec, "stable"))
+    assert "MOONTV_WAIT_FOR" not in dict(sw.app_settings(spec))
     assert sw.volume_keys(spec) == (sw.EDGE_DYNAMIC,)
     values = sw.secret_contents(spec, OWNER, external_url="redis://:x@db:6379")
     assert values == {sw.OWNER_PASSWORD: OWNER, sw.STORAGE_URL: "redis://:x@db:6379"}
@@ -314,6 +314,35 @@ def test_given_storage_listening_when_the_app_starts_then_settings_are_exported_
             "/bin/sh", "-c", 'echo "started port=$PORT password=$PASSWORD"')
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "started port=3000 password=pw 1"
+
+
+@pytest.mark.parametrize("storage_kind", ["kvrocks", "redis"])
+def test_given_an_app_task_when_the_wrapper_starts_the_app_then_it_sees_only_what_the_app_reads(
+        tmp_path, storage_kind):
+    import json
+    import socket
+
+    spec = make_spec(CANARY, storage_kind=storage_kind)
+    for key in (sw.OWNER_PASSWORD, sw.STORAGE_URL):
+        (tmp_path / key).write_text(f"{key}-value")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        storage = f"127.0.0.1:{listener.getsockname()[1]}"
+        args = [f"{k}={storage if k == 'MOONTV_WAIT_FOR' else v}" for k, v in sw.app_settings(spec)]
+        args = [a.replace(f"{sw.SECRETS_DIR}/", f"{tmp_path}/") for a in args]
+        result = run_entrypoint(tmp_path, *args, "--", "node", "-e",
+                                "console.log(JSON.stringify(process.env))")
+    assert result.returncode == 0, result.stderr
+    seen = set(json.loads(result.stdout)) - {"PATH", "PWD"}  # the test's PATH; the shell's PWD
+    url = app_facts.URL_VARIABLES[storage_kind]
+    assert {"HOSTNAME", "PORT", "PASSWORD", url} <= seen
+    assert seen - app_facts.READ_ENV == set()
+    assert not any(name.startswith("MOONTV_") for name in seen)
+    # site.env (the other source of the app's environment) holds only variables the app reads
+    site = {line.split("=", 1)[0].removeprefix("export ")
+            for line in sw.site_env_file(spec).splitlines()}
+    assert site and site - app_facts.READ_ENV == set()
 
 
 @pytest.mark.parametrize(("status", "healthy"), [(200, True), (302, True), (503, False)])
