@@ -1,21 +1,45 @@
-"""Shared helpers for the Swarm integration tests: engine check, images, waiting, cleanup."""
+"""Shared helpers for the Swarm integration tests: engine check, images, waiting, cleanup.
+
+The app is the LunaTV twin (tests/integration/images.py) in two builds, one per track; the
+tests tell the tracks apart as a user tells LunaTV versions apart, by the ``Version`` of
+``/api/server-config`` (see :mod:`tests.integration.swarm_load`).
+"""
 
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from components import release
 from components.swarm import preflight, traefik
 from components.swarm import spec as sw
+from tests import helpers
 from tests.conftest import skip_or_fail
+from tests.integration import images
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "moontv.test"
+OWNER = "owner-it"
 OWNER_PASSWORD = "owner-it-Pass-1"
 STORAGE_PASSWORD = "storage-it-Pass-2"
+#: The Version each twin build reports, and its image tag: the stable (blue) track runs OLD,
+#: the canary (green) track NEW.
+OLD, NEW = "100.1.1", "100.1.2"
+TAGS = {OLD: images.APP_V1.rsplit(":", 1)[1], NEW: images.APP_V2.rsplit(":", 1)[1]}
+
+
+def blue_green(active: str) -> dict[str, Any]:
+    """Blue-green with blue on OLD and green on NEW."""
+    return helpers.blue_green(active, blue=TAGS[OLD], green=TAGS[NEW])
+
+
+def canary(weight: int) -> dict[str, Any]:
+    """A canary of NEW at ``weight`` % over a stable OLD."""
+    return helpers.canary(weight, version=TAGS[NEW])
 
 
 def require_engine() -> bool:
@@ -52,22 +76,40 @@ def docker(*args: str, timeout: float = 120, check: bool = True) -> str:
 
 
 def build_images() -> None:
-    """Build the stand-in, edge and storage images (skips/fails when that is impossible)."""
-    result = subprocess.run([str(ROOT / "tests/fixtures/standin/build.sh")],
+    """Build the edge and storage images (tests/fixtures/swarm-images; skips, or fails under
+    MOONTV_REQUIRE_ENGINE=1, when that is impossible). The app images come from the
+    ``local_images`` fixture."""
+    result = subprocess.run([str(ROOT / "tests/fixtures/swarm-images/build.sh")],
                             capture_output=True, text=True, timeout=3000, check=False)
     if result.returncode != 0:
         skip_or_fail(f"cannot build the Swarm test images: {result.stderr.strip()[-600:]}")
 
 
 def spec_for(stack: str, raw_release: dict, port: int, replicas: int = 2) -> sw.SwarmSpec:
-    plan = release.plan(release.parse(raw_release), "v1", replicas)
+    plan = release.plan(release.parse(raw_release), TAGS[OLD], replicas)
     return sw.SwarmSpec(
-        stack=stack, image_repository="moontv-standin", plan=plan, host=HOST,
+        stack=stack, image_repository=images.APP_REPOSITORY, plan=plan, host=HOST,
         site_env={"NEXT_PUBLIC_SITE_NAME": "MoonTV-IT"}, storage_kind="redis",
         storage_image="moontv-redis:test", edge_image="moontv-edge:test", http_port=port,
-        app_command=("/bin/sh", "/standin"), health_interval="2s",
+        owner_username=OWNER, health_interval="2s",
         constraints=(), edge_constraints=("node.role == manager",),
     )
+
+
+def login(port: int, host: str, username: str, password: str) -> tuple[int, str]:
+    """``POST /api/login`` through the edge; returns (status, the ``auth`` cookie or "")."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("POST", "/api/login", body=json.dumps({"username": username,
+                                                            "password": password}),
+                     headers={"Host": host, "Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        cookie = next((c.split(";", 1)[0] for c in response.headers.get_all("Set-Cookie") or []
+                       if c.startswith("auth=")), "")
+        return response.status, cookie
+    finally:
+        conn.close()
 
 
 def services_of(stack: str) -> list[str]:

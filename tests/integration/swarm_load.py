@@ -2,10 +2,9 @@
 only).
 
 Requests go through the edge (Swarm's Traefik, the node's Gateway) with a Host header; a
-``label`` function names the track that served each response from its body (by default the
-Swarm stand-in app's ``track=<name> …``; :func:`server_version` reads the app's
-``/api/server-config``). Every request has a timeout, the total is bounded, and workers are
-plain threads.
+``label`` function names what served each response from its body (by default
+:func:`server_version` on the app's ``/api/server-config``: the ``Version`` a user sees, one per
+track). Every request has a timeout, the total is bounded, and workers are plain threads.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Self
 
 TIMEOUT = 5.0
+SERVER_CONFIG = "/api/server-config"
 Label = Callable[[str], str | None]
 
 
@@ -51,13 +51,6 @@ def request(
         conn.close()
 
 
-def track_of(body: str) -> str | None:
-    for word in body.split():
-        if word.startswith("track="):
-            return word.removeprefix("track=")
-    return None
-
-
 def server_version(body: str) -> str | None:
     """The ``Version`` of an ``/api/server-config`` answer (None when it is not one)."""
     try:
@@ -72,8 +65,8 @@ def _one(
     host: str,
     headers: dict[str, str] | None,
     tally: Tally,
-    path: str = "/",
-    label: Label = track_of,
+    path: str = SERVER_CONFIG,
+    label: Label = server_version,
 ) -> None:
     try:
         status, body = request(port, host, path, headers=headers)
@@ -95,8 +88,8 @@ def burst(
     total: int,
     concurrency: int = 10,
     headers: dict[str, str] | None = None,
-    path: str = "/",
-    label: Label = track_of,
+    path: str = SERVER_CONFIG,
+    label: Label = server_version,
 ) -> Tally:
     """``total`` requests with ``concurrency`` workers."""
     tally = Tally()
@@ -115,8 +108,8 @@ class Continuous:
         host: str,
         concurrency: int = 4,
         max_requests: int = 200_000,
-        path: str = "/",
-        label: Label = track_of,
+        path: str = SERVER_CONFIG,
+        label: Label = server_version,
         headers: dict[str, str] | None = None,
     ) -> None:
         self.tally = Tally()

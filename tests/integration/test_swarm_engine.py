@@ -64,9 +64,7 @@ from tests.conftest import skip_or_fail
 from tests.integration import swarm_env as env
 
 cfg = pulumi.Config("it")
-spec = env.spec_for({stack!r}, {{"strategy": "canary",
-                     "canary": {{"version": "v2", "weight": cfg.require_int("weight")}}}},
-                    cfg.require_int("port"))
+spec = env.spec_for({stack!r}, env.canary(cfg.require_int("weight")), cfg.require_int("port"))
 swarm = MoonTVSwarm("moontv", MoonTVSwarmArgs(
     spec=spec, owner_password=cfg.require_secret("ownerPassword"),
     storage_password=cfg.require_secret("storagePassword")))
@@ -106,15 +104,14 @@ class Engine:
     def up(self, weight: int) -> sw.SwarmSpec:
         self.run("config", "set", "it:weight", str(weight))
         self.run("up", "--yes", "--skip-preview", "--non-interactive")
-        spec = env.spec_for(STACK, {"strategy": "canary",
-                                    "canary": {"version": "v2", "weight": weight}}, self.port)
+        spec = env.spec_for(STACK, env.canary(weight), self.port)
         env.wait_converged([f"{STACK}-{s.key}" for s in sw.stack_services(spec)])
         env.wait_routing(spec, f"{STACK}-edge")
         return spec
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+def engine(tmp_path_factory: pytest.TempPathFactory, local_images) -> Iterator[Engine]:
     path = toolchain_path()
     require_pulumi(path)
     started = env.require_engine()
@@ -144,10 +141,10 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
 
 def test_given_canary_20_when_deployed_by_the_engine_then_split_is_within_5_percent(engine):
     engine.up(20)
-    tally = load.burst(engine.port, env.HOST, 500, concurrency=10)
-    print(f"\nengine canary 20: {dict(tally.tracks)}, share {tally.share('canary'):.3f}")
+    tally = load.burst(engine.port, env.HOST, 1000, concurrency=10)
+    print(f"\nengine canary 20: {dict(tally.tracks)}, share {tally.share(env.NEW):.3f}")
     assert tally.failures == []
-    assert abs(tally.share("canary") - 0.20) <= 0.05
+    assert abs(tally.share(env.NEW) - 0.20) <= 0.05
 
 
 def test_a_second_run_without_changes_changes_nothing(engine):
@@ -170,7 +167,7 @@ def test_when_the_engine_rolls_back_to_weight_0_under_load_then_no_request_fails
     assert env.running_containers(apps) == before, "a routing change restarted app tasks"
     print(f"\nengine rollback to 0: {tally.total} requests, {len(tally.failures)} failed")
     assert tally.failures == []
-    assert load.burst(engine.port, env.HOST, 100).tracks == {"stable": 100}
+    assert load.burst(engine.port, env.HOST, 100).tracks == {env.OLD: 100}
 
 
 def test_destroy_succeeds_and_leaves_no_service_config_secret_or_network(engine):

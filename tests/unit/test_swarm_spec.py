@@ -202,7 +202,7 @@ config:
   moontv:environment: dev
   moontv:platform: swarm
   moontv:namespace: moontv-ci
-  moontv:image: {repository: moontv-standin, tag: v1}
+  moontv:image: {repository: moontv.local/lunatv-twin, tag: v100.1.1}
   moontv:replicas: 2
   moontv:traffic: {host: moontv.test}
   moontv:storage: {kind: redis}
@@ -236,7 +236,7 @@ def test_cli_writes_compose_configs_and_private_secret_files(tmp_path):
     assert "docker stack deploy -c" in result.stdout
     document = yaml.safe_load((out / "docker-compose.yml").read_text())
     assert document["services"]["edge"]["ports"][0]["published"] == 18080
-    assert document["services"]["stable"]["image"] == "moontv-standin:v1"
+    assert document["services"]["stable"]["image"] == "moontv.local/lunatv-twin:v100.1.1"
     site_env = (out / "configs" / sw.SITE_ENV).read_text()
     assert "export NEXT_PUBLIC_SITE_NAME='Moon CI'" in site_env
     assert "export NEXT_PUBLIC_STORAGE_TYPE=redis" in site_env
