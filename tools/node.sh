@@ -830,6 +830,8 @@ kill_pods() {
 		[[ -d $task ]] || continue
 		sum=$(printf '%s' "$SOCK/$(basename "$(dirname "$task")")/$(basename "$task")" | sha256sum | cut -d' ' -f1)
 		rm -f "/run/containerd/s/$sum"
+		# libcni's cached results of the sandbox's networks (the pod network and loopback)
+		rm -f /var/lib/cni/results/*-"$(basename "$task")"-*
 	done
 	# The pods' network namespaces (bind-mounted under /run/netns by the CRI plugin).
 	local f
@@ -923,6 +925,10 @@ restore_host() {
 	fi
 	if [[ -d /var/lib/cni/results ]]; then
 		find /var/lib/cni/results -maxdepth 1 -name 'moontv-node-*' -delete 2>/dev/null || true
+	fi
+	# the kubelet's device plugin socket is always under /var/lib/kubelet, whatever its root dir
+	if [[ -f $HOST/created-dirs ]] && grep -qx /var/lib/kubelet "$HOST/created-dirs"; then
+		rm -f /var/lib/kubelet/device-plugins/kubelet.sock
 	fi
 	if [[ -f $HOST/created-dirs ]]; then
 		while read -r dir; do
