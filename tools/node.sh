@@ -330,6 +330,11 @@ save_host() {
 	for key in "${SYSCTLS[@]}"; do
 		[[ -f $(sysctl_path "$key") ]] && echo "$key $(cat "$(sysctl_path "$key")")" >>"$HOST/sysctl"
 	done
+	# iptables-nft creates the nftables tables it writes to (mangle, the ip6 ones): noted so that
+	# `down` can remove those it created, once empty
+	if command -v nft >/dev/null; then
+		nft list tables >"$HOST/nft-tables" 2>/dev/null || true
+	fi
 	: >"$HOST/created-dirs"
 	for dir in "${HOST_DIRS[@]}"; do
 		[[ -e $dir ]] || echo "$dir" >>"$HOST/created-dirs"
@@ -914,6 +919,18 @@ restore_host() {
 			fi
 			echo "$value" >"$(sysctl_path "$key")" 2>/dev/null || true
 		done <"$HOST/sysctl"
+	fi
+	if [[ -f $HOST/nft-tables ]] && command -v nft >/dev/null; then
+		local table rules
+		while read -r table; do
+			grep -qxF "$table" "$HOST/nft-tables" && continue
+			# only tables without a rule (their base chains are left by iptables-nft)
+			rules=$(nft list "$table" 2>/dev/null | grep -cvE '^\s*(table |chain |type |policy |\}|$)' || true)
+			if [[ $rules == 0 ]]; then
+				# shellcheck disable=SC2086 # "table FAMILY NAME"
+				nft delete $table 2>/dev/null || true
+			fi
+		done < <(nft list tables 2>/dev/null)
 	fi
 	# the kubelet's pod cgroups
 	for dir in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
