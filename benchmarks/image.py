@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import tarfile
@@ -23,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.integration import images
-
-STEP_RE = re.compile(r"^#(\d+) \[(?!internal\])([\w-]+) +(\d+)/(\d+)\] (.*)$")
 
 
 @dataclass(frozen=True)
@@ -43,15 +40,7 @@ class Build:
 
 def parse_steps(log: str) -> list[tuple[str, str, bool]]:
     """Dockerfile steps of a ``--progress=plain`` build (FROM lines left out), in order."""
-    names: dict[str, tuple[str, str]] = {}
-    cached: set[str] = set()
-    for line in log.splitlines():
-        match = STEP_RE.match(line)
-        if match and not match.group(5).startswith("FROM "):
-            names.setdefault(match.group(1), (match.group(2), match.group(5)))
-        elif re.match(r"^#\d+ CACHED$", line):
-            cached.add(line.split()[0][1:])
-    return [(stage, cmd, vertex in cached) for vertex, (stage, cmd) in names.items()]
+    return [(s.stage, s.command, s.cached) for s in images.parse_steps(log)]
 
 
 def _build(context: Path, dockerfile: Path, ref: str, *extra: str) -> Build:

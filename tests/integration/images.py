@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -243,6 +244,33 @@ def _buildkit(context: Path, ref: str, key: str, *args: str, log_name: str) -> s
     logs.mkdir(parents=True, exist_ok=True)
     (logs / f"{log_name}.log").write_text(out)
     return out
+
+
+_STEP = re.compile(r"^#(\d+) \[(?!internal\])([\w-]+) +(\d+)/(\d+)\] (.*)$")
+
+
+@dataclass(frozen=True)
+class Step:
+    """A Dockerfile step of a BuildKit build: log vertex, stage, instruction, cached or not."""
+
+    vertex: str
+    stage: str
+    command: str
+    cached: bool
+
+
+def parse_steps(log: str) -> list[Step]:
+    """Dockerfile steps of a ``--progress=plain`` build (FROM lines left out), once per vertex, in
+    order."""
+    names: dict[str, tuple[str, str]] = {}
+    cached: set[str] = set()
+    for line in log.splitlines():
+        match = _STEP.match(line)
+        if match and not match.group(5).startswith("FROM "):
+            names.setdefault(match.group(1), (match.group(2), match.group(5)))
+        elif re.match(r"^#\d+ CACHED$", line):
+            cached.add(line.split()[0][1:])
+    return [Step(v, stage, cmd, v in cached) for v, (stage, cmd) in names.items()]
 
 
 # --- the images ---------------------------------------------------------------------------------

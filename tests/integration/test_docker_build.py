@@ -47,8 +47,6 @@ MAX_IMAGE_BYTES = 200 * 1024 * 1024
 # A source-only change may rebuild only `COPY . .`, `pnpm run build` and the standalone copy.
 MIN_CACHE_HIT_RATIO = 0.6
 
-STEP_RE = re.compile(r"^#(\d+) \[(?!internal\])([\w-]+) (\d+)/(\d+)\] (.*)$")
-
 
 def _unavailable(reason: str) -> None:
     if os.environ.get("MOONTV_REQUIRE_ENGINE") == "1":
@@ -140,27 +138,6 @@ def base_image(engine: Engine) -> str:
     return images.BASE
 
 
-@dataclass(frozen=True)
-class Step:
-    vertex: str
-    stage: str
-    command: str
-    cached: bool
-
-
-def parse_steps(log: str) -> list[Step]:
-    """Dockerfile steps of a `--progress=plain` build (FROM lines excluded), once per vertex."""
-    names: dict[str, tuple[str, str]] = {}
-    cached: set[str] = set()
-    for line in log.splitlines():
-        match = STEP_RE.match(line)
-        if match and not match.group(5).startswith("FROM "):
-            names.setdefault(match.group(1), (match.group(2), match.group(5)))
-        elif re.match(r"^#\d+ CACHED$", line):
-            cached.add(line.split()[0][1:])
-    return [Step(v, stage, cmd, v in cached) for v, (stage, cmd) in names.items()]
-
-
 def _build(engine: Engine, context: Path, base: str, tag: str, *extra: str) -> str:
     cmd = [
         *engine.build,
@@ -223,7 +200,7 @@ def _inspect(engine: Engine, ref: str) -> dict[str, object]:
 def test_given_a_source_only_change_when_rebuilt_then_dependency_layers_are_reused(
     builds: Builds,
 ) -> None:
-    steps = parse_steps(builds.second_log)
+    steps = images.parse_steps(builds.second_log)
     assert steps, "no build steps found in the build output"
     hits = sum(s.cached for s in steps)
     ratio = hits / len(steps)
