@@ -1,5 +1,6 @@
-"""What tests share: release config builders, a digest, free ports, one local HTTP server and
-the fake Prometheus built on it, and the metrics monitoring may rely on."""
+"""What tests share: release config builders, a digest, free ports, a throw-away redis-server's
+command line, one local HTTP server and the fake Prometheus built on it, and the metrics
+monitoring may rely on."""
 
 from __future__ import annotations
 
@@ -35,6 +36,26 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def redis_server_command(port: int, folder: str, password: str | None = None) -> list[str]:
+    """``redis-server`` on 127.0.0.1:``port`` without persistence, its files in ``folder``
+    (``password``: the one ``requirepass`` asks for; none: no password)."""
+    auth = ["--requirepass", password] if password else []
+    return [
+        "redis-server",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *auth,
+        "--dir",
+        folder,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
 
 
 class QuietHandler(BaseHTTPRequestHandler):

@@ -28,7 +28,7 @@ import yaml
 
 from components.monitoring.config import blackbox_config
 from tests.conftest import require_tools
-from tests.helpers import free_port
+from tests.helpers import free_port, redis_server_command
 from tests.integration import images
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
@@ -122,21 +122,7 @@ def redis(tmp_path: Path) -> Iterator[Redis]:
     require_tools(["redis-server", "redis-cli"])
     port, password = free_port(), uuid.uuid4().hex
     proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--requirepass",
-            password,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
+        redis_server_command(port, str(tmp_path), password),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, require_tools, skip_or_fail
-from tests.helpers import free_port
+from tests.helpers import free_port, redis_server_command
 
 SCRIPT = ROOT / "components/kubernetes/scripts/storage-tool.js"
 PASSWORD = "test-pass-1234"
@@ -39,23 +39,8 @@ def redis_server(folder: Path, *extra: str, password: str | None = PASSWORD):
     require_tools(["redis-server", "redis-cli", "node"])
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    auth = ["--requirepass", password] if password else []
     proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            *auth,
-            "--dir",
-            str(folder),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            *extra,
-        ],
+        [*redis_server_command(port, str(folder), password), *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -417,19 +402,7 @@ def test_given_a_scratch_that_starts_after_the_drill_then_the_drill_waits_for_it
         time.sleep(3)
         assert drill.poll() is None  # still waiting for the scratch instance
         scratch = subprocess.Popen(
-            [
-                "redis-server",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(tmp_path),
-            ],
+            redis_server_command(port, str(tmp_path)),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
