@@ -31,11 +31,8 @@ Exit status: 0 switched (or deployed to preview), 1 failed, switched back or a g
 USAGE
 }
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-python="${PYTHON:-}"
-if [[ -z "$python" ]]; then
-  if [[ -x "$root/venv/bin/python" ]]; then python="$root/venv/bin/python"; else python=python3; fi
-fi
+# shellcheck source=scripts/lib/rollout.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/rollout.sh"
 
 stack="" version="" prometheus="" switch=false
 site_url="" gates=true
@@ -60,16 +57,6 @@ if [[ -n "$prometheus" && "$switch" == true ]]; then
   echo "blue-green-deploy.sh: error: --switch and --prometheus exclude each other" >&2
   exit 2
 fi
-
-rollout() { (cd "$root" && "$python" -m rollout "$@"); }
-# Deploy gates (docs/runbooks/daily-operations.md): pre before any change, post after it.
-gate() {
-  [[ "$gates" == true ]] || return 0
-  local args=(check "$1" --stack "$stack")
-  if [[ "$1" == post && -n "$site_url" ]]; then args+=(--url "$site_url"); fi
-  if [[ "$1" == post && -n "$prometheus" ]]; then args+=(--prometheus "$prometheus"); fi
-  rollout "${args[@]}"
-}
 
 gate pre
 rollout stage "$version" --stack "$stack"

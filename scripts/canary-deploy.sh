@@ -29,11 +29,8 @@ Exit status: 0 promoted (or staged), 1 rolled back, failed or a gate failed, 2 b
 USAGE
 }
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-python="${PYTHON:-}"
-if [[ -z "$python" ]]; then
-  if [[ -x "$root/venv/bin/python" ]]; then python="$root/venv/bin/python"; else python=python3; fi
-fi
+# shellcheck source=scripts/lib/rollout.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/rollout.sh"
 
 stack="" version="" prometheus="" dry_run=()
 site_url="" gates=true
@@ -54,16 +51,6 @@ if [[ -z "$stack" || -z "$version" ]]; then
   echo "canary-deploy.sh: error: --stack and --version are required (see --help)" >&2
   exit 2
 fi
-
-rollout() { (cd "$root" && "$python" -m rollout "$@"); }
-# Deploy gates (docs/runbooks/daily-operations.md): pre before any change, post after it.
-gate() {
-  [[ "$gates" == true ]] || return 0
-  local args=(check "$1" --stack "$stack")
-  if [[ "$1" == post && -n "$site_url" ]]; then args+=(--url "$site_url"); fi
-  if [[ "$1" == post && -n "$prometheus" ]]; then args+=(--prometheus "$prometheus"); fi
-  rollout "${args[@]}"
-}
 
 gate pre
 rollout stage "$version" --stack "$stack" "${dry_run[@]}"
