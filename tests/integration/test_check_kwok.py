@@ -127,6 +127,9 @@ def test_given_a_scaled_down_track_then_tracks_ready_fails(kwok, deployed):
         "-p",
         json.dumps({"spec": {"template": {"spec": {"nodeSelector": {"no-such-node": "true"}}}}}),
     )
+    # The Deployment controller has rolled one pod of the new template (it cannot schedule).
+    kwok.kubectl("wait", "deployment/moontv-stable", "-n", NAMESPACE, "--timeout=60s",
+                 "--for=jsonpath={.status.updatedReplicas}=1")
     found = results([check_post.check_tracks_ready], target(kwok, deployed))["tracks-ready"]
     assert found.status == FAIL
     assert "moontv-canary: scaled to 0, the stack declares 2" in found.reason
