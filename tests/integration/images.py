@@ -14,7 +14,8 @@ the tarballs and only re-loads them into the engine when it lacks them.
   four-stage ``docker/Dockerfile`` on ``BASE``, Version 100.1.1 and 100.1.2.
 - ``APP_FAULTY``: the twin as a broken release (Version 100.1.3-faulty): every request but
   ``/login`` answers 500 (other modes through :func:`build_app`).
-- ``REDIS``: Debian's ``redis-server`` and ``redis-cli`` on a bare root filesystem, uid 999.
+- ``REDIS``: Debian's ``redis-server`` and ``redis-cli`` on a bare root filesystem, uid 999,
+  with busybox's ``sh`` and tools (a Swarm healthcheck is a ``CMD-SHELL``).
 - ``REDIS_EXPORTER``: Debian's ``prometheus-redis-exporter`` as the entrypoint (like
   oliver006's image: configured by ``REDIS_ADDR``, ``REDIS_PASSWORD``).
 - ``BLACKBOX_EXPORTER``: Debian's ``prometheus-blackbox-exporter`` as the entrypoint (like
@@ -429,14 +430,18 @@ def _scratch_image(ref: str, name: str, fill: object, dockerfile: str) -> Path:
 
 
 def build_redis() -> Path:
-    """Debian's redis-server on a bare root filesystem: uid 999, /data (AOF/RDB per config)."""
+    """Debian's redis-server on a bare root filesystem: uid 999, /data (AOF/RDB per config),
+    busybox for a shell (the Swarm storage healthcheck and ``docker exec … sh -c``)."""
     server, cli = Path("/usr/bin/redis-server"), Path("/usr/bin/redis-cli")
-    if not (server.exists() and cli.exists()):
+    busybox = Path("/bin/busybox")
+    if not (server.exists() and cli.exists() and busybox.exists()):
         _run(["bash", str(REPO / "tools" / "test-deps.sh")], timeout=900, what="tools/test-deps.sh")
 
     def fill(rootfs: Path) -> None:
         _copy_with_libs(server, rootfs, "/usr/bin/redis-server")
         _copy_with_libs(cli, rootfs, "/usr/bin/redis-cli")
+        (rootfs / "bin").mkdir(exist_ok=True)
+        shutil.copy2(busybox, rootfs / "bin" / "busybox")  # static: no libraries
         (rootfs / "tmp").mkdir()
         (rootfs / "tmp").chmod(0o1777)
         (rootfs.parent / "data").mkdir()
@@ -448,6 +453,7 @@ def build_redis() -> Path:
         (
             "FROM scratch\n"
             "COPY --chown=0:0 rootfs/ /\n"
+            'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
             "COPY --chown=999:999 data /data\n"
             "WORKDIR /data\n"
             "USER 999:999\n"

@@ -76,9 +76,9 @@ def docker(*args: str, timeout: float = 120, check: bool = True) -> str:
 
 
 def build_images() -> None:
-    """Build the edge and storage images (tests/fixtures/swarm-images; skips, or fails under
-    MOONTV_REQUIRE_ENGINE=1, when that is impossible). The app images come from the
-    ``local_images`` fixture."""
+    """Build the edge image (tests/fixtures/swarm-images; skips, or fails under
+    MOONTV_REQUIRE_ENGINE=1, when that is impossible). The app and storage images come from
+    the ``local_images`` fixture."""
     result = subprocess.run([str(ROOT / "tests/fixtures/swarm-images/build.sh")],
                             capture_output=True, text=True, timeout=3000, check=False)
     if result.returncode != 0:
@@ -90,7 +90,7 @@ def spec_for(stack: str, raw_release: dict, port: int, replicas: int = 2) -> sw.
     return sw.SwarmSpec(
         stack=stack, image_repository=images.APP_REPOSITORY, plan=plan, host=HOST,
         site_env={"NEXT_PUBLIC_SITE_NAME": "MoonTV-IT"}, storage_kind="redis",
-        storage_image="moontv-redis:test", edge_image="moontv-edge:test", http_port=port,
+        storage_image=images.REDIS, edge_image="moontv-edge:test", http_port=port,
         owner_username=OWNER, health_interval="2s",
         constraints=(), edge_constraints=("node.role == manager",),
     )

@@ -3,8 +3,8 @@
 The stack is deployed with ``docker stack deploy`` from the compose file that
 :mod:`components.swarm.compose` renders from the same service specs and Traefik routing the
 Pulumi component uses (the Pulumi-engine variant is ``test_swarm_engine.py``). Images are built
-locally: the LunaTV twin in two versions (``local_images``), Traefik from its Go module and
-Debian's redis (tests/fixtures/swarm-images). Each track runs its own version, told apart by
+locally: the LunaTV twin in two versions and Debian's redis (``local_images``), Traefik from
+its Go module (tests/fixtures/swarm-images). Each track runs its own version, told apart by
 ``/api/server-config``'s ``Version``. Requests go to 127.0.0.1.
 
 The tests run in order against one stack: blue-green → switch → canary 20 → rollback to 0.
