@@ -82,6 +82,10 @@ class MoonTVKubernetesArgs:
     progress_deadline_seconds: int = 300
 
 
+#: How long `up` waits for a Deployment beyond its progress deadline before it gives up.
+ROLLOUT_MARGIN_SECONDS = 30
+
+
 class MoonTVKubernetes(pulumi.ComponentResource):
     """The whole MoonTV deployment in one namespace."""
 
@@ -187,6 +191,7 @@ class MoonTVKubernetes(pulumi.ComponentResource):
         }
         if not self._hpa_managed(track):
             spec["replicas"] = track.replicas
+        timeout = f"{args.progress_deadline_seconds + ROLLOUT_MARGIN_SECONDS}s"
         deployment = k8s.apps.v1.Deployment(
             f"{name}-{track.name}",
             metadata={"name": resource, "namespace": self.namespace, "labels": labels,
@@ -194,7 +199,10 @@ class MoonTVKubernetes(pulumi.ComponentResource):
                           "CKV_K8S_40", "container-security-context-user-group-id",
                           "CKV_K8S_35", *pod.image_checks(self._image(track)))},
             spec=spec,
-            opts=self._opts,
+            # `up` waits for the rollout no longer than its progress deadline (and a margin):
+            # a version that never gets Ready fails `up` with the Deployment's reasons.
+            opts=pulumi.ResourceOptions.merge(self._opts, pulumi.ResourceOptions(
+                custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout))),
         )
         self.deployments[track.name] = deployment
         service = k8s.core.v1.Service(
