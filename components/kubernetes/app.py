@@ -205,9 +205,12 @@ class MoonTVKubernetes(pulumi.ComponentResource):
                 custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout))),
         )
         self.deployments[track.name] = deployment
+        # The Service outlives versions: no version label, so that a version change updates the
+        # Deployment alone (a Service update would wait for every endpoint to be Ready).
         service = k8s.core.v1.Service(
             f"{name}-{track.name}-service",
-            metadata={"name": resource, "namespace": self.namespace, "labels": labels},
+            metadata={"name": resource, "namespace": self.namespace,
+                      "labels": naming.labels(args.instance, "app", None, track.name)},
             spec={"selector": selector,
                   "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http"}]},
             opts=self._opts,
