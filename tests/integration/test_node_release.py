@@ -9,10 +9,15 @@ Figures are printed with a ``[release]`` prefix and collected by ``benchmarks/no
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
+import os
+import subprocess
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,13 +26,16 @@ import pytest
 import yaml
 from pulumi import automation as auto
 
+from components.monitoring.rules import PROBE_JOB
+from tests.conftest import ROOT
 from tests.helpers import blue_green, canary
-from tests.integration import images
+from tests.integration import images, prometheus_objects
 from tests.integration import node as node_host
 from tests.integration import swarm_load as load
 from tests.integration.engine import Project, changes, require_engine
 from tests.integration.test_node_engine import (  # noqa: F401  (node_images is a fixture)
     CONFIG,
+    OWNER,
     OWNER_PASSWORD,
     node_images,
 )
@@ -50,6 +58,8 @@ READY_TIMEOUT = 300
 CONCURRENCY = 10
 SWITCH_SECONDS = 30.0
 
+#: Favourites saved through the stack's host, checked after each switch, rollback and restart.
+SAVED: list[str] = []
 #: Figures for the bench target, printed at the end of each test.
 FIGURES: dict[str, Any] = {}
 
@@ -232,6 +242,59 @@ def switch_under_load(release: Release, active: str, **extra: Any) -> load.Tally
         return traffic.stop()
 
 
+def call(
+    release: Release, method: str, path: str, body: Any = None, cookie: str | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """One request through the Gateway to the stack's host."""
+    conn = http.client.HTTPConnection("127.0.0.1", release.port, timeout=15)
+    headers = {"Host": HOST, **({"Cookie": cookie} if cookie else {})}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    try:
+        conn.request(method, path, body=data, headers=headers)
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def login(release: Release) -> str:
+    status, headers, body = call(
+        release, "POST", "/api/login", {"username": OWNER, "password": OWNER_PASSWORD}
+    )
+    assert status == 200, body
+    return headers["set-cookie"].split(";", 1)[0]
+
+
+def save_favourite(release: Release, key: str) -> None:
+    favourite = {
+        "title": f"kept {key}",
+        "source_name": "release",
+        "year": "2026",
+        "cover": "",
+        "total_episodes": 1,
+    }
+    status, _, body = call(
+        release,
+        "POST",
+        "/api/favorites",
+        {"key": key, "favorite": favourite},
+        cookie=login(release),
+    )
+    assert status == 200, body
+    SAVED.append(key)
+
+
+def favourites_kept(release: Release) -> None:
+    """Every favourite saved so far is still there (whichever track answers)."""
+    for _ in range(3):  # a few answers, so that more than one pod is asked
+        status, _, body = call(release, "GET", "/api/favorites", cookie=login(release))
+        assert status == 200, body
+        assert set(SAVED) <= set(json.loads(body)), (SAVED, body[:300])
+
+
 def only_version(tally: load.Tally) -> str:
     assert len(tally.tracks) == 1, dict(tally.tracks)
     return next(iter(tally.tracks))
@@ -243,6 +306,7 @@ def test_given_blue_green_when_switched_and_switched_back_under_load_then_no_req
     wait_all_ready(release.node)
     assert only_version(release.burst(100)) == VERSION[STABLE]
     assert only_version(release.burst(100, host=PREVIEW)) == VERSION[CANARY]
+    save_favourite(release, "release+blue-green")
 
     to_green = switch_under_load(release, "green")
     assert to_green.failures == [], (len(to_green.failures), to_green.failures[:5])
@@ -250,10 +314,13 @@ def test_given_blue_green_when_switched_and_switched_back_under_load_then_no_req
     assert only_version(release.burst(100)) == VERSION[CANARY]
     assert only_version(release.burst(100, host=PREVIEW)) == VERSION[STABLE]
 
+    favourites_kept(release)
+
     to_blue = switch_under_load(release, "blue")
     assert to_blue.failures == [], (len(to_blue.failures), to_blue.failures[:5])
     assert only_version(release.burst(100)) == VERSION[STABLE]
     assert only_version(release.burst(100, host=PREVIEW)) == VERSION[CANARY]
+    favourites_kept(release)
     FIGURES["blue-green switch: failed/total"] = f"{len(to_green.failures)}/{to_green.total}"
     FIGURES["blue-green switch-back: failed/total"] = f"{len(to_blue.failures)}/{to_blue.total}"
     print(
@@ -273,6 +340,282 @@ def test_given_scale_down_inactive_then_the_inactive_colour_scales_to_0_and_back
     wait_all_ready(release.node)
     assert replicas(release.node) == {"moontv-blue": 1, "moontv-green": 1}
     assert only_version(release.burst(100, host=PREVIEW)) == VERSION[CANARY]
+
+
+def test_given_rolling_when_the_version_changes_under_load_then_no_request_fails(release):
+    release.set_release({"strategy": "rolling"}, image={**CONFIG["moontv:image"], "tag": STABLE})
+    release.up()
+    wait_all_ready(release.node)
+    assert only_version(release.burst(100)) == VERSION[STABLE]
+
+    release.set_release({"strategy": "rolling"}, image={**CONFIG["moontv:image"], "tag": CANARY})
+    with load.Continuous(
+        release.port, HOST, concurrency=CONCURRENCY, path=PATH, label=load.server_version
+    ) as traffic:
+        started = time.monotonic()
+        time.sleep(3)
+        assert release.up()
+        wait_all_ready(release.node)
+        time.sleep(max(3.0, SWITCH_SECONDS - (time.monotonic() - started)))
+        tally = traffic.stop()
+    assert tally.failures == [], (len(tally.failures), tally.failures[:5])
+    assert set(tally.tracks) == {VERSION[STABLE], VERSION[CANARY]}
+    assert only_version(release.burst(100)) == VERSION[CANARY]
+    FIGURES["rolling: failed/total"] = f"{len(tally.failures)}/{tally.total}"
+    print(
+        f"\n[release] rolling {STABLE} -> {CANARY}: {len(tally.failures)} failed of {tally.total}"
+    )
+
+
+def test_given_a_version_that_never_gets_ready_when_up_then_up_fails_naming_the_deployment(
+    release,
+):
+    release.set_release(
+        {"strategy": "rolling"},
+        image={**CONFIG["moontv:image"], "tag": NEVER_READY},
+        kubernetes={**release.config["moontv:kubernetes"], "progressDeadlineSeconds": 30},
+    )
+    started = time.monotonic()
+    with pytest.raises(auto.CommandError) as failed:
+        release.stack.up()
+    seconds = time.monotonic() - started
+    message = str(failed.value)
+    FIGURES["never-ready version: up fails after (s)"] = round(seconds, 1)
+    print(f"\n[release] never-ready version: up failed after {seconds:.0f}s")
+    assert "moontv-stable" in message and "ProgressDeadlineExceeded" in message, message[-3000:]
+    assert seconds < 240
+    # the old pods kept serving meanwhile (maxUnavailable 0)
+    assert only_version(release.burst(100)) == VERSION[CANARY]
+    release.set_release(
+        {"strategy": "rolling"},
+        image={**CONFIG["moontv:image"], "tag": CANARY},
+        kubernetes={**release.config["moontv:kubernetes"], "progressDeadlineSeconds": 300},
+    )
+    release.up()
+    wait_all_ready(release.node)
+
+
+# --- rollout auto against a Prometheus configured from the program's own objects -------------
+
+
+def traffic_gate(namespace: str) -> list[str]:
+    """The gateway's per-backend request metrics as the gate's queries ($track: the track):
+    success ratio and p99 of the real requests each track's Service answered."""
+    service = f'service=~".*-svc-{namespace}-moontv-$track-.*"'
+    requests = f"sum(rate(traefik_service_requests_total{{{service}}}[20s]))"
+    errors = f'sum(rate(traefik_service_requests_total{{{service},code=~"5.."}}[20s]))'
+    success = f"1 - ({errors} or vector(0)) / {requests}"
+    latency = (
+        "histogram_quantile(0.99, sum by (le) "
+        f"(rate(traefik_service_request_duration_seconds_bucket{{{service}}}[20s])))"
+    )
+    return ["--success-query", success, "--latency-query", latency]
+
+
+@contextlib.contextmanager
+def monitored(release: Release, tmp: Path) -> Iterator[str]:
+    """Prometheus from the stack's Probe/ServiceMonitor/PrometheusRule objects, plus the
+    gateway's metrics, with traffic on both tracks (the canary's by its header)."""
+    metrics = urllib.parse.urlsplit(release.node.gateway_metrics)
+    gateway = {
+        "job_name": "gateway",
+        "metrics_path": metrics.path,
+        "static_configs": [{"targets": [metrics.netloc]}],
+    }
+    config = prometheus_objects.configuration(release.node, NAMESPACE, tmp, extra_jobs=[gateway])
+    with (
+        prometheus_objects.running(config) as prometheus,
+        load.Continuous(release.port, HOST, concurrency=2, path=PATH, label=load.server_version),
+        load.Continuous(
+            release.port,
+            HOST,
+            concurrency=2,
+            path=PATH,
+            label=load.server_version,
+            headers={"x-moontv-canary": "always"},
+        ),
+    ):
+
+        def scraped() -> bool:
+            # the probes (through the blackbox exporter pod) and the gateway: the gate's inputs
+            up = prometheus_objects.targets_up(prometheus)
+            gate = [h for k, h in up.items() if k.startswith((f"{PROBE_JOB}/", "gateway/"))]
+            return len(gate) == 3 and all(health == "up" for health in gate)
+
+        assert node_host.wait_until(scraped, 60), prometheus_objects.targets_up(prometheus)
+        time.sleep(12)  # a few probes and gateway samples in the gate's windows
+        yield prometheus
+
+
+def rollout_auto(release: Release, prometheus: str, *extra: str) -> tuple[int, str]:
+    project_dir = Path(release.stack.workspace.work_dir)
+    result = subprocess.run(
+        [
+            str(ROOT / "venv/bin/python"),
+            "-m",
+            "rollout",
+            "auto",
+            "--stack",
+            STACK,
+            "--cwd",
+            str(project_dir),
+            "--prometheus",
+            prometheus,
+            *extra,
+        ],
+        cwd=ROOT,
+        env={**os.environ, **release.stack.workspace.env_vars},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    transcript = "\n".join(
+        line for line in result.stdout.splitlines() if line.startswith("[rollout]")
+    )
+    return result.returncode, transcript + "\n" + result.stderr
+
+
+def stack_release(release: Release) -> dict[str, Any]:
+    file = Path(release.stack.workspace.work_dir) / f"Pulumi.{STACK}.yaml"
+    config: dict[str, Any] = yaml.safe_load(file.read_text())["config"]
+    return config
+
+
+def stage(release: Release, stable: str, candidate: str) -> None:
+    release.set_release(
+        canary(0, candidate, cookie=COOKIE), image={**CONFIG["moontv:image"], "tag": stable}
+    )
+    release.up()
+    wait_all_ready(release.node)
+
+
+def test_given_a_healthy_canary_when_rollout_auto_then_it_is_promoted(release, tmp_path):
+    stage(release, STABLE, CANARY)
+    with monitored(release, tmp_path) as prometheus:
+        code, transcript = rollout_auto(
+            release, prometheus, "--steps", "50,100", "--interval", "5s", *traffic_gate(NAMESPACE)
+        )
+    print(f"\n[release] rollout auto, healthy canary {CANARY}:\n{transcript}")
+    assert code == 0, transcript
+    assert "[rollout] done: promoted" in transcript
+    config = stack_release(release)
+    assert config["moontv:image"]["tag"] == CANARY
+    assert config["moontv:release"]["lastDecision"]["action"] == "promote"
+    wait_all_ready(release.node)
+    assert only_version(release.burst(200)) == VERSION[CANARY]
+
+
+def test_given_a_faulty_canary_when_rollout_auto_then_it_is_rolled_back_to_weight_0(
+    release, tmp_path
+):
+    stage(release, CANARY, FAULTY)
+    save_favourite(release, "release+rollback")
+    with monitored(release, tmp_path) as prometheus:
+        started = time.monotonic()
+        code, transcript = rollout_auto(
+            release,
+            prometheus,
+            "--steps",
+            "10,50,100",
+            "--interval",
+            "5s",
+            *traffic_gate(NAMESPACE),
+        )
+        seconds = time.monotonic() - started
+    print(f"\n[release] rollout auto, faulty canary {FAULTY}:\n{transcript}")
+    assert code == 1, transcript
+    decision = stack_release(release)["moontv:release"]
+    assert decision["canary"]["weight"] == 0
+    assert decision["lastDecision"]["action"] == "rollback"
+    assert "success rate too low" in decision["lastDecision"]["reason"]
+    assert only_version(release.burst(200)) == VERSION[CANARY]
+    FIGURES["faulty canary: rollout auto start to weight 0 (s)"] = round(seconds, 1)
+    favourites_kept(release)
+
+
+def test_given_saved_favourites_when_the_storage_pod_is_deleted_then_they_are_still_there(
+    release,
+):
+    save_favourite(release, "release+storage-restart")
+    release.node.kubectl("delete", "pod", "-n", NAMESPACE, "moontv-redis-0", "--wait=true")
+    wait_all_ready(release.node)
+    release.node.wait_pod_ready(NAMESPACE, "moontv-redis-0")
+
+    def answers() -> bool:
+        status, _, _ = call(release, "GET", "/api/server-config")
+        return status == 200
+
+    assert node_host.wait_until(answers, 60)
+    favourites_kept(release)
+
+
+def route_weights(node) -> dict[str, int]:
+    """Backend Service -> weight of the public HTTPRoute's default rule, as the cluster has it."""
+    route = json.loads(node.kubectl("get", "httproute", "-n", NAMESPACE, "moontv", "-o", "json"))
+    rules = route["spec"]["rules"]
+    return {ref["name"]: ref.get("weight", 1) for ref in rules[-1]["backendRefs"]}
+
+
+def test_given_a_canary_pod_deleted_mid_rollout_auto_then_auto_ends_in_a_recorded_decision(
+    release, tmp_path
+):
+    release.set_release(
+        canary(0, CANARY, cookie=COOKIE, replicas=2),
+        image={**CONFIG["moontv:image"], "tag": STABLE},
+    )
+    release.up()
+    wait_all_ready(release.node)
+    deleted: list[str] = []
+
+    def delete_a_canary_pod() -> None:
+        def at_50() -> bool:
+            try:
+                return stack_release(release)["moontv:release"]["canary"]["weight"] == 50
+            except (yaml.YAMLError, KeyError, TypeError):
+                return False
+
+        if node_host.wait_until(at_50, 300, interval=0.5):
+            pods = json.loads(
+                release.node.kubectl(
+                    "get",
+                    "pods",
+                    "-n",
+                    NAMESPACE,
+                    "-l",
+                    "app.kubernetes.io/name=moontv,moontv.io/track=canary",
+                    "-o",
+                    "json",
+                )
+            )["items"]
+            if pods:
+                name = pods[0]["metadata"]["name"]
+                release.node.kubectl("delete", "pod", "-n", NAMESPACE, name, "--wait=false")
+                deleted.append(name)
+
+    with monitored(release, tmp_path) as prometheus:
+        killer = threading.Thread(target=delete_a_canary_pod)
+        killer.start()
+        code, transcript = rollout_auto(
+            release, prometheus, "--steps", "50,100", "--interval", "10s", *traffic_gate(NAMESPACE)
+        )
+        killer.join(timeout=60)
+    print(f"\n[release] rollout auto with canary pod {deleted} deleted at 50%:\n{transcript}")
+    assert deleted, "no canary pod was deleted"
+    config = stack_release(release)
+    action = config["moontv:release"]["lastDecision"]["action"]
+    assert (code, action) in ((0, "promote"), (1, "rollback")), transcript
+    # whatever was decided is what the cluster routes, and every request succeeds
+    wait_all_ready(release.node)
+    weights = route_weights(release.node)
+    if action == "promote":
+        assert config["moontv:image"]["tag"] == CANARY
+        assert weights == {"moontv-stable": 100}
+    else:
+        assert weights.get("moontv-canary", 0) == 0
+    tally = release.burst(200)
+    assert tally.failures == []
+    FIGURES["canary pod deleted mid auto: decision"] = action
 
 
 def test_given_the_release_stack_when_destroyed_then_its_namespace_is_empty(release):
