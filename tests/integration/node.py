@@ -209,8 +209,9 @@ def _run(*args: str) -> str:
 
 
 def _node_processes() -> set[str]:
-    """Processes whose command line or environment names the node's state directory, or that
-    run in the kubelet's pod cgroups."""
+    """Processes whose command line names the node's state directory (every component and
+    containerd shim of the node does), or that run in the kubelet's pod cgroups. (Not the
+    environment: other sessions' tools carry the node's KUBECONFIG there.)"""
     marker = str(STATE_DIR).encode()
     found = set()
     for proc in Path("/proc").iterdir():
@@ -220,11 +221,7 @@ def _node_processes() -> set[str]:
             cmdline = (proc / "cmdline").read_bytes()
         except OSError:
             continue
-        try:
-            environ = (proc / "environ").read_bytes()
-        except OSError:  # another user's process, when not root
-            environ = b""
-        if marker in cmdline or marker in environ:
+        if marker in cmdline:
             command = cmdline.replace(b"\0", b" ").decode(errors="replace")
             found.add(f"{proc.name} {command[:120]}")
     for cgroup in Path("/sys/fs/cgroup").glob("*/kubepods"):
