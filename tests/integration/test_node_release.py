@@ -1,6 +1,10 @@
-"""Release paths on the real node with real traffic: the canary split and its overrides, the
-blue-green switch and switch-back, a rolling version change, each measured through the node's
-Gateway on 127.0.0.1 with the app twin in two versions (told apart by ``/api/server-config``).
+"""Release paths on the real node with real traffic, through the engine and the node's Gateway on
+127.0.0.1, with the app twin in several versions (told apart by ``/api/server-config``): the
+canary split and its overrides, the blue-green switch and switch-back and a rolling change under
+load, a version that never gets Ready, ``rollout auto`` promoting a healthy canary and rolling
+back a faulty one (a real Prometheus configured from the stack's own monitoring objects, gating
+on the gateway's per-backend request metrics), favourites that survive, and faults (a canary pod
+deleted mid ``auto``, the API server stopped during ``up``).
 
 One stack (its own namespace and host, so it never meets the other node tests' stacks) is
 deployed once and walked through the strategies in file order; the last test destroys it.
@@ -13,6 +17,7 @@ import contextlib
 import http.client
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -60,6 +65,8 @@ SWITCH_SECONDS = 30.0
 
 #: Favourites saved through the stack's host, checked after each switch, rollback and restart.
 SAVED: list[str] = []
+#: The public (no header) load of the last ``monitored`` block.
+PUBLIC_LOAD: dict[str, load.Tally] = {}
 #: Figures for the bench target, printed at the end of each test.
 FIGURES: dict[str, Any] = {}
 
@@ -159,8 +166,8 @@ def release(node, node_images, tmp_path_factory):  # noqa: F811
         FIGURES["up from empty to all Ready (s)"] = round(time.monotonic() - started, 1)
         yield Release(node, stack, config)
     finally:
-        stack.destroy()
         print("\n[release] figures " + json.dumps(FIGURES, sort_keys=True))
+        stack.destroy()
 
 
 def share_of(tally: load.Tally, version: str) -> float:
@@ -381,7 +388,15 @@ def test_given_a_version_that_never_gets_ready_when_up_then_up_fails_naming_the_
     seconds = time.monotonic() - started
     message = str(failed.value)
     FIGURES["never-ready version: up fails after (s)"] = round(seconds, 1)
-    print(f"\n[release] never-ready version: up failed after {seconds:.0f}s")
+    reasons = [
+        line.strip()
+        for line in message.splitlines()
+        if "moontv-stable" in line or "ProgressDeadline" in line or "Minimum" in line
+    ]
+    print(
+        f"\n[release] never-ready version: up failed after {seconds:.0f}s:\n"
+        + "\n".join(reasons[:6])
+    )
     assert "moontv-stable" in message and "ProgressDeadlineExceeded" in message, message[-3000:]
     assert seconds < 240
     # the old pods kept serving meanwhile (maxUnavailable 0)
@@ -425,7 +440,9 @@ def monitored(release: Release, tmp: Path) -> Iterator[str]:
     config = prometheus_objects.configuration(release.node, NAMESPACE, tmp, extra_jobs=[gateway])
     with (
         prometheus_objects.running(config) as prometheus,
-        load.Continuous(release.port, HOST, concurrency=2, path=PATH, label=load.server_version),
+        load.Continuous(
+            release.port, HOST, concurrency=2, path=PATH, label=load.server_version
+        ) as public,
         load.Continuous(
             release.port,
             HOST,
@@ -444,6 +461,7 @@ def monitored(release: Release, tmp: Path) -> Iterator[str]:
 
         assert node_host.wait_until(scraped, 60), prometheus_objects.targets_up(prometheus)
         time.sleep(12)  # a few probes and gateway samples in the gate's windows
+        PUBLIC_LOAD["tally"] = public.tally
         yield prometheus
 
 
@@ -531,6 +549,10 @@ def test_given_a_faulty_canary_when_rollout_auto_then_it_is_rolled_back_to_weigh
     assert "success rate too low" in decision["lastDecision"]["reason"]
     assert only_version(release.burst(200)) == VERSION[CANARY]
     FIGURES["faulty canary: rollout auto start to weight 0 (s)"] = round(seconds, 1)
+    print(f"[release] faulty canary: rollout auto start to weight 0 in {seconds:.1f}s")
+    public = PUBLIC_LOAD["tally"]
+    FIGURES["rollback: failed/total public requests"] = f"{len(public.failures)}/{public.total}"
+    assert public.failures == [], public.failures[:5]
     favourites_kept(release)
 
 
@@ -616,6 +638,76 @@ def test_given_a_canary_pod_deleted_mid_rollout_auto_then_auto_ends_in_a_recorde
     tally = release.burst(200)
     assert tally.failures == []
     FIGURES["canary pod deleted mid auto: decision"] = action
+
+
+def _exited(pid: int) -> bool:
+    """The process is gone (or a zombie its parent has not reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@contextlib.contextmanager
+def api_server_stopped(seconds: float) -> Iterator[None]:
+    """Stop the node's kube-apiserver for ``seconds``, then start it again with the same command
+    line (and record its new pid where ``tools/node.sh`` keeps it)."""
+    pid_file = node_host.STATE_DIR / "pids" / "kube-apiserver.pid"
+    pid = int(pid_file.read_text())
+    argv = (Path("/proc") / str(pid) / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    log = node_host.STATE_DIR / "logs" / "kube-apiserver.log"
+    try:
+        os.kill(pid, signal.SIGTERM)
+        assert node_host.wait_until(lambda: _exited(pid), 60, interval=0.2)
+        time.sleep(seconds)
+        yield
+    finally:
+        with log.open("ab") as out:
+            started = subprocess.Popen(
+                [a.decode() for a in argv],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        pid_file.write_text(f"{started.pid}\n")
+
+
+def test_given_the_api_server_stops_during_up_when_it_is_back_then_the_next_up_converges(
+    release,
+):
+    release.set_release({"strategy": "rolling"}, image={**CONFIG["moontv:image"], "tag": STABLE})
+    outcome: dict[str, Any] = {}
+
+    def run_up() -> None:
+        try:
+            outcome["changes"] = release.up()
+        except auto.CommandError as exc:
+            outcome["error"] = str(exc)
+
+    worker = threading.Thread(target=run_up)
+    worker.start()
+    time.sleep(4)  # up is applying: the canary goes, the stable track rolls
+    with api_server_stopped(15):
+        pass
+    worker.join(timeout=900)
+    assert not worker.is_alive(), "up still running 15 minutes after the API server came back"
+    if "error" in outcome:
+        tail = "\n".join(outcome["error"].strip().splitlines()[-12:])
+        print(f"\n[release] up with the API server stopped for 15 s failed:\n{tail}")
+    else:
+        print(f"\n[release] up with the API server stopped for 15 s succeeded: {outcome}")
+
+    def api_ready() -> bool:
+        return release.node.kubectl("get", "--raw", "/readyz", check=False).strip() == "ok"
+
+    assert node_host.wait_until(api_ready, 120)
+    release.up()  # converges with no manual step
+    wait_all_ready(release.node)
+    assert release.up() == {}
+    assert only_version(release.burst(200)) == VERSION[STABLE]
+    favourites_kept(release)
 
 
 def test_given_the_release_stack_when_destroyed_then_its_namespace_is_empty(release):
