@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import http.client
 import json
 import os
 import shutil
 import subprocess
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import ROOT
 
@@ -155,6 +158,24 @@ class Node:
         self.kubectl("wait", "-n", namespace, "--for=condition=Ready", f"pod/{pod}",
                      f"--timeout={timeout}s", timeout=timeout + 30)
 
+
+def gateway_request(gateway: str, host: str, method: str, path: str, body: Any = None,
+                    cookie: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request through the node's Gateway (``http://127.0.0.1:PORT``) for ``host``:
+    status, headers (lower-case names) and body. ``body`` is sent as JSON."""
+    parsed = urllib.parse.urlsplit(gateway)
+    conn = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=15)
+    headers = {"Host": host, **({"Cookie": cookie} if cookie else {})}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    try:
+        conn.request(method, path, body=data, headers=headers)
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
 
 def busybox_image(out: Path, ref: str = "moontv.local/busybox:1") -> Path:
     """A one-file image holding Debian's static busybox (runs as nobody)."""

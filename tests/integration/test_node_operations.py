@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import http.client
 import json
 import socket
 import subprocess
@@ -64,21 +63,7 @@ def request(
     node, method: str, path: str, body: Any = None, cookie: str | None = None
 ) -> tuple[int, dict[str, str], bytes]:
     """One HTTP request through the node's Gateway (127.0.0.1) with this stack's host name."""
-    parsed = urllib.parse.urlsplit(node.gateway)
-    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=15)
-    headers = {"Host": HOST}
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    if cookie:
-        headers["Cookie"] = cookie
-    try:
-        conn.request(method, path, body=data, headers=headers)
-        response = conn.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        conn.close()
+    return node_host.gateway_request(node.gateway, HOST, method, path, body, cookie)
 
 
 def wait_all_ready(node) -> None:

@@ -14,7 +14,6 @@ Figures are printed with a ``[release]`` prefix and collected by ``benchmarks/no
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import signal
@@ -253,18 +252,8 @@ def call(
     release: Release, method: str, path: str, body: Any = None, cookie: str | None = None
 ) -> tuple[int, dict[str, str], bytes]:
     """One request through the Gateway to the stack's host."""
-    conn = http.client.HTTPConnection("127.0.0.1", release.port, timeout=15)
-    headers = {"Host": HOST, **({"Cookie": cookie} if cookie else {})}
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    try:
-        conn.request(method, path, body=data, headers=headers)
-        response = conn.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        conn.close()
+    return node_host.gateway_request(f"http://127.0.0.1:{release.port}", HOST, method, path,
+                                     body, cookie)
 
 
 def login(release: Release) -> str:
