@@ -308,6 +308,12 @@ def test_given_favourites_when_backed_up_wiped_and_restored_on_the_node_then_the
     print(f"\n[node] restore: {job_log(node, 'restore-e2e').strip().splitlines()[-1]}")
 
 
+def set_backup_key(node, secret: str, value: str) -> None:
+    """Replace key ``k1`` of the backup-keys Secret with ``value`` (base64)."""
+    kubectl(node, "patch", "secret", "-n", NAMESPACE, secret, "--type=merge",
+            "-p", json.dumps({"data": {"k1": value}}))
+
+
 def test_given_the_newest_backup_then_the_drill_passes_and_with_a_wrong_key_it_fails(
     node, deployed
 ):
@@ -321,17 +327,7 @@ def test_given_the_newest_backup_then_the_drill_passes_and_with_a_wrong_key_it_f
     secret = f"{STORAGE}-backup-keys"
     original = json.loads(kubectl(node, "get", "secret", "-n", NAMESPACE, secret, "-o", "json"))
     wrong = base64.b64encode(b"a-different-key-material-of-44-characters!!").decode()
-    kubectl(
-        node,
-        "patch",
-        "secret",
-        "-n",
-        NAMESPACE,
-        secret,
-        "--type=merge",
-        "-p",
-        json.dumps({"data": {"k1": wrong}}),
-    )
+    set_backup_key(node, secret, wrong)
     try:
         time.sleep(5)  # mounted Secrets are read per pod start; the drill pod is new
         assert run_job(node, drill, "drill-fail") == "Failed"
@@ -339,17 +335,7 @@ def test_given_the_newest_backup_then_the_drill_passes_and_with_a_wrong_key_it_f
         assert "cannot decrypt with key k1" in failed
         print(f"[node] drill failing: {failed.strip().splitlines()[-1]}")
     finally:
-        kubectl(
-            node,
-            "patch",
-            "secret",
-            "-n",
-            NAMESPACE,
-            secret,
-            "--type=merge",
-            "-p",
-            json.dumps({"data": {"k1": original["data"]["k1"]}}),
-        )
+        set_backup_key(node, secret, original["data"]["k1"])
 
 
 def test_given_the_deployed_node_then_check_pre_and_post_pass(node, deployed, tmp_path, capsys):
