@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Install the Debian packages the test suite runs for real (idempotent; quiet when present).
+# Install the Debian packages the test suite runs for real (idempotent; quiet when present),
+# and the real node's host packages (tools/node.sh deps), so that the machine the tests compare
+# against (e.g. the node teardown's "as before node-up") already has them.
 set -euo pipefail
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then
-  echo "Usage: tools/test-deps.sh   (installs redis-server, prometheus, blackbox exporter, redis exporter, alertmanager, docker.io, busybox, nodejs, debootstrap, apache2-utils (ab) when missing)"
+  echo "Usage: tools/test-deps.sh   (installs redis-server, prometheus, blackbox exporter, redis exporter, alertmanager, docker.io, busybox, nodejs, debootstrap, apache2-utils (ab) when missing, then the real node's host packages: tools/node.sh deps)"
   exit 0
 fi
+bash "$(dirname "${BASH_SOURCE[0]}")/node.sh" deps
 declare -A wanted=(
   [redis-server]=redis-server
   [prometheus]=prometheus

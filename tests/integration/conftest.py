@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,17 +59,12 @@ def node():
         skip_or_fail(f"the real node's binaries are not built: {', '.join(missing)} "
                      "(run `make toolchain`)")
     sessions = node_host.Sessions()
-    with sessions.locked():
-        sessions.join()
-        baseline = node_host.host_footprint()
-        started = time.monotonic()
-        result = node_host.cluster("node-up")
+    result, baseline, seconds = node_host.start(sessions)
     if result.returncode != 0:
-        sessions.leave()
-        pytest.fail(f"node-up failed:\n{result.stdout}\n{result.stderr}")
+        pytest.fail(f"tools/cluster.sh {result.args[-1]} failed:\n{result.stdout}\n{result.stderr}")
     owned = "the node is already running" not in result.stdout
-    yield node_host.Node.parse(result.stdout, start_seconds=time.monotonic() - started,
-                               baseline=baseline, owned=owned)
+    yield node_host.Node.parse(result.stdout, start_seconds=seconds, baseline=baseline,
+                               owned=owned)
     with sessions.locked():
         sessions.leave()
         if not sessions.others():  # the last session out stops the node

@@ -91,6 +91,30 @@ def cluster(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=timeout, check=False)
 
 
+def start(sessions: Sessions, run=cluster, footprint=None):  # type: ignore[no-untyped-def]
+    """Join ``sessions`` and run ``node-up``; returns (node-up's result, the machine's footprint
+    before it, seconds node-up took).
+
+    The footprint is taken after ``node-deps`` installed the node's host packages: on a fresh
+    machine ``node-up`` installs nftables, conntrack and ipset itself, and a footprint taken
+    before that sees no nftables tables at all (``nft`` is missing), so the tables a running
+    dockerd owns would look left behind by the node.
+    """
+    with sessions.locked():
+        sessions.join()
+        deps = run("node-deps")
+        if deps.returncode != 0:
+            sessions.leave()
+            return deps, {}, 0.0
+        baseline = (footprint or host_footprint)()
+        started = time.monotonic()
+        result = run("node-up")
+        seconds = time.monotonic() - started
+    if result.returncode != 0:
+        sessions.leave()
+    return result, baseline, seconds
+
+
 def bin_dir() -> Path:
     out = subprocess.run(["bash", str(ROOT / "tools/toolchain.sh"), "--bin-dir"],
                          capture_output=True, text=True, check=True, timeout=120).stdout

@@ -1,0 +1,81 @@
+"""The node fixture's "machine before node-up" baseline on a fresh machine.
+
+On a machine where nftables is not installed yet, ``node-up`` installs it (with conntrack and
+ipset). A baseline taken before that lists no nftables tables, so the tables a running dockerd
+owns (``table ip filter``, ``table ip nat``) looked left behind by ``node-down``. These tests
+play that machine: ``nft`` appears only once the node's host packages are installed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration import node as node_host
+
+DOCKER_TABLES = {"table ip filter", "table ip nat"}
+
+
+class FreshMachine:
+    """dockerd runs (its nftables tables exist); nftables is not installed until node-deps or
+    node-up installs the node's host packages."""
+
+    def __init__(self, up_rc: int = 0) -> None:
+        self.nft_installed = False
+        self.node_running = False
+        self.calls: list[str] = []
+        self.up_rc = up_rc
+
+    def cluster(self, command: str) -> subprocess.CompletedProcess[str]:
+        self.calls.append(command)
+        if command in ("node-deps", "node-up"):
+            self.nft_installed = True
+        if command == "node-up":
+            self.node_running = self.up_rc == 0
+        elif command == "node-down":
+            self.node_running = False
+        return subprocess.CompletedProcess(["bash", "tools/cluster.sh", command], self.up_rc
+                                           if command == "node-up" else 0, "", "")
+
+    def footprint(self) -> dict[str, object]:
+        tables = set(DOCKER_TABLES) if self.nft_installed else set()
+        if self.node_running:
+            tables.add("table ip kube-proxy")
+        return {"processes": set(), "nft tables": tables, "sysctls": {}}
+
+
+@pytest.fixture
+def sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> node_host.Sessions:
+    monkeypatch.setattr(node_host, "STATE_ROOT", tmp_path)
+    return node_host.Sessions()
+
+
+def test_given_nft_not_installed_when_the_node_starts_then_the_baseline_sees_dockers_tables(
+    sessions,
+):
+    machine = FreshMachine()
+    result, baseline, _ = node_host.start(sessions, run=machine.cluster,
+                                          footprint=machine.footprint)
+    assert result.returncode == 0
+    assert machine.calls == ["node-deps", "node-up"]
+    assert baseline["nft tables"] == DOCKER_TABLES
+
+    machine.cluster("node-down")
+    assert node_host.leftovers(baseline, machine.footprint()) == {}
+
+
+def test_given_a_table_the_node_left_when_compared_then_it_is_reported(sessions):
+    machine = FreshMachine()
+    _, baseline, _ = node_host.start(sessions, run=machine.cluster, footprint=machine.footprint)
+    assert node_host.leftovers(baseline, machine.footprint()) == {
+        "nft tables": ["table ip kube-proxy"]}
+
+
+def test_given_node_up_fails_then_the_session_is_left(sessions):
+    machine = FreshMachine(up_rc=1)
+    result, _, _ = node_host.start(sessions, run=machine.cluster, footprint=machine.footprint)
+    assert result.returncode == 1
+    assert result.args[-1] == "node-up"
+    assert not list(sessions.dir.glob("*"))
