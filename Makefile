@@ -5,7 +5,7 @@ STACK ?= dev
 VENV := venv
 PY := $(VENV)/bin/python
 
-.PHONY: help setup preview up destroy test unit integration lint bench bench-node bench-release toolchain cluster-up cluster-down clean
+.PHONY: help setup preview up destroy test unit integration lint bench bench-node bench-release bench-ci toolchain cluster-up cluster-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -27,7 +27,7 @@ up: setup ## pulumi up on STACK (default dev: renders manifests to rendered/dev,
 destroy: setup ## pulumi destroy on STACK
 	bash tools/stack.sh destroy $(STACK)
 
-test: setup ## Everything CI runs: lint, unit, policy and integration tests
+test: setup ## Everything CI runs: lint and the test groups at the same time (time per group at the end)
 	bash tools/test.sh
 
 unit: setup ## Unit tests only (mocks, seconds)
@@ -47,6 +47,9 @@ bench-node: setup ## Real node figures: cold build of its binaries, start to Rea
 
 bench-release: setup ## Real node release figures: canary split, switch/rolling failures, rollback time
 	source tools/env.sh || true; $(PY) -m benchmarks.node_release
+
+bench-ci: setup ## The last `make test`'s breakdown: wall time, outcome and counts per group
+	$(PY) tools/ci_groups.py report
 
 toolchain: ## Build the Pulumi engine, plugins and local-cluster binaries offline (cached)
 	bash tools/toolchain.sh

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -43,3 +44,68 @@ def require_tools(tools: tuple[str, ...] | list[str]) -> None:
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         skip_or_fail(f"tools missing ({', '.join(missing)}); run tools/test-deps.sh")
+
+
+# ---------------------------------------------------------------------------------------------
+# CI groups (tools/ci_groups.py runs one pytest process per group, at the same time; the rule is
+# in tests/README.md)
+
+#: Every group, in the order their results are printed.
+GROUPS = ("base", "node", "swarm")
+
+
+def ci_group(item: pytest.Item) -> str:
+    """The group of a test: its ``ci_group`` marker; else ``node`` when it uses the ``node``
+    fixture (directly or through another fixture) or is an integration test in a file
+    ``test_node_*``; ``swarm`` for an integration test in a file ``test_swarm_*``; else
+    ``base`` (unit tests, render, policy, kwok and Docker-only tests)."""
+    marker = item.get_closest_marker("ci_group")
+    if marker is not None:
+        return str(marker.args[0])
+    integration = "integration" in item.path.parts
+    name = item.path.name
+    uses_node = "node" in getattr(item, "fixturenames", ())
+    if uses_node or (integration and name.startswith("test_node_")):
+        return "node"
+    if integration and name.startswith("test_swarm_"):
+        return "swarm"
+    return "base"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("moontv")
+    group.addoption("--ci-group", choices=GROUPS, default=None,
+                    help="run only the tests of this CI group (tests/README.md)")
+    group.addoption("--ci-report", default=None, metavar="PATH",
+                    help="write the session's outcome counts as JSON to PATH")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"ci_group(name): put the test in this CI group ({', '.join(GROUPS)}) "
+        "instead of the one its fixtures and file name give")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wanted = config.getoption("--ci-group")
+    if wanted is None:
+        return
+    for item in items:
+        group = ci_group(item)
+        if group not in GROUPS:
+            raise pytest.UsageError(f"{item.nodeid}: ci_group {group!r} is not one of {GROUPS}")
+    selected = [item for item in items if ci_group(item) == wanted]
+    deselected = [item for item in items if ci_group(item) != wanted]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    path = session.config.getoption("--ci-report")
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if path is None or reporter is None:
+        return
+    counts = {key: len(reports) for key, reports in reporter.stats.items()
+              if key and key not in ("warnings", "deselected")}
+    Path(path).write_text(json.dumps({"exitstatus": int(exitstatus), "counts": counts}))
