@@ -487,6 +487,14 @@ ping: {entryPoint: ping}
 metrics:
   prometheus: {entryPoint: ping, addServicesLabels: true, addEntryPointsLabels: false,
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]}
+# Every failed request (499 and 5xx) with its route, backend Service and pod (ServiceURL), the
+# status the pod answered (OriginStatus, empty when none answered) and durations: what the
+# gate's error ratio counts, one line each.
+accessLog:
+  filePath: $LOGS/gateway-failures.log
+  format: json
+  filters: {statusCodes: ["499-599"]}
+  fields: {headers: {defaultMode: drop}}
 providers:
   kubernetesGateway:
     statusAddress: {ip: 127.0.0.1}
@@ -770,6 +778,7 @@ report() {
 	echo "containerd: $SOCK"
 	echo "storage-class: $STORAGE_CLASS"
 	echo "gateway-metrics: http://127.0.0.1:$TRAEFIK_PING_PORT/metrics"
+	echo "gateway-failures: $LOGS/gateway-failures.log"
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,8 @@ class Node:
     storage_class: str
     #: the Gateway's Prometheus metrics (requests and latency per backend Service)
     gateway_metrics: str = ""
+    #: the Gateway's log of failed requests (JSON lines: status, backend, durations)
+    gateway_failures: str = ""
     #: start to node Ready, seconds (as measured around node-up)
     start_seconds: float = 0.0
     baseline: dict[str, object] = field(default_factory=dict)
@@ -150,7 +153,9 @@ class Node:
         return cls(kubeconfig=info["kubeconfig"], context=info["context"], gateway=info["gateway"],
                    gateway_namespace=namespace, gateway_name=name, containerd=info["containerd"],
                    storage_class=info["storage-class"],
-                   gateway_metrics=info.get("gateway-metrics", ""), **extra)  # type: ignore[arg-type]
+                   gateway_metrics=info.get("gateway-metrics", ""),
+                   gateway_failures=info.get("gateway-failures", ""),
+                   **extra)  # type: ignore[arg-type]
 
     def kubectl(self, *args: str, check: bool = True, stdin: str | None = None,
                 timeout: int = 120) -> str:
@@ -178,9 +183,91 @@ class Node:
                 "-n", namespace, pod, *(["-c", container] if container else []), "--", *command]
         return subprocess.run(args, capture_output=True, text=True, check=check, timeout=timeout)
 
+    def pods_by_ip(self, namespace: str) -> dict[str, str]:
+        """Pod IP -> ``name (image tag[, deleting])`` of the pods in ``namespace`` now."""
+        pods = json.loads(self.kubectl("get", "pods", "-n", namespace, "-o", "json",
+                                       check=False) or '{"items": []}')["items"]
+        found = {}
+        for pod in pods:
+            ip = pod.get("status", {}).get("podIP")
+            if ip:
+                tags = ",".join(c["image"].rsplit(":", 1)[-1] for c in pod["spec"]["containers"])
+                deleting = ", deleting" if pod["metadata"].get("deletionTimestamp") else ""
+                found[ip] = f"{pod['metadata']['name']} ({tags}{deleting})"
+        return found
+
+    def failed_requests(self, since: float, host: str,
+                        pods: dict[str, str] | None = None) -> list[str]:
+        """The Gateway's failed requests (499, 5xx) for ``host`` since ``since`` (epoch seconds),
+        one line each: time, status sent, status the pod answered (``-``: none answered), path,
+        backend Service, pod address and, from ``pods`` (:meth:`pods_by_ip`), its name."""
+        path = Path(self.gateway_failures) if self.gateway_failures else None
+        if path is None or not path.exists():
+            return []
+        lines = []
+        for raw in path.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                continue
+            started = entry.get("StartUTC", "")
+            try:
+                when = datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+            if when < since or entry.get("RequestHost") != host:
+                continue
+            backend = urllib.parse.urlsplit(entry.get("ServiceURL") or "").hostname or "-"
+            lines.append(
+                f"{started[11:23]} {entry.get('DownstreamStatus')} "
+                f"origin={entry.get('OriginStatus') or '-'} {entry.get('RequestPath')} "
+                f"service={entry.get('ServiceName', '-')} backend={backend} "
+                f"pod={(pods or {}).get(backend, '?')} "
+                f"duration={int(entry.get('Duration', 0)) / 1e6:.0f}ms "
+                f"origin-duration={int(entry.get('OriginDuration', 0)) / 1e6:.0f}ms")
+        return lines
+
     def wait_pod_ready(self, namespace: str, pod: str, timeout: int = 120) -> None:
         self.kubectl("wait", "-n", namespace, "--for=condition=Ready", f"pod/{pod}",
                      f"--timeout={timeout}s", timeout=timeout + 30)
+
+
+def unsettled(node: Node, namespace: str) -> list[str]:
+    """What keeps ``namespace`` from being settled, one line each (empty: settled).
+
+    A Deployment is settled when its rollout is complete as ``kubectl rollout status`` sees
+    it: the controller has seen its newest spec and every replica is updated, ready and
+    available, with no replica of an older version left (``status.replicas`` counts those);
+    a StatefulSet when every replica is ready at its update revision. A pod being deleted
+    unsettles the namespace too: the app's preStop delay keeps it answering while the
+    Gateway lets go of it, so a measurement started now would count what the old version
+    answers (a faulty canary just replaced serves its 500s for a few more seconds).
+    """
+    out = node.kubectl("get", "deployments,statefulsets,pods", "-n", namespace, "-o", "json")
+    found = []
+    for item in json.loads(out)["items"]:
+        kind, meta, spec = item["kind"], item["metadata"], item.get("spec", {})
+        status = item.get("status", {})
+        name = f"{kind}/{meta['name']}"
+        if kind == "Pod":
+            if meta.get("deletionTimestamp"):
+                found.append(f"{name}: being deleted")
+            continue
+        want = spec.get("replicas", 1)
+        have = {key: status.get(key) or 0 for key in ("replicas", "updatedReplicas",
+                                                        "readyReplicas", "availableReplicas")}
+        if (status.get("observedGeneration") or 0) < meta.get("generation", 0):
+            found.append(f"{name}: the controller has not seen generation {meta['generation']}")
+        elif kind == "Deployment" and any(value != want for value in have.values()):
+            found.append(f"{name}: {want} wanted, " + ", ".join(
+                f"{value} {key.removesuffix('Replicas') if key != 'replicas' else 'in all'}"
+                for key, value in have.items()))
+        elif kind == "StatefulSet" and (
+                have["readyReplicas"] < want or (want and status.get("currentRevision")
+                                                 != status.get("updateRevision"))):
+            found.append(f"{name}: {have['readyReplicas']}/{want} ready, revision "
+                         f"{status.get('currentRevision')} -> {status.get('updateRevision')}")
+    return found
 
 
 def gateway_request(gateway: str, host: str, method: str, path: str, body: Any = None,

@@ -64,8 +64,10 @@ SWITCH_SECONDS = 30.0
 
 #: Favourites saved through the stack's host, checked after each switch, rollback and restart.
 SAVED: list[str] = []
-#: The public (no header) load of the last ``monitored`` block.
+#: The public (no header) and canary (header) load of the last ``monitored`` block.
 PUBLIC_LOAD: dict[str, load.Tally] = {}
+#: When the last ``monitored`` block's load started (epoch seconds), and its pods by IP then.
+WATCH: dict[str, Any] = {}
 #: Figures for the bench target, printed at the end of each test.
 FIGURES: dict[str, Any] = {}
 
@@ -125,19 +127,13 @@ def workloads(node) -> list[dict[str, Any]]:
     return json.loads(out)["items"]
 
 
-def not_ready(node) -> list[str]:
-    return [
-        f"{w['kind']}/{w['metadata']['name']}"
-        for w in workloads(node)
-        if (w["status"].get("readyReplicas") or 0) < w["spec"].get("replicas", 1)
-        or (w["status"].get("updatedReplicas") or 0) < w["spec"].get("replicas", 1)
-    ]
-
-
 def wait_all_ready(node) -> None:
-    if not node_host.wait_until(lambda: not not_ready(node), READY_TIMEOUT, interval=2):
+    """Every rollout of the stack complete and no old pod left (:func:`node.unsettled`)."""
+    if not node_host.wait_until(lambda: not node_host.unsettled(node, NAMESPACE), READY_TIMEOUT,
+                                interval=1):
         pods = node.kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide", check=False)
-        raise AssertionError(f"not Ready after {READY_TIMEOUT}s: {not_ready(node)}\n{pods}")
+        raise AssertionError(
+            f"not settled after {READY_TIMEOUT}s: {node_host.unsettled(node, NAMESPACE)}\n{pods}")
 
 
 def replicas(node) -> dict[str, int]:
@@ -427,6 +423,7 @@ def monitored(release: Release, tmp: Path) -> Iterator[str]:
         "static_configs": [{"targets": [metrics.netloc]}],
     }
     config = prometheus_objects.configuration(release.node, NAMESPACE, tmp, extra_jobs=[gateway])
+    WATCH.update(since=time.time(), pods=release.node.pods_by_ip(NAMESPACE))
     with (
         prometheus_objects.running(config) as prometheus,
         load.Continuous(
@@ -439,8 +436,9 @@ def monitored(release: Release, tmp: Path) -> Iterator[str]:
             path=PATH,
             label=load.server_version,
             headers={"x-moontv-canary": "always"},
-        ),
+        ) as canary_load,
     ):
+        PUBLIC_LOAD["canary"] = canary_load.tally
 
         def scraped() -> bool:
             # the probes (through the blackbox exporter pod) and the gateway: the gate's inputs
@@ -480,7 +478,27 @@ def rollout_auto(release: Release, prometheus: str, *extra: str) -> tuple[int, s
     transcript = "\n".join(
         line for line in result.stdout.splitlines() if line.startswith("[rollout]")
     )
-    return result.returncode, transcript + "\n" + result.stderr
+    return result.returncode, transcript + "\n" + failed_requests(release) + result.stderr
+
+
+def failed_requests(release: Release) -> str:
+    """Every request of the running ``monitored`` block that failed, as the load generators
+    and the Gateway (status sent and answered, backend Service and pod) saw it."""
+    lines = []
+    for name in ("tally", "canary"):
+        tally = PUBLIC_LOAD.get(name)
+        if tally is not None:
+            with tally.lock:
+                failures = list(tally.failures)
+                total = tally.total
+            lines.append(f"[load] {'public' if name == 'tally' else name}: "
+                         f"{len(failures)} of {total} failed"
+                         + "".join(f"\n[load]   {f}" for f in failures[:20]))
+    pods = {**WATCH.get("pods", {}), **release.node.pods_by_ip(NAMESPACE)}
+    failed = release.node.failed_requests(WATCH.get("since", 0.0), HOST, pods)
+    lines.append(f"[gateway] {len(failed)} failed request(s) for {HOST}"
+                 + "".join(f"\n[gateway]   {line}" for line in failed[:100]))
+    return "\n".join(lines) + "\n"
 
 
 def stack_release(release: Release) -> dict[str, Any]:
