@@ -52,17 +52,14 @@ die() {
 
 [[ $TIMEOUT =~ ^[0-9]+$ ]] || die "MOONTV_CLUSTER_TIMEOUT must be a whole number of seconds, got '$TIMEOUT'"
 
-# wait_for SECONDS WHAT COMMAND...: retry COMMAND every second until it succeeds.
+# wait_for SECONDS WHAT COMMAND...: retry COMMAND every half second until it succeeds.
 wait_for() {
-	local secs=$1 what=$2 i
+	local secs=$1 what=$2 deadline=$((SECONDS + $1))
 	shift 2
-	for ((i = 0; i < secs; i++)); do
-		if "$@" >/dev/null 2>&1; then
-			return 0
-		fi
-		sleep 1
+	until "$@" >/dev/null 2>&1; do
+		((SECONDS < deadline)) || die "timed out after ${secs}s waiting for $what"
+		sleep 0.5
 	done
-	die "timed out after ${secs}s waiting for $what"
 }
 
 toolchain_bin() {
