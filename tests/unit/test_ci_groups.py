@@ -120,3 +120,18 @@ def test_report_without_a_run_says_so(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("MOONTV_CI_DIR", str(tmp_path))
     assert load_tool().main(["report"]) == 1
     assert "no run recorded" in capsys.readouterr().err
+
+
+def test_a_real_pytest_reports_its_counts_and_an_empty_group_exits_5(tmp_path):
+    def session(group: str) -> tuple[int, dict]:
+        report = tmp_path / f"{group}.json"
+        code = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--ci-group", group,
+             "--ci-report", str(report), "tests/unit/test_quantity.py"], cwd=ROOT,
+            capture_output=True, text=True, check=False, timeout=300).returncode
+        return code, json.loads(report.read_text())
+
+    code, report = session("base")
+    assert code == 0 and report["exitstatus"] == 0
+    assert report["counts"]["passed"] > 0 and set(report["counts"]) == {"passed"}
+    assert session("swarm") == (5, {"exitstatus": 5, "counts": {}})
