@@ -563,6 +563,77 @@ def _hosted_storage(model: MoonTVSettings) -> list[str]:
     return problems
 
 
+#: Environments that hold real users' data: the owner password there must be strong.
+PROTECTED_ENVIRONMENTS = ("staging", "testing", "prod")
+#: Environments whose storage may live in an emptyDir (the data goes with the pod).
+EPHEMERAL_STORAGE_ENVIRONMENTS = ("dev", "review")
+#: ``ownerPassword`` is the HMAC key of every session cookie: from one captured cookie a short
+#: key is found offline by trying keys, and then any owner session can be forged.
+MIN_OWNER_PASSWORD = 16
+#: Passwords of 16 characters or more that are still among the first an attacker tries (keyboard
+#: walks, repeats, phrases from documentation), compared in lower case.
+COMMON_PASSWORDS = frozenset({
+    "passwordpassword", "password12345678", "password1234567890", "1234567890123456",
+    "12345678901234567890", "1111111111111111", "0000000000000000", "qwertyuiopasdfgh",
+    "qwertyuiopasdfghjkl", "qwertyuiop123456", "1q2w3e4r5t6y7u8i", "1qaz2wsx3edc4rfv",
+    "zaq12wsxcde34rfv", "iloveyouiloveyou", "adminadminadminadmin", "administrator123",
+    "changemechangeme", "changeme12345678", "letmeinletmeinletmein", "welcomewelcome12",
+    "correcthorsebatterystaple", "a long passphrase", "moontvmoontvmoontv",
+    "moontv-owner-password", "abcdefghijklmnop", "aaaaaaaaaaaaaaaa", "trustno1trustno1",
+})
+_URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
+
+
+def _owner_password(model: MoonTVSettings) -> list[str]:
+    """A weak owner password outside dev and review; its value is never shown."""
+    key = f"{PREFIX}ownerPassword"
+    if model.owner_password is None or model.environment not in PROTECTED_ENVIRONMENTS:
+        return []
+    value = model.owner_password.get_secret_value()
+    how = ("it signs every session cookie, so a weak one lets anyone who captures a cookie "
+           "forge an owner session; set a random one (pulumi config set --secret "
+           f"{key} \"$(openssl rand -base64 24)\") or remove it to have one generated")
+    if len(value) < MIN_OWNER_PASSWORD:
+        return [f"{key}: in {model.environment} must be at least {MIN_OWNER_PASSWORD} characters, "
+                f"got a shorter one (value not shown): {how}"]
+    if value.lower() in COMMON_PASSWORDS:
+        return [f"{key}: in {model.environment} must not be a common password, got one of the "
+                f"{len(COMMON_PASSWORDS)} this program refuses (value not shown): {how}"]
+    return []
+
+
+def _ephemeral_storage(model: MoonTVSettings) -> list[str]:
+    """Storage in an emptyDir is for stacks whose data may be lost (dev and review)."""
+    storage = model.storage
+    if (model.platform != "kubernetes" or storage.is_hosted or storage.persistent
+            or model.environment in EPHEMERAL_STORAGE_ENVIRONMENTS):
+        return []
+    return [f"{PREFIX}storage.persistent: false is accepted only in "
+            f"{' and '.join(EPHEMERAL_STORAGE_ENVIRONMENTS)} stacks: in {model.environment} the "
+            "data would live in an emptyDir that is lost with the pod; set true (a PVC of "
+            "storage.size) or remove the key"]
+
+
+def _douban_proxies(model: MoonTVSettings) -> list[str]:
+    """A custom Douban proxy needs its URL; a URL without the custom type is never read."""
+    site, problems = model.site, []
+    for kind, proxy_type, url in (
+            ("doubanProxy", site.douban_proxy_type, site.douban_proxy),
+            ("doubanImageProxy", site.douban_image_proxy_type, site.douban_image_proxy)):
+        type_key, url_key = f"site.{kind}Type", f"site.{kind}"
+        if proxy_type == "custom" and not url:
+            problems.append(f"{PREFIX}{url_key}: required when {type_key} is 'custom' (the "
+                            "http(s):// URL of your proxy; without it every Douban request of "
+                            "the app fails)")
+        elif proxy_type == "custom" and not _URL.match(url):
+            problems.append(f"{PREFIX}{url_key}: must be an http:// or https:// URL of your "
+                            f"proxy, got {url!r}")
+        elif proxy_type != "custom" and url:
+            problems.append(f"{PREFIX}{url_key}: is read only when {type_key} is 'custom', "
+                            f"not {proxy_type!r}: remove it or set {type_key} to custom")
+    return problems
+
+
 def cross_checks(model: MoonTVSettings) -> list[str]:
     """Rules that span several keys or depend on the environment."""
     problems = []
@@ -576,7 +647,8 @@ def cross_checks(model: MoonTVSettings) -> list[str]:
         if model.replicas < 3:
             problems.append(f"{PREFIX}replicas: prod requires at least 3, got {model.replicas}")
     problems += ignored_keys(model) + _gateway_reference(model) + model.resources.problems()
-    problems += _hosted_storage(model)
+    problems += _hosted_storage(model) + _owner_password(model) + _ephemeral_storage(model)
+    problems += _douban_proxies(model)
     missing = missing_receiver_secrets(model.monitoring.receivers, model.alert_receiver_urls or {})
     if missing:
         problems.append(

@@ -584,3 +584,84 @@ def test_given_swarm_then_its_component_generates_the_owner_and_storage_password
     contents = " ".join(base64.b64decode(r.inputs["data"]).decode()
                         for r in result.of_type("docker:index/secret:Secret"))
     assert all(value in contents for value in result.secrets)  # both reach the Swarm secrets
+
+
+# --- weak owner password, ephemeral storage, custom Douban proxies ------------------------------
+
+STRONG = "Vq8-ztJ3-rW1e-Lk9p"  # 18 characters, not a common password
+
+
+@pytest.mark.parametrize("stack", ["staging", "testing", "prod"])
+@pytest.mark.parametrize(("password", "words"), [
+    ("1234", "at least 16 characters"),
+    ("x" * 15, "at least 16 characters"),
+    ("PasswordPassword", "must not be a common password"),
+    ("correcthorsebatterystaple", "must not be a common password"),
+])
+def test_given_a_weak_owner_password_outside_dev_then_it_is_refused_without_showing_it(
+        stack, password, words):
+    found = problems(with_(raw(stack), "ownerPassword", password))
+    matching = [p for p in found if p.startswith("moontv:ownerPassword:")]
+    assert len(matching) == 1 and words in matching[0], found
+    assert "openssl rand" in matching[0]
+    assert not any(password in p for p in found), found
+
+
+@pytest.mark.parametrize(("stack", "password"), [
+    ("staging", "x" * 16), ("prod", STRONG), ("dev", "1234"), ("pr", "passwordpassword"),
+])
+def test_given_a_long_uncommon_password_or_a_dev_or_review_stack_then_the_password_passes(
+        stack, password):
+    try:
+        settings.validate(with_(raw(stack), "ownerPassword", password))
+    except ConfigError as exc:
+        assert not [p for p in exc.problems if p.startswith("moontv:ownerPassword")], exc
+
+
+@pytest.mark.parametrize("stack", ["staging", "testing", "prod"])
+def test_given_storage_not_persistent_outside_dev_and_review_then_it_is_refused(stack):
+    found = problems(with_(raw(stack), "storage.persistent", False))
+    assert [p for p in found if p.startswith("moontv:storage.persistent:")] == [
+        "moontv:storage.persistent: false is accepted only in dev and review stacks: in "
+        f"{raw(stack)['environment']} the data would live in an emptyDir that is lost with the "
+        "pod; set true (a PVC of storage.size) or remove the key"], found
+
+
+@pytest.mark.parametrize("stack", ["dev", "pr"])
+def test_given_storage_not_persistent_in_dev_or_review_then_it_is_accepted(stack):
+    model = settings.validate(with_(raw(stack), "storage.persistent", False))
+    assert model.storage.persistent is False
+
+
+@pytest.mark.parametrize(("kind", "changes", "words"), [
+    ("doubanProxy", {"site.doubanProxyType": "custom"}, "required when site.doubanProxyType"),
+    ("doubanImageProxy", {"site.doubanImageProxyType": "custom"},
+     "required when site.doubanImageProxyType"),
+    ("doubanProxy", {"site.doubanProxyType": "custom", "site.doubanProxy": "proxy.example.com"},
+     "must be an http:// or https:// URL of your proxy, got 'proxy.example.com'"),
+    ("doubanImageProxy", {"site.doubanImageProxyType": "custom",
+                          "site.doubanImageProxy": "ftp://img.example.com/"},
+     "must be an http:// or https:// URL"),
+    ("doubanProxy", {"site.doubanProxy": "https://proxy.example.com/"},
+     "is read only when site.doubanProxyType is 'custom', not 'cmliussss-cdn-tencent'"),
+])
+def test_given_a_custom_douban_proxy_without_a_url_then_the_url_key_is_named(kind, changes, words):
+    found = problems(with_all(raw("staging"), changes))
+    assert [p for p in found if p.startswith(f"moontv:site.{kind}:") and words in p], found
+
+
+def test_given_custom_douban_proxies_with_urls_then_the_app_gets_them():
+    model = settings.validate(with_all(raw("staging"), {
+        "site.doubanProxyType": "custom", "site.doubanProxy": "https://douban.example.com/?u=",
+        "site.doubanImageProxyType": "custom", "site.doubanImageProxy": "http://img.example.com",
+    }))
+    env = model.site.env()
+    assert env["NEXT_PUBLIC_DOUBAN_PROXY"] == "https://douban.example.com/?u="
+    assert env["NEXT_PUBLIC_DOUBAN_IMAGE_PROXY"] == "http://img.example.com"
+
+
+def test_given_the_three_holes_at_once_then_one_run_names_each_key():
+    found = problems(with_all(raw("prod"), {
+        "ownerPassword": "1234", "storage.persistent": False, "site.doubanProxyType": "custom"}))
+    keys = {p.split(": ", 1)[0] for p in found}
+    assert {"moontv:ownerPassword", "moontv:storage.persistent", "moontv:site.doubanProxy"} <= keys
