@@ -51,6 +51,7 @@ def kubernetes(s: Settings, overrides: dict[str, pulumi.Output[str]]) -> pulumi.
         network_policy=c.network_policy, image_overrides=overrides, backup_keys=s.backup_keys,
         offsite_secret_key=s.backup_offsite_secret_key,
         progress_deadline_seconds=c.kubernetes.progress_deadline_seconds,
+        create_namespace=c.kubernetes.create_namespace,
         metrics_namespace=c.monitoring.monitoring_namespace if c.monitoring.enabled else None),
         opts=opts)
     if c.monitoring.enabled:

@@ -48,6 +48,15 @@ def labels(
     return full
 
 
+def namespace_labels(instance: str) -> dict[str, str]:
+    """Labels of the app's namespace: ours plus Pod Security ``restricted`` enforced."""
+    return {
+        **labels(instance, "namespace"),
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+    }
+
+
 def label_value(value: str) -> str:
     """Make a string a valid label value (≤63 chars of [A-Za-z0-9_.-], alnum at both ends).
 

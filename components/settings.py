@@ -231,6 +231,9 @@ class KubernetesSettings(ConfigModel):
     #: Seconds a Deployment may go without progress (a new pod Ready) before its rollout counts
     #: as failed: `up` stops with the Deployment's ProgressDeadlineExceeded instead of waiting.
     progress_deadline_seconds: Annotated[int, int_range(30, 3600)] = 300
+    #: false: the namespace exists already (made with its deployer identity by deploy/deployer)
+    #: and the stack neither creates nor deletes it, so it needs no cluster-scoped write.
+    create_namespace: bool = True
 
     @model_validator(mode="after")
     def _one_target(self) -> KubernetesSettings:
@@ -395,7 +398,40 @@ class Settings:
         return self.config.plan
 
 
-def config_keys() -> set[str]:
+class DeployerTarget(ConfigModel):
+    """Where the admin stack creates the deployer identity (``moontv-deployer:kubernetes``)."""
+
+    context: str | None = None
+    kubeconfig: str | None = None
+
+
+class DeployerSettings(ConfigModel):
+    """The ``moontv-deployer:*`` keys of the admin-run stack in deploy/deployer."""
+
+    #: The app stack's namespace (its ``moontv:namespace``): made here, with the identity in it.
+    namespace: DnsLabel
+    kubernetes: DeployerTarget = DeployerTarget()
+
+
+DEPLOYER_NAMESPACE = "moontv-deployer"
+
+
+def validate_deployer(raw: dict[str, Any]) -> DeployerSettings:
+    """Validate the deployer stack's keys; ConfigError lists every problem."""
+    try:
+        return DeployerSettings.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(
+            format_errors(exc, f"{DEPLOYER_NAMESPACE}:", model=DeployerSettings)) from None
+
+
+def load_deployer() -> DeployerSettings:
+    """Read and validate the deployer stack's ``moontv-deployer:*`` config."""
+    return validate_deployer(_raw_config(DEPLOYER_NAMESPACE, DeployerSettings))
+
+
+def config_keys(namespace: str = NAMESPACE,
+                model: type[pydantic.BaseModel] = MoonTVSettings) -> set[str]:
     """The keys set under ``moontv:``: every key the model knows, plus any other one the stack sets.
 
     ``pulumi.Config`` reads a key by name but cannot list a namespace, and nothing in Pulumi's
@@ -404,20 +440,22 @@ def config_keys() -> set[str]:
     entry point reads; it is used only to find keys the model does not know, so that a misspelt
     key is refused rather than ignored. ``tests/unit/test_settings.py`` fails if it changes.
     """
-    known = {f.alias or name for name, f in MoonTVSettings.model_fields.items()}
-    given = {k[len(PREFIX):] for k in pulumi.runtime.get_config_env() if k.startswith(PREFIX)}
+    prefix = f"{namespace}:"
+    known = {f.alias or name for name, f in model.model_fields.items()}
+    given = {k[len(prefix):] for k in pulumi.runtime.get_config_env() if k.startswith(prefix)}
     return known | given
 
 
-def _raw_config() -> dict[str, Any]:
+def _raw_config(namespace: str = NAMESPACE,
+                model: type[pydantic.BaseModel] = MoonTVSettings) -> dict[str, Any]:
     """Every ``moontv:*`` key of the stack, JSON values decoded, secrets still plain text here.
 
     A secret is decoded only when it is an object (``alertReceiverUrls``): a password of digits
     stays a string.
     """
-    cfg = pulumi.Config(NAMESPACE)
+    cfg = pulumi.Config(namespace)
     raw: dict[str, Any] = {}
-    for key in sorted(config_keys()):
+    for key in sorted(config_keys(namespace, model)):
         value: Any = cfg.get(key)
         if value is None:
             continue

@@ -80,6 +80,8 @@ class MoonTVKubernetesArgs:
     offsite_secret_key: pulumi.Output[str] | None = None
     #: Seconds without progress before a Deployment's rollout fails (and `up` with it).
     progress_deadline_seconds: int = 300
+    #: False: the namespace exists (deploy/deployer made it); the stack does not own it.
+    create_namespace: bool = True
 
 
 #: How long `up` waits for a Deployment beyond its progress deadline before it gives up.
@@ -99,17 +101,18 @@ class MoonTVKubernetes(pulumi.ComponentResource):
         super().__init__("moontv:kubernetes:MoonTV", name, None, opts)
         self._args = args
         child = pulumi.ResourceOptions(parent=self)
-        ns = k8s.core.v1.Namespace(
-            f"{name}-namespace",
-            metadata={"name": args.namespace, "labels": {
-                **naming.labels(args.instance, "namespace"),
-                "pod-security.kubernetes.io/enforce": "restricted",
-                "pod-security.kubernetes.io/enforce-version": "latest",
-            }},
-            opts=child,
-        )
-        self.namespace = ns.metadata.name
-        inner = pulumi.ResourceOptions(parent=self, depends_on=[ns])
+        if args.create_namespace:
+            ns = k8s.core.v1.Namespace(
+                f"{name}-namespace",
+                metadata={"name": args.namespace,
+                          "labels": naming.namespace_labels(args.instance)},
+                opts=child,
+            )
+            self.namespace = ns.metadata.name
+            inner = pulumi.ResourceOptions(parent=self, depends_on=[ns])
+        else:  # made by the admin stack (deploy/deployer): only used here
+            self.namespace = pulumi.Output.from_input(args.namespace)
+            inner = child
         self._opts = inner
         app_labels = naming.labels(args.instance, "app")
 

@@ -482,9 +482,10 @@ def test_skip_annotations_name_checkov_ids_with_reasons_and_kube_score_tests():
 
 
 def test_given_storage_in_an_empty_dir_without_backups_then_no_storage_class_is_needed():
-    config = staging({"moontv:storage": {"kind": "redis", "persistent": False,
-                                         "backup": {"enabled": False}}})
+    review = {"moontv:environment": "review"}  # an emptyDir is accepted in dev and review only
+    config = staging({**review, "moontv:storage": {"kind": "redis", "persistent": False,
+                                                   "backup": {"enabled": False}}})
     need = preflight.needs(config)
     assert not need.volumes and preflight.diagnose(need, facts([])) == []
-    with_backups = staging({"moontv:storage": {"kind": "redis", "persistent": False}})
+    with_backups = staging({**review, "moontv:storage": {"kind": "redis", "persistent": False}})
     assert preflight.needs(with_backups).volumes  # the backup PVC
