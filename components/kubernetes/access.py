@@ -95,12 +95,23 @@ CLUSTER_READ_KINDS = ("StorageClass", "CustomResourceDefinition")
 CLUSTER_READ_VERBS = ("get", "list")
 
 
+#: Verbs on one named object: on the ``namespaces`` resource the API server authorizes them in
+#: that namespace (``GET /api/v1/namespaces/NS`` is a request in NS), so a Role can grant them.
+OBJECT_VERBS = ("get", "patch", "update", "delete")
+
+
 @dataclass(frozen=True, order=True)
 class Permission:
     """One verb on one resource (in the stack's namespace unless the resource is cluster-wide)."""
 
     verb: str
     resource: Resource
+
+    @property
+    def cluster_wide(self) -> bool:
+        """Whether only a ClusterRole can grant it (else a Role in the namespace can)."""
+        return not self.resource.namespaced and not (
+            self.resource.plural == "namespaces" and self.verb in OBJECT_VERBS)
 
 
 def _rules(grants: Iterable[tuple[Iterable[str], tuple[str, ...]]]) -> list[dict[str, object]]:
@@ -182,13 +193,14 @@ def allows(rules: Iterable[dict[str, object]], permission: Permission) -> bool:
 
 def describe_missing(missing: Iterable[Permission], namespace: str) -> list[str]:
     """One sentence per resource the identity lacks verbs on, saying what to add."""
-    by_resource: dict[Resource, list[str]] = {}
+    by_resource: dict[tuple[bool, Resource], list[str]] = {}
     for permission in sorted(missing):
-        by_resource.setdefault(permission.resource, []).append(permission.verb)
+        by_resource.setdefault((permission.cluster_wide, permission.resource), []).append(
+            permission.verb)
     lines = []
-    for resource, verbs in sorted(by_resource.items()):
-        where = f"in {namespace}" if resource.namespaced else "cluster-wide"
-        holder = "Role" if resource.namespaced else "ClusterRole"
+    for (cluster_wide, resource), verbs in sorted(by_resource.items()):
+        where = "cluster-wide" if cluster_wide else f"in {namespace}"
+        holder = "ClusterRole" if cluster_wide else "Role"
         lines.append(
             f"the deployer cannot {', '.join(verbs)} {resource.plural} {where}: add "
             f"{{apiGroups: [{resource.group!r}], resources: [{resource.plural}], verbs: "

@@ -5,6 +5,10 @@ leaves the storage PVC Pending, and ``up`` waits ten minutes on the StatefulSet 
 cluster without the Prometheus Operator (or Gateway API) CRDs answers ``no matches for kind``
 after half the resources exist. :func:`check` asks the cluster once, before any resource is
 registered, and returns one message per missing thing, each naming the key and what to do.
+It also asks what the deploying identity may do in the stack's namespace (one
+SelfSubjectRulesReview, plus a SelfSubjectAccessReview per cluster-scoped verb) and names every
+verb the stack would use but may not (``components/kubernetes/access.py``), so a deployer without
+a permission stops before the first resource rather than half way through an `up`.
 
 :func:`needs` (what the stack needs) and :func:`diagnose` (what is missing) are pure; only
 :func:`gather` talks to the cluster (the ``kubernetes`` client, with the stack's kubeconfig and
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from components.kubernetes import access
 from components.settings import KubernetesSettings, MoonTVSettings
 
 DEFAULT_CLASS_ANNOTATIONS = ("storageclass.kubernetes.io/is-default-class",
@@ -59,6 +64,11 @@ class Needs:
     #: ``storage.storageClass``, or None for the cluster's default class.
     storage_class: str | None = None
     apis: tuple[ApiNeed, ...] = ()
+    #: The stack's namespace and every permission its `up` and `destroy` use there.
+    namespace: str = ""
+    permissions: tuple[access.Permission, ...] = ()
+    #: True when the stack does not create its namespace (it must exist).
+    existing_namespace: bool = False
 
     @property
     def group_versions(self) -> list[str]:
@@ -81,6 +91,10 @@ class ClusterFacts:
     served: Mapping[str, frozenset[str]]
     #: Why something could not be read (shown as warnings).
     unknown: tuple[str, ...] = ()
+    #: The permissions of ``Needs.permissions`` the identity lacks.
+    denied: tuple[access.Permission, ...] = ()
+    #: Whether the namespace exists (None: not asked, or could not be read).
+    namespace_exists: bool | None = None
 
 
 def needs(config: MoonTVSettings) -> Needs:
@@ -98,7 +112,9 @@ def needs(config: MoonTVSettings) -> Needs:
     if config.traffic.provider == "gateway":
         apis.append(ApiNeed("traffic.provider", "gateway", GATEWAY_API_HINT,
                             {GATEWAY_V1: ("HTTPRoute",)}))
-    return Needs(volumes=volumes, storage_class=config.storage.storage_class, apis=tuple(apis))
+    return Needs(volumes=volumes, storage_class=config.storage.storage_class, apis=tuple(apis),
+                 namespace=config.namespace, permissions=access.needed(config),
+                 existing_namespace=not config.kubernetes.create_namespace)
 
 
 def diagnose(need: Needs, facts: ClusterFacts, prefix: str = "moontv:") -> list[str]:
@@ -116,6 +132,13 @@ def diagnose(need: Needs, facts: ClusterFacts, prefix: str = "moontv:") -> list[
                 f"{prefix}{api.key}: {api.value!r} needs custom resource kinds the cluster "
                 f"does not serve: {'; '.join(absent)}; {api.hint}"
             )
+    if need.existing_namespace and facts.namespace_exists is False:
+        problems.append(
+            f"{prefix}kubernetes.createNamespace: false, but namespace {need.namespace!r} does "
+            "not exist: an admin makes it with its deployer identity (pulumi -C deploy/deployer "
+            "up, docs/least-privilege.md), or set createNamespace to true")
+    problems += [f"{prefix}kubernetes: {line}"
+                 for line in access.describe_missing(facts.denied, need.namespace)]
     return problems
 
 
@@ -181,7 +204,58 @@ def gather(target: KubernetesSettings, need: Needs) -> ClusterFacts:
             if exc.status != 404:
                 raise
             served[group_version] = frozenset()
-    return ClusterFacts(storage_classes=classes, served=served, unknown=tuple(unknown))
+    denied, exists = _access(api, need, unknown)
+    return ClusterFacts(storage_classes=classes, served=served, unknown=tuple(unknown),
+                        denied=denied, namespace_exists=exists)
+
+
+def _access(api: Any, need: Needs, unknown: list[str]
+            ) -> tuple[tuple[access.Permission, ...], bool | None]:
+    """The permissions of ``need`` the identity lacks, and whether the namespace exists."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    auth = client.AuthorizationV1Api(api)
+    namespaced = [p for p in need.permissions if not p.cluster_wide]
+    denied: list[access.Permission] = []
+    try:
+        review = auth.create_self_subject_rules_review(
+            client.V1SelfSubjectRulesReview(
+                spec=client.V1SelfSubjectRulesReviewSpec(namespace=need.namespace)),
+            _request_timeout=TIMEOUT_SECONDS)
+        rules = [{"apiGroups": r.api_groups, "resources": r.resources, "verbs": r.verbs,
+                  "resourceNames": r.resource_names} for r in review.status.resource_rules or ()]
+        denied = [p for p in namespaced if not access.allows(rules, p)]
+        # A webhook authorizer's rules are not listed: ask about each of those one by one.
+        unsure = denied if review.status.incomplete else []
+        cluster = [p for p in need.permissions if p.cluster_wide]
+        denied = [p for p in denied if p not in unsure]
+        denied += [p for p in unsure + cluster if not _may(auth, p, need.namespace)]
+    except ApiException as exc:
+        unknown.append(f"what the deploying identity may do (HTTP {exc.status} {exc.reason})")
+    exists: bool | None = None
+    if need.existing_namespace:
+        try:
+            client.CoreV1Api(api).read_namespace(need.namespace, _request_timeout=TIMEOUT_SECONDS)
+            exists = True
+        except ApiException as exc:
+            exists = False if exc.status == 404 else None
+    return tuple(sorted(denied)), exists
+
+
+def _may(auth: Any, permission: access.Permission, namespace: str) -> bool:
+    from kubernetes import client
+
+    resource = permission.resource
+    own = resource.plural == "namespaces" and not permission.cluster_wide
+    review = auth.create_self_subject_access_review(
+        client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
+            resource_attributes=client.V1ResourceAttributes(
+                verb=permission.verb, group=resource.group, resource=resource.plural,
+                namespace=None if permission.cluster_wide else namespace,
+                name=namespace if own else None))),
+        _request_timeout=TIMEOUT_SECONDS)
+    return bool(review.status.allowed)
 
 
 def _storage_class(item: Any) -> StorageClass:

@@ -10,9 +10,9 @@ import yaml
 
 from components import settings
 from components.errors import ConfigError
-from components.kubernetes import access
+from components.kubernetes import access, preflight
 from components.kubernetes.deployer import Deployer, DeployerArgs
-from tests.program import ROOT, run_program, run_stack, stack_config
+from tests.program import ROOT, ready_cluster, run_program, run_stack, stack_config
 
 DEPLOYER_DIR = ROOT / "deploy/deployer"
 
@@ -173,3 +173,47 @@ def test_given_the_kubeconfig_script_then_help_says_how_to_use_and_rotate_it():
     assert result.returncode == 0, result.stderr
     for words in ("--namespace", "--duration", "kubectl create token", "rotate"):
         assert words in result.stdout, words
+
+
+# --- preflight: a missing permission is named before any resource is registered -----------------
+
+def denied_cluster(*missing: access.Permission):
+    def ask(target, need):
+        facts = ready_cluster(target, need)
+        return preflight.ClusterFacts(storage_classes=facts.storage_classes, served=facts.served,
+                                      denied=tuple(missing), namespace_exists=True)
+    return ask
+
+
+def test_given_staging_then_the_preflight_asks_for_every_verb_and_nothing_cluster_scoped():
+    need = preflight.needs(config_of("staging"))
+    assert need.namespace == "moontv-staging" and need.existing_namespace
+    asked = {(p.verb, str(p.resource)) for p in need.permissions}
+    assert ("patch", "httproutes.gateway.networking.k8s.io") in asked
+    assert ("get", "namespaces") in asked
+    assert not [p for p in need.permissions if p.cluster_wide]
+    owning = preflight.needs(config_of("node"))  # creates its namespace: asks for that too
+    assert access.Permission("create", access.RESOURCES["Namespace"]) in owning.permissions
+
+
+def test_given_a_deployer_without_patch_on_httproutes_when_up_runs_then_it_stops_naming_it():
+    missing = access.Permission("patch", access.RESOURCES["HTTPRoute"])
+    with pytest.raises(ConfigError) as exc:
+        run_stack("staging", cluster=denied_cluster(missing))
+    assert exc.value.problems == [
+        "moontv:kubernetes: the deployer cannot patch httproutes in moontv-staging: add "
+        "{apiGroups: ['gateway.networking.k8s.io'], resources: [httproutes], verbs: [patch]} to "
+        "its Role (deploy/deployer grants what the shipped stacks need: re-run it), or deploy "
+        "with an identity that may"]
+
+
+def test_given_no_namespace_for_a_stack_that_does_not_create_it_then_preflight_names_who_makes_it():
+    def ask(target, need):
+        facts = ready_cluster(target, need)
+        return preflight.ClusterFacts(storage_classes=facts.storage_classes, served=facts.served,
+                                      namespace_exists=False)
+    with pytest.raises(ConfigError) as exc:
+        run_stack("prod", cluster=ask)
+    assert [p.split(": ", 1)[0] for p in exc.value.problems] == [
+        "moontv:kubernetes.createNamespace"]
+    assert "pulumi -C deploy/deployer up" in exc.value.problems[0]
