@@ -19,6 +19,9 @@ Commands:
                prints the tail of its log and tears down what it started. Prints
                "kubeconfig: …", "context: …", "gateway: http://127.0.0.1:PORT",
                "gateway-ref: NAMESPACE/NAME", "containerd: SOCKET".
+               Auditing: the API server records who changed what (Metadata level, writes
+               outside the system namespaces) in $MOONTV_CLUSTER_DIR/node/logs/audit.log; up
+               prints "audit-log: FILE" (not for a node an older node-up started without it).
   down         stop everything and remove every process, mount, network namespace, bridge,
                iptables chain and rule, ipset, cgroup, sysctl change and state directory that
                `up` made
@@ -78,6 +81,8 @@ PAUSE_IMAGE=moontv.local/pause:1
 SOCK=$NODE_DIR/containerd/containerd.sock
 PIDS=$NODE_DIR/pids
 LOGS=$NODE_DIR/logs
+# The API server's audit log (JSON lines; audit_policy says what it records); removed by `down`.
+AUDIT_LOG=$LOGS/audit.log
 HOST=$NODE_DIR/host
 GUARD_CHAIN=MOONTV-NODE-GUARD
 FORWARD_CHAIN=MOONTV-NODE-FORWARD
@@ -514,6 +519,32 @@ EOF
 EOF
 }
 
+# The API server's audit policy: who wrote what (Metadata level: user, verb, object, response
+# code; never a request or response body, so no Secret value), for every write outside the system
+# namespaces, refused ones included. The cluster's own machinery (kubelet, controllers,
+# scheduler, kube-system service accounts) and the high-volume events and leases are left out.
+audit_policy() {
+	cat >"$NODE_DIR/audit-policy.yaml" <<'EOF'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  userGroups: ["system:nodes", "system:serviceaccounts:kube-system"]
+- level: None
+  users: ["system:kube-controller-manager", "system:kube-scheduler", "system:kube-proxy",
+          "system:apiserver"]
+- level: None
+  resources: [{group: "", resources: [events]}, {group: coordination.k8s.io, resources: [leases]},
+              {group: events.k8s.io, resources: [events]}]
+- level: None
+  namespaces: [kube-system, kube-public, kube-node-lease]
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+- level: None
+EOF
+}
+
 # ---------------------------------------------------------------------------------------------
 # Images
 
@@ -696,6 +727,7 @@ up() {
 	host_network
 	pki
 	write_configs
+	audit_policy
 	pause_image
 
 	start etcd "$BIN/etcd" --name "$NODE_NAME" --data-dir "$NODE_DIR/etcd" \
@@ -715,7 +747,9 @@ up() {
 		--service-account-issuer https://kubernetes.default.svc.cluster.local \
 		--service-account-key-file "$p/sa.pub" --service-account-signing-key-file "$p/sa.key" \
 		--kubelet-preferred-address-types InternalIP,Hostname \
-		--allow-privileged=true --enable-admission-plugins NodeRestriction --profiling=false
+		--allow-privileged=true --enable-admission-plugins NodeRestriction --profiling=false \
+		--audit-policy-file "$NODE_DIR/audit-policy.yaml" --audit-log-path "$AUDIT_LOG" \
+		--audit-log-maxsize 100 --audit-log-maxbackup 1
 	wait_ready etcd "healthy" curl -sf "http://127.0.0.1:$ETCD_PORT/health"
 	wait_ready containerd "answering on $SOCK" ctr -a "$SOCK" version
 	import_images "$NODE_DIR/pause/pause.tar"
@@ -779,6 +813,10 @@ report() {
 	echo "storage-class: $STORAGE_CLASS"
 	echo "gateway-metrics: http://127.0.0.1:$TRAEFIK_PING_PORT/metrics"
 	echo "gateway-failures: $LOGS/gateway-failures.log"
+	# A node started by an older node-up runs without auditing: then no audit-log line.
+	if tr '\0' ' ' <"/proc/$(cat "$PIDS/kube-apiserver.pid")/cmdline" 2>/dev/null | grep -q -- --audit-log-path; then
+		echo "audit-log: $AUDIT_LOG"
+	fi
 }
 
 # ---------------------------------------------------------------------------------------------

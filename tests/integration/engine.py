@@ -57,17 +57,21 @@ def require_engine() -> dict[str, str]:
 class Project:
     """A disposable copy of the program with its own file backend."""
 
-    def __init__(self, tmp: Path, env: dict[str, str]):
-        self.dir = tmp / "project"
+    def __init__(self, tmp: Path, env: dict[str, str], program: str | None = None):
+        """``program``: another Pulumi project of the repository (e.g. ``deploy/deployer``),
+        copied with the components it imports; by default the main program."""
+        root = self.dir = tmp / "project"
         self.dir.mkdir()
-        for name in PROGRAM_FILES:
+        for name in PROGRAM_FILES if program is None else ("components", program):
             src = ROOT / name
             if src.is_dir():
                 shutil.copytree(src, self.dir / name,
                                 ignore=shutil.ignore_patterns("__pycache__"))
             else:
                 shutil.copy2(src, self.dir / name)
-        (self.dir / "venv").symlink_to(ROOT / "venv")
+        (root / "venv").symlink_to(ROOT / "venv")
+        if program is not None:
+            self.dir = root / program
         self.state = tmp / "state"
         self.state.mkdir()
         self.env = {**env, "PULUMI_BACKEND_URL": f"file://{self.state}"}

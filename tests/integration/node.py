@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, skip_or_fail
 
 STATE_ROOT = Path(os.environ.get("MOONTV_CLUSTER_DIR", Path.home() / ".cache/moontv-cluster"))
 STATE_DIR = STATE_ROOT / "node"
@@ -145,6 +145,8 @@ class Node:
     baseline: dict[str, object] = field(default_factory=dict)
     #: False when another session had started the node: it is left running at the end.
     owned: bool = True
+    #: The API server's audit log ("" when the node runs without auditing).
+    audit_log: str = ""
 
     @classmethod
     def parse(cls, stdout: str, **extra: object) -> Node:
@@ -155,7 +157,17 @@ class Node:
                    storage_class=info["storage-class"],
                    gateway_metrics=info.get("gateway-metrics", ""),
                    gateway_failures=info.get("gateway-failures", ""),
-                   **extra)  # type: ignore[arg-type]
+                   audit_log=info.get("audit-log", ""), **extra)  # type: ignore[arg-type]
+
+    def audit_records(self) -> list[dict[str, Any]]:
+        """Every record of the API server's audit log so far (JSON lines)."""
+        path = Path(self.audit_log)
+        try:
+            text = path.read_text()
+        except PermissionError:
+            text = subprocess.run(["sudo", "-n", "cat", str(path)], capture_output=True,
+                                  text=True, check=True, timeout=60).stdout
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def kubectl(self, *args: str, check: bool = True, stdin: str | None = None,
                 timeout: int = 120) -> str:
@@ -268,6 +280,30 @@ def unsettled(node: Node, namespace: str) -> list[str]:
             found.append(f"{name}: {have['readyReplicas']}/{want} ready, revision "
                          f"{status.get('currentRevision')} -> {status.get('updateRevision')}")
     return found
+
+
+def with_auditing(node: Node) -> Node:
+    """``node`` with API-server auditing on. A node that an older ``node-up`` started runs
+    without it; it is restarted (``node-down``, ``node-up``) only when no other test session
+    uses it, else the caller is skipped (in CI, where every run starts its node, a failure)."""
+    if node.audit_log:
+        return node
+    sessions = Sessions()
+    with sessions.locked():
+        others = sessions.others()
+        if others:
+            skip_or_fail(f"the running node was started without API-server auditing (by an "
+                         f"older tools/node.sh) and test sessions {others} use it; it gets "
+                         "auditing when it is next started")
+        cluster("node-down")
+        started = time.monotonic()
+        result = cluster("node-up")
+    if result.returncode != 0:
+        raise AssertionError(f"node-up with auditing failed:\n{result.stdout}\n{result.stderr}")
+    restarted = Node.parse(result.stdout, start_seconds=time.monotonic() - started,
+                           baseline=node.baseline, owned=True)
+    assert restarted.audit_log, result.stdout
+    return restarted
 
 
 def gateway_request(gateway: str, host: str, method: str, path: str, body: Any = None,
