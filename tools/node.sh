@@ -522,7 +522,8 @@ EOF
 # The API server's audit policy: who wrote what (Metadata level: user, verb, object, response
 # code; never a request or response body, so no Secret value), for every write outside the system
 # namespaces, refused ones included. The cluster's own machinery (kubelet, controllers,
-# scheduler, kube-system service accounts) and the high-volume events and leases are left out.
+# scheduler, kube-system service accounts), the high-volume events and leases, and access and
+# token reviews (questions that store nothing, such as the preflight's) are left out.
 audit_policy() {
 	cat >"$NODE_DIR/audit-policy.yaml" <<'EOF'
 apiVersion: audit.k8s.io/v1
@@ -537,6 +538,9 @@ rules:
 - level: None
   resources: [{group: "", resources: [events]}, {group: coordination.k8s.io, resources: [leases]},
               {group: events.k8s.io, resources: [events]}]
+- level: None
+  resources: [{group: authorization.k8s.io}, {group: authentication.k8s.io,
+              resources: [selfsubjectreviews, tokenreviews]}]
 - level: None
   namespaces: [kube-system, kube-public, kube-node-lease]
 - level: Metadata
