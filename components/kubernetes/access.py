@@ -201,9 +201,13 @@ def describe_missing(missing: Iterable[Permission], namespace: str) -> list[str]
     for (cluster_wide, resource), verbs in sorted(by_resource.items()):
         where = "cluster-wide" if cluster_wide else f"in {namespace}"
         holder = "ClusterRole" if cluster_wide else "Role"
-        lines.append(
-            f"the deployer cannot {', '.join(verbs)} {resource.plural} {where}: add "
-            f"{{apiGroups: [{resource.group!r}], resources: [{resource.plural}], verbs: "
-            f"[{', '.join(verbs)}]}} to its {holder} (deploy/deployer grants what the shipped "
-            "stacks need: re-run it), or deploy with an identity that may")
+        grant = (f"add {{apiGroups: [{resource.group!r}], resources: [{resource.plural}], "
+                 f"verbs: [{', '.join(verbs)}]}} to its {holder}")
+        if resource.plural == "namespaces":  # the namespace is the admin stack's to make
+            hint = ("set moontv:kubernetes.createNamespace to false and let deploy/deployer "
+                    f"make the namespace, or {grant}")
+        else:
+            hint = (f"{grant} (deploy/deployer grants what the shipped stacks need: re-run "
+                    "it), or deploy with an identity that may")
+        lines.append(f"the deployer cannot {', '.join(verbs)} {resource.plural} {where}: {hint}")
     return lines

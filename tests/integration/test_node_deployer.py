@@ -54,10 +54,12 @@ class Identity:
     config: dict[str, Any]
     state: dict[str, Any] = field(default_factory=dict)
 
-    def as_deployer(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def as_deployer(self, *args: str, stdin: str | None = None
+                    ) -> subprocess.CompletedProcess[str]:
         """kubectl with the deployer's kubeconfig (no check: refusals are expected)."""
         return subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), *args],
-                              capture_output=True, text=True, check=False, timeout=60)
+                              input=stdin, capture_output=True, text=True, check=False,
+                              timeout=60)
 
     def set_weight(self, weight: int) -> None:
         self.config["moontv:release"] = canary(weight, CANARY)
@@ -207,29 +209,36 @@ def test_given_a_weight_step_when_up_runs_then_the_audit_log_holds_exactly_its_w
     FIGURES["dry-run requests of the weight step (audited, nothing written)"] = dry_runs
 
 
-PROBE = json.dumps({"metadata": {"labels": {"least-probe": "1"}}})
+def labelled(api_version: str, kind: str, name: str, namespace: str | None = None) -> str:
+    """A server-side apply body that only adds a label (kubectl sends it without reading)."""
+    metadata = {"name": name, "labels": {"least-probe": "1"},
+                **({"namespace": namespace} if namespace else {})}
+    return json.dumps({"apiVersion": api_version, "kind": kind, "metadata": metadata})
+
+
+APPLY = ("apply", "--server-side", "--field-manager", "least-probe", "-f", "-")
 ATTEMPTS = [
-    # (what, kubectl arguments as the deployer)
+    # (what, kubectl arguments as the deployer, stdin)
     ("a ConfigMap in another namespace",
-     ("create", "configmap", "least-probe", "-n", "default", "--from-literal=a=b")),
-    ("a change to another namespace's Gateway",
-     ("patch", "gateway", "-n", "gateway-system", "moontv-node", "--type", "merge", "-p", PROBE)),
-    ("a Namespace (cluster-scoped)", ("create", "namespace", "least-probe")),
+     ("create", "configmap", "least-probe", "-n", "default", "--from-literal=a=b"), None),
+    ("a change to another namespace's Gateway", APPLY,
+     labelled("gateway.networking.k8s.io/v1", "Gateway", "moontv-node", "gateway-system")),
+    ("a Namespace (cluster-scoped)", ("create", "namespace", "least-probe"), None),
     ("a ClusterRoleBinding to cluster-admin (cluster-scoped)",
      ("create", "clusterrolebinding", "least-probe", "--clusterrole=cluster-admin",
-      f"--serviceaccount={NAMESPACE}:{access.SERVICE_ACCOUNT}")),
-    ("a change to a StorageClass it may read",
-     ("patch", "storageclass", "moontv-node-local", "--type", "merge", "-p", PROBE)),
-    ("a change to its own Role",
-     ("patch", "role", "-n", NAMESPACE, access.SERVICE_ACCOUNT, "--type", "merge", "-p", PROBE)),
+      f"--serviceaccount={NAMESPACE}:{access.SERVICE_ACCOUNT}"), None),
+    ("a change to a StorageClass it may read", APPLY,
+     labelled("storage.k8s.io/v1", "StorageClass", "moontv-node-local")),
+    ("a change to its own Role", APPLY,
+     labelled("rbac.authorization.k8s.io/v1", "Role", access.SERVICE_ACCOUNT, NAMESPACE)),
 ]
 
 
-@pytest.mark.parametrize(("what", "args"), ATTEMPTS, ids=[a[0] for a in ATTEMPTS])
+@pytest.mark.parametrize(("what", "args", "stdin"), ATTEMPTS, ids=[a[0] for a in ATTEMPTS])
 def test_given_the_deployer_when_it_writes_outside_what_it_owns_then_the_api_server_refuses(
-        identity, what, args):
+        identity, what, args, stdin):
     since = len(identity.node.audit_records())
-    result = identity.as_deployer(*args)
+    result = identity.as_deployer(*args, stdin=stdin)
     assert result.returncode != 0 and "forbidden" in result.stderr.lower(), (what, result)
     refused = [r for r in identity.deployer_records(since) if r["verb"] in WRITES]
     assert [r["responseStatus"]["code"] for r in refused] == [403], refused
