@@ -83,7 +83,9 @@ class Kubectl:
         except subprocess.TimeoutExpired:
             raise ClusterError(f"kubectl get {kind} timed out after {self.timeout:g}s") from None
         if result.returncode != 0:
-            if "NotFound" in result.stderr or "not found" in result.stderr:
+            # Only the API server's answer means the object is missing; kubectl's own errors
+            # (a context or kubeconfig "not found") are configuration errors.
+            if "Error from server (NotFound)" in result.stderr:
                 return None
             raise ClusterError(
                 result.stderr.strip().splitlines()[-1]

@@ -495,6 +495,9 @@ def test_given_kubectl_answers_then_objects_not_found_and_errors_are_told_apart(
 case "$3" in
   there) echo '{"metadata": {"name": "there"}, "args": "'"$*"'"}' ;;
   gone) echo 'Error from server (NotFound): cronjobs.batch "gone" not found' >&2; exit 1 ;;
+  lost) echo 'error: context "prod" was not found for specified context: prod' >&2; exit 1 ;;
+  nofile) echo 'W1206 stat /k/config: no such file or directory' >&2
+          echo 'error: Config not found: /k/config' >&2; exit 1 ;;
   *) echo 'error: context "prod" does not exist' >&2; exit 1 ;;
 esac
 """,
@@ -509,6 +512,35 @@ esac
     assert cluster.get("cronjob", "moontv", "gone") is None
     with pytest.raises(ClusterError, match='context "prod" does not exist'):
         cluster.get("cronjob", "moontv", "other")
+    # A kubeconfig problem says "not found" too: it is an error, never a missing object.
+    with pytest.raises(ClusterError, match='context "prod" was not found'):
+        cluster.get("cronjob", "moontv", "lost")
+    with pytest.raises(ClusterError, match="Config not found: /k/config"):
+        cluster.get("cronjob", "moontv", "nofile")
+
+
+def test_given_a_kubeconfig_without_the_context_then_backup_age_fails_instead_of_skipping(
+    tmp_path, monkeypatch
+):
+    from rollout.check import Kubectl
+
+    _stub(
+        tmp_path,
+        "kubectl",
+        "echo 'error: context \"staging\" was not found for specified context: staging' >&2\n"
+        "exit 1\n",
+    )
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    results = run_checks(
+        [check_pre.check_backup_age], target(config("staging"), Kubectl(context="staging"))
+    )
+    assert [(r.status, r.reason) for r in results] == [
+        (
+            FAIL,
+            'cannot read the cluster: error: context "staging" was not found for specified '
+            "context: staging",
+        )
+    ]
 
 
 def test_given_the_policy_preview_then_its_failure_tail_or_none_is_returned(tmp_path, monkeypatch):
