@@ -14,8 +14,8 @@ from components import naming
 from components import release as rel
 from components.image_settings import DEFAULT_REPOSITORY, UPSTREAM_RELEASES
 from components.settings import MoonTVSettings, is_placeholder_digest
-from rollout.check import Result, Target, failed, passed, skipped, validated
 from rollout.check_data import key_counts, state_file
+from rollout.check_types import Result, Target, failed, no_cluster, passed, skipped, validated
 
 #: The upstream repository: its tags are UPSTREAM_RELEASES (the GitHub release names) and `latest`.
 UPSTREAM_REPOSITORY = DEFAULT_REPOSITORY
@@ -96,8 +96,9 @@ def check_images_exist(t: Target) -> Result:
     for what, ref in images(model).items():
         repository, tag, digest = _split(ref)
         if digest and is_placeholder_digest(digest.removeprefix("sha256:")):
-            missing.append(f"{what} {ref}: the digest is a placeholder (all-zero or another "
-                           "repeating pattern)")
+            missing.append(
+                f"{what} {ref}: the digest is a placeholder (all-zero or another repeating pattern)"
+            )
             continue
         if (
             repository == UPSTREAM_REPOSITORY
@@ -140,7 +141,7 @@ def check_backup_age(t: Target) -> Result:
     if not backup.enabled:
         return skipped("backup-age", "storage.backup.enabled is false")
     if t.cluster is None:
-        return _no_cluster("backup-age", model)
+        return no_cluster("backup-age", model)
     name = naming.resource_name(naming.APP, model.storage.kind, "backup")
     if t.cluster.get("namespace", None, model.namespace) is None:
         return skipped(
@@ -174,15 +175,6 @@ def check_backup_age(t: Target) -> Result:
 def _human(delta: timedelta) -> str:
     minutes = int(delta.total_seconds() // 60)
     return f"{minutes // 60}h{minutes % 60:02d}m"
-
-
-def _no_cluster(name: str, model: MoonTVSettings) -> Result:
-    if model.kubernetes.render_dir:
-        return skipped(
-            name,
-            f"the stack renders manifests to {model.kubernetes.render_dir}: no cluster to read",
-        )
-    return failed(name, "no cluster to read (give --context or --kubeconfig)")
 
 
 def git_versions(stack: str, work_dir: Path) -> list[str]:

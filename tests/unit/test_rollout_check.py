@@ -588,3 +588,23 @@ def test_given_the_workflow_then_pre_and_post_read_the_same_storage():
         pre = steps["Deploy gate (rollout check pre)"]["env"]["MOONTV_STORAGE_URL"]
         post = steps["Deploy gate (rollout check post)"]["env"]["MOONTV_STORAGE_URL"]
         assert pre == post == f"${{{{ secrets.{job.upper()}_STORAGE_URL }}}}"
+
+
+def test_given_the_gate_modules_then_the_checks_import_the_shared_types_not_the_runner():
+    import ast
+
+    for module in ("check_pre", "check_post"):
+        tree = ast.parse((ROOT / "rollout" / f"{module}.py").read_text())
+        imported = {
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module
+        } | {
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        }
+        assert "rollout.check" not in imported, module
+        assert not {"rollout.check_pre", "rollout.check_post"} & imported, module
+        assert "rollout.check_types" in imported, module
