@@ -216,17 +216,24 @@ def check_rollback_target(t: Target) -> Result:
     release = model.release
     if release.strategy == "blue-green" and release.blue_green is not None:
         bg = release.blue_green
-        other = bg.version_of(bg.inactive)
-        if other is None:
+        if t.cluster is not None and t.cluster.get("namespace", None, model.namespace) is None:
+            return passed(
+                "rollback-target",
+                f"first release: namespace {model.namespace} does not exist yet, nothing "
+                "serves that a rollback would go back to",
+            )
+        # The active colour serves until the switch, and a switch back returns to it.
+        serving, candidate = bg.version_of(bg.active), bg.version_of(bg.inactive)
+        if candidate == serving:
             return failed(
                 "rollback-target",
-                f"blue-green: the inactive colour {bg.inactive} has "
-                "no version, so a switch back has nowhere to go",
+                f"blue-green: both colours run {serving}, so a switch back changes nothing",
             )
+        staged = f"{bg.inactive} holds {candidate}" if candidate else f"{bg.inactive} is free"
         return passed(
             "rollback-target",
-            f"blue-green: {bg.inactive} keeps {other}; "
-            f"`python -m rollout switch --stack {t.stack}` goes back",
+            f"blue-green: {bg.active} keeps {serving} serving until the switch ({staged}); "
+            f"`python -m rollout switch {bg.active} --stack {t.stack}` goes back",
         )
     if release.strategy == "canary":
         return passed(

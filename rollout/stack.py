@@ -116,6 +116,8 @@ class PulumiStack:
         self.name = name
         self._auto = automation
         self._on_output = on_output
+        pack = work_dir / "policy"
+        self._policy_packs = [str(pack)] if (pack / "PulumiPolicy.yaml").is_file() else None
         if not (work_dir / "Pulumi.yaml").is_file():
             raise UsageError(f"--cwd: no Pulumi.yaml in {work_dir}")
         options = automation.LocalWorkspaceOptions(env_vars=engine_env(name, work_dir))
@@ -169,8 +171,15 @@ class PulumiStack:
             raise EngineError(error_tail(exc)) from None
 
     def up(self, targets: Sequence[str] = ()) -> None:
+        """A whole-stack ``up`` (one that may carry a new image) runs the project's policy pack;
+        a targeted one (a canary weight step: routes only) does not."""
         try:
-            self._stack.up(on_output=self._on_output, color="never", target=list(targets) or None)
+            self._stack.up(
+                on_output=self._on_output,
+                color="never",
+                target=list(targets) or None,
+                policy_packs=None if targets else self._policy_packs,
+            )
         except self._auto.CommandError as exc:
             raise EngineError(error_tail(exc)) from None
 

@@ -176,12 +176,16 @@ def test_given_each_strategy_then_the_rollback_target_is_named_or_missing():
         },
     )
     result = check_pre.check_rollback_target(target(bg))
-    assert result.status == PASS and "green keeps v100.1.1" in result.reason
-    lone = config(
+    assert result.status == PASS and "blue keeps v100.1.2 serving" in result.reason
+    same = config(
         "staging",
-        release={"strategy": "blue-green", "blueGreen": {"active": "blue", "blue": "v100.1.2"}},
+        release={
+            "strategy": "blue-green",
+            "blueGreen": {"active": "blue", "blue": "v100.1.2", "green": "v100.1.2"},
+        },
     )
-    assert check_pre.check_rollback_target(target(lone)).status == FAIL
+    result = check_pre.check_rollback_target(target(same, FakeCluster(namespace("moontv-staging"))))
+    assert result.status == FAIL and "both colours run v100.1.2" in result.reason
     rolling = target(config("staging"), extra={"history": lambda: ["v100.1.2", "v100.1.1"]})
     result = check_pre.check_rollback_target(rolling)
     assert result.status == PASS and "v100.1.1" in result.reason
@@ -608,3 +612,28 @@ def test_given_the_gate_modules_then_the_checks_import_the_shared_types_not_the_
         assert "rollout.check" not in imported, module
         assert not {"rollout.check_pre", "rollout.check_post"} & imported, module
         assert "rollout.check_types" in imported, module
+
+
+@pytest.mark.parametrize("stack", ["testing", "prod"])
+def test_given_a_shipped_blue_green_stack_then_check_pre_accepts_its_first_release(stack):
+    shipped = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    ns = shipped["moontv:namespace"]
+    # Before the candidate is staged (only `blue` is set) and after (green holds it).
+    for release in (
+        shipped["moontv:release"],
+        {
+            **shipped["moontv:release"],
+            "blueGreen": {
+                **shipped["moontv:release"]["blueGreen"],
+                "green": "v100.1.2@sha256:" + "ab" * 32,
+            },
+        },
+    ):
+        cfg = {**shipped, "moontv:release": release}
+        empty = check_pre.check_rollback_target(target(cfg, FakeCluster()))
+        assert empty.status == PASS, empty.reason
+        assert empty.reason.startswith(f"first release: namespace {ns} does not exist yet")
+        running = check_pre.check_rollback_target(target(cfg, FakeCluster(namespace(ns))))
+        assert running.status == PASS, running.reason
+        active = release["blueGreen"]["blue"]
+        assert running.reason.startswith(f"blue-green: blue keeps {active} serving")
