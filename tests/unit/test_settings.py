@@ -584,3 +584,16 @@ def test_given_swarm_then_its_component_generates_the_owner_and_storage_password
     contents = " ".join(base64.b64decode(r.inputs["data"]).decode()
                         for r in result.of_type("docker:index/secret:Secret"))
     assert all(value in contents for value in result.secrets)  # both reach the Swarm secrets
+
+
+def test_given_a_private_package_then_image_pull_secret_is_a_secret_name_on_kubernetes_only():
+    bad = problems(with_(raw("staging"), "image.pullSecret", "GHCR_pull"))
+    assert [p for p in bad if p.startswith("moontv:image.pullSecret:")] == [
+        p for p in bad if "Kubernetes Secret name" in p
+    ] and bad
+    swarm = problems(with_(raw("swarm"), "image.pullSecret", "ghcr-pull"))
+    assert any(
+        p.startswith("moontv:image.pullSecret") and "not read on the swarm platform" in p
+        for p in swarm
+    ), swarm
+    assert settings.validate(with_(raw("staging"), "image.pullSecret", "ghcr-pull"))
