@@ -192,9 +192,16 @@ class PulumiStack:
 
 def engine_env(stack: str, work_dir: Path) -> dict[str, str]:
     """The engine settings of ``tools/stack.sh``, so the CLI and ``make up`` share state:
-    a local file backend in ``.pulumi-state/`` unless ``PULUMI_BACKEND_URL`` is set, and the
+    a local file backend in ``.pulumi-state/`` unless ``PULUMI_BACKEND_URL`` is set (set but
+    empty is refused), and the
     empty passphrase for dev when none is given."""
     env = {"PULUMI_SKIP_UPDATE_CHECK": "true"}
+    if os.environ.get("PULUMI_BACKEND_URL") == "":
+        raise UsageError(
+            "PULUMI_BACKEND_URL is set but empty (an unset repository variable?): set it to "
+            f"the backend that holds the state of {stack!r} (https://api.pulumi.com, s3://…, "
+            "file://…), or unset it for the local .pulumi-state/ backend"
+        )
     if "PULUMI_BACKEND_URL" not in os.environ:
         state = work_dir / ".pulumi-state"
         state.mkdir(exist_ok=True)
