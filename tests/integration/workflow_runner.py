@@ -742,9 +742,9 @@ def _pulumi(ctx: StepContext) -> ActionResult:
 
 
 def _build_push(ctx: StepContext) -> ActionResult:
-    """The project's image build: ``services.build_image(ctx)`` builds the app twin from the
-    checked-out source with docker/Dockerfile and, when ``push`` is true, imports it into the
-    node (the registry's stand-in); outputs ``digest`` and ``imageid``."""
+    """The project's image build: ``services.build_image(ctx)`` (the scenario's) builds the app
+    twin with docker/Dockerfile and tags it; outputs ``imageid`` and, when ``push`` is true,
+    ``digest``."""
     build = getattr(ctx.runner.services, "build_image", None)
     if build is None:
         return ActionResult(False, "no image build stands in here")
@@ -792,11 +792,12 @@ USES: dict[str, LocalAction] = {
         _not_run("Debian's docker 20.10 has BuildKit built in"),
     ),
     "docker/login-action": LocalAction(
-        "not run: no registry (the node's containerd stands in for GHCR)",
+        "not run: no registry here (GHCR is reached only on GitHub)",
         _not_run("no registry (the node's containerd stands in for GHCR)"),
     ),
     "docker/build-push-action": LocalAction(
-        "the project's image build (tests/integration/images.py), imported into the node",
+        "the app twin built by tests/integration/images.py, tagged with the workflow's tags; "
+        "push: its content digest stands for the registry's",
         _build_push,
     ),
     "aquasecurity/trivy-action": LocalAction(

@@ -1,0 +1,254 @@
+"""The delivery pipeline run from its own workflow files (tests/integration/workflow_runner.py):
+each scenario pushes commits to a scratch bare ``origin`` and runs the workflows' jobs, their
+``run:`` steps as written and their ``uses:`` steps through the harness's one table.
+
+Scenarios here need no cluster: drift refusing an empty backend variable in words (each stack,
+with the reason in the run summary), and a push to main whose staging environment has no
+deployer kubeconfig: the image is built once from the app twin, scanned before anything is
+"pushed" (imported as the registry's stand-in) and signed by digest; staging stops at the
+kubeconfig step, naming the secret, before any pulumi or rollout step; the failure step takes
+no traffic anywhere (the candidate has none); testing and prod never start.
+
+The scenarios on the real node (staging canary -> testing blue-green -> prod pull request with
+the version served through the Gateway at each stage, faulty candidates, first releases, two
+pushes, review stacks, drift of a ``kubectl scale``) are described in docs/pipeline.md and are
+not in this module yet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, skip_or_fail
+from tests.integration.workflow_runner import (
+    USES,
+    Event,
+    JobResult,
+    Runner,
+    StepContext,
+    make_origin,
+)
+
+pytestmark = pytest.mark.integration
+REPOSITORY = "acme/moontv"
+IMAGE = "ghcr.io/acme/moontv"
+PASSPHRASE = "pipeline-harness-passphrase"
+#: The LunaTV commit each scenario "builds": a 40-hex stand-in mapped to an app twin version.
+LUNATV_REF = "1" * 40
+TIMES: dict[str, float] = {}
+
+
+def kubeconfig(*contexts: str, server: str = "https://127.0.0.1:9") -> str:
+    """A kubeconfig with these contexts (all on ``server``)."""
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "c", "cluster": {"server": server}}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": n, "context": {"cluster": "c", "user": "u"}} for n in contexts],
+            "current-context": contexts[0],
+        }
+    )
+
+
+def toolchain_bin() -> str:
+    out = subprocess.run(
+        ["bash", str(ROOT / "tools/toolchain.sh"), "--bin-dir"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return out
+
+
+@dataclass
+class Twin:
+    """The app source and the build that stand in for LunaTV and its registry."""
+
+    app_source: Path
+    built: list[str]
+    docker_tags: list[str]
+
+    def build_image(self, ctx: StepContext) -> dict[str, str]:
+        """The twin at 100.1.2 built by tests/integration/images.py (cached), tagged with the
+        workflow's tags; ``push``: its content digest stands for the registry's."""
+        from tests.integration import images
+
+        tarball = images.build_app(images.APP_V2, "100.1.2")
+        tags = [t for t in str(ctx.with_.get("tags", "")).split() if t]
+        for tag in tags:
+            subprocess.run(
+                [images.DOCKER, "tag", images.APP_V2, tag], check=True, capture_output=True
+            )
+            self.docker_tags.append(tag)
+        image_id = subprocess.run(
+            [images.DOCKER, "image", "inspect", "-f", "{{.Id}}", images.APP_V2],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        self.built.append(f"push={ctx.with_.get('push')} {tarball.name}")
+        outputs = {"imageid": image_id}
+        if ctx.with_.get("push") is True:
+            outputs["digest"] = image_id
+        return outputs
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("pipeline")
+
+
+@pytest.fixture(scope="module")
+def origin(scratch: Path) -> tuple[Path, str]:
+    return make_origin(ROOT, scratch)
+
+
+def runner(scratch: Path, origin: Path, name: str, **kwargs: Any) -> Runner:
+    work = scratch / name
+    work.mkdir()
+    bin_dir = toolchain_bin()
+    return Runner(origin, work, repository=REPOSITORY, path=(bin_dir,) if bin_dir else (), **kwargs)
+
+
+def steps(job: JobResult) -> list[tuple[str, str]]:
+    return [(s.name, s.outcome) for s in job.steps]
+
+
+def test_given_an_empty_backend_variable_when_drift_runs_then_each_stack_refuses_it_in_words(
+    scratch: Path, origin: tuple[Path, str]
+) -> None:
+    started = time.monotonic()
+    bare, sha = origin
+    secrets = {"PULUMI_CONFIG_PASSPHRASE": PASSPHRASE}
+    environments = {
+        "staging": {"KUBECONFIG_STAGING": kubeconfig("staging")},
+        "testing": {"KUBECONFIG_TESTING": kubeconfig("testing")},
+        "production-drift": {"KUBECONFIG_PROD": kubeconfig("prod")},
+    }
+    run = runner(
+        scratch,
+        bare,
+        "drift",
+        secrets=secrets,
+        environment_secrets=environments,
+        variables={"PULUMI_BACKEND_URL": ""},
+    )
+    jobs = run.run("drift.yml", Event("schedule", sha, "refs/heads/main"))
+    for stack, environment in (
+        ("staging", "staging"),
+        ("testing", "testing"),
+        ("prod", "production-drift"),
+    ):
+        job = jobs[f"drift ({stack}, {environment})"]
+        assert job.result == "failure", job.log()
+        assert job.environment == environment and job.concurrency == f"drift-{stack}"
+        kube = job.step("Kubeconfig of the cluster (the environment's deployer kubeconfig)")
+        assert kube.outcome == "success", kube.log
+        check = job.step("pulumi preview --refresh")
+        assert check.outcome == "failure"
+        words = "PULUMI_BACKEND_URL is set but empty (an unset repository variable?)"
+        assert words in check.log, check.log
+        assert job.summary.startswith(f"### {stack}\n") and words in job.summary
+        assert job.step("Summary of a run that did not get to the check").outcome == "skipped"
+    TIMES["drift, empty backend variable"] = time.monotonic() - started
+    print(f"\n[pipeline] drift refusal: {TIMES['drift, empty backend variable']:.1f}s")
+
+
+def test_given_no_deployer_kubeconfig_when_main_is_pushed_then_staging_stops_before_any_deploy(
+    scratch: Path, origin: tuple[Path, str]
+) -> None:
+    if (
+        not Path("/usr/bin/docker").exists()
+        or subprocess.run(["/usr/bin/docker", "info"], capture_output=True, check=False).returncode
+        != 0
+    ):
+        skip_or_fail("no Docker engine for the image build (tools/cluster.sh swarm-up)")
+    bin_dir = toolchain_bin()
+    if not bin_dir or not (Path(bin_dir) / "pulumi").exists():
+        skip_or_fail("the toolchain's pulumi is not built (make toolchain)")
+    started = time.monotonic()
+    bare, sha = origin
+    state = scratch / "state"
+    state.mkdir()
+    backend = f"file://{state}"
+    env = {
+        **os.environ,
+        "PULUMI_BACKEND_URL": backend,
+        "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+    }
+    project = scratch / "operator"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    for stack in ("staging", "testing", "prod"):  # the operator's one-time `pulumi stack init`
+        subprocess.run(
+            ["pulumi", "stack", "init", stack, "--non-interactive"],
+            cwd=project,
+            env={**env, "PULUMI_HOME": str(scratch / "pulumi-home")},
+            check=True,
+            capture_output=True,
+        )
+    twin = Twin(ROOT / "tests/fixtures/app-twin", [], [])
+    run = runner(
+        scratch,
+        bare,
+        "push",
+        secrets={"PULUMI_CONFIG_PASSPHRASE": PASSPHRASE, "GITHUB_TOKEN": "token"},
+        environment_secrets={"staging": {}},
+        variables={"PULUMI_BACKEND_URL": backend, "LUNATV_REF": LUNATV_REF},
+        services=twin,
+        extra_env={"PULUMI_HOME": str(scratch / "pulumi-home")},
+    )
+    try:
+        jobs = run.run("deployment.yml", Event("push", sha, "refs/heads/main"))
+    finally:
+        for tag in twin.docker_tags:
+            subprocess.run(["/usr/bin/docker", "rmi", tag], capture_output=True, check=False)
+    assert jobs["preview"].result == "skipped"
+    image = jobs["image"]
+    assert image.result == "success", image.log()
+    digest = image.outputs["digest"]
+    assert image.outputs["image"] == IMAGE and image.outputs["version"] == "main"
+    assert digest.startswith("sha256:")
+    # Built once for the scan (loaded, not pushed), the scan, then the push; signed by digest.
+    names = [s.name for s in image.steps if s.outcome != "skipped"]
+    scan = names.index("Scan with Trivy (before anything is pushed)")
+    assert names.index("Build linux/amd64 and load it for the scan") < scan
+    assert scan < names.index("Build and push (multi-arch, attestations)")
+    assert [b.split()[0] for b in twin.built] == ["push=False", "push=True"]
+    signed = (run.work / "cosign.log").read_text().split()
+    assert signed == ["sign", "--yes", f"{IMAGE}@{digest}"]
+    staging = jobs["staging"]
+    assert staging.result == "failure"
+    kube = staging.step("Kubeconfig of the staging cluster (the environment's deployer kubeconfig)")
+    assert kube.outcome == "failure"
+    assert "the secret KUBECONFIG_STAGING is empty or not set for this environment" in kube.log
+    for name, outcome in steps(staging):
+        if any(word in name for word in ("Stage", "gate", "pulumi up", "Canary")):
+            assert outcome == "skipped", (name, outcome)
+    rollback = staging.step("Roll back on failure")
+    assert rollback.outcome == "success", rollback.log
+    assert f"main@{digest} takes no default traffic" in rollback.log
+    assert "nothing to roll back" in rollback.log
+    record = staging.step("Record the release decision in git")
+    assert record.outcome == "success" and "no release decision to record" in record.log
+    assert jobs["testing"].result == "skipped" and jobs["prod"].result == "skipped"
+    assert run.api_calls == []
+    TIMES["push, no deployer kubeconfig"] = time.monotonic() - started
+    print(
+        f"\n[pipeline] push without a deployer kubeconfig: "
+        f"{TIMES['push, no deployer kubeconfig']:.1f}s"
+    )
+    print("[pipeline] uses: table " + json.dumps({k: v.what for k, v in USES.items()}, indent=1))
