@@ -752,7 +752,7 @@ def _build_push(ctx: StepContext) -> ActionResult:
     return ActionResult(
         True,
         f"built {ctx.with_.get('tags', '').split()[0]}"
-        + (" and imported into the node" if ctx.with_.get("push") else ""),
+        + (" (pushed: its digest recorded)" if ctx.with_.get("push") else ""),
         outputs,
     )
 
@@ -775,6 +775,11 @@ def _cosign_installer(ctx: StepContext) -> ActionResult:
     )
 
 
+def _recorded(reason: str) -> LocalAction:
+    """An action that cannot run here: recorded as not run, with the reason."""
+    return LocalAction(f"not run: {reason}", _not_run(reason))
+
+
 USES: dict[str, LocalAction] = {
     "actions/checkout": LocalAction("clone of the scenario's bare origin at the commit", _checkout),
     "actions/setup-python": LocalAction("version check; the project's venv linked", _setup_python),
@@ -784,28 +789,16 @@ USES: dict[str, LocalAction] = {
         "when named)",
         _pulumi,
     ),
-    "docker/setup-qemu-action": LocalAction(
-        "not run: one platform is built locally", _not_run("one platform is built locally")
-    ),
-    "docker/setup-buildx-action": LocalAction(
-        "not run: Debian's docker 20.10 has BuildKit built in",
-        _not_run("Debian's docker 20.10 has BuildKit built in"),
-    ),
-    "docker/login-action": LocalAction(
-        "not run: no registry here (GHCR is reached only on GitHub)",
-        _not_run("no registry (the node's containerd stands in for GHCR)"),
-    ),
+    "docker/setup-qemu-action": _recorded("one platform is built locally"),
+    "docker/setup-buildx-action": _recorded("Debian's docker 20.10 has BuildKit built in"),
+    "docker/login-action": _recorded("no registry here (GHCR is reached only on GitHub)"),
     "docker/build-push-action": LocalAction(
         "the app twin built by tests/integration/images.py, tagged with the workflow's tags; "
         "push: its content digest stands for the registry's",
         _build_push,
     ),
-    "aquasecurity/trivy-action": LocalAction(
-        "not run: no vulnerability database offline", _not_run("no vulnerability database offline")
-    ),
-    "github/codeql-action/upload-sarif": LocalAction(
-        "not run: no code scanning", _not_run("no code scanning")
-    ),
+    "aquasecurity/trivy-action": _recorded("no vulnerability database offline"),
+    "github/codeql-action/upload-sarif": _recorded("no code scanning here"),
     "sigstore/cosign-installer": LocalAction(
         "a recording cosign (keyless signing needs GitHub OIDC and Sigstore)", _cosign_installer
     ),
