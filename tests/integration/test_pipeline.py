@@ -7,7 +7,8 @@ with the reason in the run summary), and a push to main whose staging environmen
 deployer kubeconfig: the image is built once from the app twin, scanned before anything is
 "pushed" (imported as the registry's stand-in) and signed by digest; staging stops at the
 kubeconfig step, naming the secret, before any pulumi or rollout step; the failure step takes
-no traffic anywhere (the candidate has none); testing and prod never start.
+no traffic anywhere (the candidate has none); testing and prod never start. And review stacks
+refusing a ``file://`` backend on a GitHub-hosted runner, and skipping a fork's pull request.
 
 The scenarios on the real node (staging canary -> testing blue-green -> prod pull request with
 the version served through the Gateway at each stage, faulty candidates, first releases, two
@@ -252,3 +253,54 @@ def test_given_no_deployer_kubeconfig_when_main_is_pushed_then_staging_stops_bef
         f"{TIMES['push, no deployer kubeconfig']:.1f}s"
     )
     print("[pipeline] uses: table " + json.dumps({k: v.what for k, v in USES.items()}, indent=1))
+
+
+def pull_request(number: int, action: str, sha: str, head: str = REPOSITORY) -> Event:
+    payload = {
+        "action": action,
+        "number": number,
+        "pull_request": {
+            "number": number,
+            "head": {"repo": {"full_name": head}, "sha": sha},
+            "base": {"sha": sha},
+        },
+    }
+    return Event("pull_request", sha, f"refs/pull/{number}/merge", payload)
+
+
+def test_given_a_file_backend_on_a_hosted_runner_when_a_pr_opens_then_no_review_stack_is_made(
+    scratch: Path, origin: tuple[Path, str]
+) -> None:
+    started = time.monotonic()
+    bare, sha = origin
+    run = runner(
+        scratch,
+        bare,
+        "review",
+        secrets={"PULUMI_CONFIG_PASSPHRASE": PASSPHRASE},
+        environment_secrets={"review": {"PREVIEW_KUBECONFIG": kubeconfig("preview")}},
+        variables={
+            "REVIEW_STACKS": "self-managed",
+            "PULUMI_BACKEND_URL": f"file://{scratch}/review-state",
+        },
+        extra_env={"RUNNER_ENVIRONMENT": "github-hosted"},
+    )
+    jobs = run.run("review-stacks.yml", pull_request(7, "opened", sha))
+    up = jobs["up"]
+    assert jobs["destroy"].result == "skipped"
+    assert up.result == "failure" and up.environment == "review"
+    kube = up.step("Kubeconfig of the preview cluster (the environment's deployer kubeconfig)")
+    assert kube.outcome == "success", kube.log
+    made = up.step("Create or update pr-7")
+    assert made.outcome == "failure"
+    assert "on a GitHub-hosted runner: that directory is deleted with the runner" in made.log
+    assert up.step("Comment the URL on the pull request").outcome == "skipped"
+    assert run.api_calls == []
+    # A pull request from a fork gets no review stack at all.
+    fork = run.run("review-stacks.yml", pull_request(8, "opened", sha, head="someone/moontv"))
+    assert fork["up"].result == "skipped" and fork["destroy"].result == "skipped"
+    TIMES["review stack, file backend on a hosted runner"] = time.monotonic() - started
+    print(
+        f"\n[pipeline] review stack refusal: "
+        f"{TIMES['review stack, file backend on a hosted runner']:.1f}s"
+    )
