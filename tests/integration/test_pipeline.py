@@ -36,6 +36,7 @@ from tests.integration.workflow_runner import (
     JobResult,
     Runner,
     StepContext,
+    commit_to,
     make_origin,
 )
 
@@ -303,4 +304,132 @@ def test_given_a_file_backend_on_a_hosted_runner_when_a_pr_opens_then_no_review_
     print(
         f"\n[pipeline] review stack refusal: "
         f"{TIMES['review stack, file backend on a hosted runner']:.1f}s"
+    )
+
+
+def _operator_setup(
+    scratch: Path, origin: Path, name: str, stacks: tuple[str, ...], backend: str, edit: Any
+) -> str:
+    """The operator's one-time set-up, pushed to ``main``: ``pulumi stack init`` of each stack
+    (its salt committed with the stack file) and ``edit(checkout)``; returns the commit."""
+    bin_dir = toolchain_bin()
+    env = {
+        **os.environ,
+        "PULUMI_BACKEND_URL": backend,
+        "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_HOME": str(scratch / f"{name}-pulumi-home"),
+    }
+
+    def setup(clone: Path) -> None:
+        edit(clone)
+        for stack in stacks:
+            subprocess.run(
+                ["pulumi", "stack", "init", stack, "--non-interactive"],
+                cwd=clone,
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+
+    return commit_to(origin, scratch, "Operator set-up: stacks and stack files", setup)
+
+
+def _render_mode(*stacks: str) -> Any:
+    def edit(clone: Path) -> None:
+        for stack in stacks:
+            path = clone / f"Pulumi.{stack}.yaml"
+            data = yaml.safe_load(path.read_text())
+            data["config"]["moontv:kubernetes"] = {"renderDir": f"rendered/{stack}"}
+            path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    return edit
+
+
+def _origin_file(origin: Path, path: str) -> dict[str, Any]:
+    text = subprocess.run(
+        ["git", "--git-dir", str(origin), "show", f"main:{path}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return yaml.safe_load(text)
+
+
+def test_given_post_failing_after_promotion_on_staging_then_the_previous_stable_comes_back(
+    scratch: Path, origin: tuple[Path, str]
+) -> None:
+    """Render mode (no cluster): staging's canary of the build is deployed with the policy pack,
+    promoted by a healthy `rollout auto`, then `check post` fails (render mode has no public
+    route to smoke): the failure step returns the image to the version the promotion replaced
+    and the decision is committed to origin's main; testing and prod never start."""
+    from tests.helpers import FakePrometheus
+
+    if not Path("/usr/bin/docker").exists():
+        skip_or_fail("no Docker engine for the image build (tools/cluster.sh swarm-up)")
+    bin_dir = toolchain_bin()
+    if not bin_dir or not (Path(bin_dir) / "pulumi-resource-kubernetes").exists():
+        skip_or_fail("the toolchain's kubernetes plugin is not built (make toolchain)")
+    started = time.monotonic()
+    bare, _ = origin
+    state = scratch / "render-state"
+    state.mkdir()
+    backend = f"file://{state}"
+    sha = _operator_setup(scratch, bare, "render", ("staging",), backend, _render_mode("staging"))
+    previous = _origin_file(bare, "Pulumi.staging.yaml")["config"]["moontv:image"]["tag"]
+    prometheus = FakePrometheus()
+    twin = Twin(ROOT / "tests/fixtures/app-twin", [], [])
+    run = runner(
+        scratch,
+        bare,
+        "render",
+        secrets={"PULUMI_CONFIG_PASSPHRASE": PASSPHRASE, "GITHUB_TOKEN": "token"},
+        environment_secrets={"staging": {"KUBECONFIG_STAGING": kubeconfig("staging")}},
+        variables={
+            "PULUMI_BACKEND_URL": backend,
+            "LUNATV_REF": LUNATV_REF,
+            "STAGING_PROMETHEUS_URL": prometheus.url,
+            "ROLLOUT_INTERVAL": "0s",
+            "CANARY_STEPS": "50,100",
+            "STAGING_SITE_URL": "http://127.0.0.1:9",
+        },
+        services=twin,
+        extra_env={
+            "PULUMI_HOME": str(scratch / "render-pulumi-home"),
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        },
+    )
+    try:
+        jobs = run.run("deployment.yml", Event("push", sha, "refs/heads/main"))
+    finally:
+        prometheus.stop()
+        for tag in twin.docker_tags:
+            subprocess.run(["/usr/bin/docker", "rmi", tag], capture_output=True, check=False)
+    digest = jobs["image"].outputs["digest"]
+    candidate = f"main@{digest}"
+    staging = jobs["staging"]
+    outcome = dict(steps(staging))
+    assert outcome["Deploy gate (rollout check pre)"] == "success", staging.log()
+    assert outcome["pulumi up (with the policy pack)"] == "success", staging.log()
+    up = staging.step("pulumi up (with the policy pack)")
+    assert up.note == "pulumi up staging with policy", up.note
+    auto = staging.step("Canary progression")
+    assert auto.outcome == "success" and "done: promoted" in auto.log, auto.log
+    assert outcome["Deploy gate (rollout check post)"] == "failure"
+    rollback = staging.step("Roll back on failure")
+    assert rollback.outcome == "success", rollback.log
+    assert f"image version back to {previous}" in rollback.log
+    record = staging.step("Record the release decision in git")
+    assert record.outcome == "success", record.log
+    recorded = _origin_file(bare, "Pulumi.staging.yaml")["config"]
+    assert recorded["moontv:image"]["repository"] == IMAGE
+    assert recorded["moontv:image"]["tag"] == previous
+    assert recorded["moontv:release"]["canary"] == {"version": candidate, "weight": 0}
+    assert recorded["moontv:release"]["lastDecision"]["action"] == "rollback"
+    assert jobs["testing"].result == "skipped" and jobs["prod"].result == "skipped"
+    TIMES["staging: post fails after promotion"] = time.monotonic() - started
+    print(
+        f"\n[pipeline] staging, post failing after promotion: stable {IMAGE}:{previous} "
+        f"served again, {candidate} at 0%: {TIMES['staging: post fails after promotion']:.1f}s"
     )
