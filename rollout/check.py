@@ -187,7 +187,8 @@ def add_parser(sub: Any, common: Any) -> None:
     check.add_argument("--prometheus", help="Prometheus base URL (needed when monitoring is on)")
     check.add_argument(
         "--storage-url",
-        default=os.environ.get("MOONTV_STORAGE_URL"),
+        # An optional secret that is not set reaches a workflow step as an empty variable.
+        default=os.environ.get("MOONTV_STORAGE_URL") or None,
         help="redis://:password@host:port of the storage, e.g. through `kubectl port-forward` "
         "(default: $MOONTV_STORAGE_URL); pre records key counts, post compares them",
     )

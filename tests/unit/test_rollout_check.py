@@ -637,3 +637,16 @@ def test_given_a_shipped_blue_green_stack_then_check_pre_accepts_its_first_relea
         assert running.status == PASS, running.reason
         active = release["blueGreen"]["blue"]
         assert running.reason.startswith(f"blue-green: blue keeps {active} serving")
+
+
+def test_given_an_unset_optional_storage_secret_then_check_pre_skips_the_snapshot(
+    tmp_path, capsys, monkeypatch
+):
+    # A workflow step's `MOONTV_STORAGE_URL: ${{ secrets.X_STORAGE_URL }}` is "" when unset.
+    from rollout.cli import parser
+
+    monkeypatch.setenv("MOONTV_STORAGE_URL", "")
+    args = parser().parse_args(["check", "pre", "--stack", "staging"])
+    assert args.storage_url is None
+    monkeypatch.setenv("MOONTV_STORAGE_URL", "redis://:pw@127.0.0.1:1")
+    assert parser().parse_args(["check", "pre"]).storage_url == "redis://:pw@127.0.0.1:1"
