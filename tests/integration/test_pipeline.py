@@ -7,8 +7,12 @@ with the reason in the run summary), and a push to main whose staging environmen
 deployer kubeconfig: the image is built once from the app twin, scanned before anything is
 "pushed" (imported as the registry's stand-in) and signed by digest; staging stops at the
 kubeconfig step, naming the secret, before any pulumi or rollout step; the failure step takes
-no traffic anywhere (the candidate has none); testing and prod never start. And review stacks
+no traffic anywhere (the candidate has none); testing and prod never start. Review stacks
 refusing a ``file://`` backend on a GitHub-hosted runner, and skipping a fork's pull request.
+And, with the stack rendering its manifests (no cluster), staging's canary of the build staged,
+gated, deployed with the policy pack and promoted by a healthy ``rollout auto`` before ``check
+post`` fails: the failure step brings the replaced stable version back and the decision is
+committed to ``origin``.
 
 The scenarios on the real node (staging canary -> testing blue-green -> prod pull request with
 the version served through the Gateway at each stage, faulty candidates, first releases, two
@@ -416,7 +420,9 @@ def test_given_post_failing_after_promotion_on_staging_then_the_previous_stable_
     assert up.note == "pulumi up staging with policy", up.note
     auto = staging.step("Canary progression")
     assert auto.outcome == "success" and "done: promoted" in auto.log, auto.log
-    assert outcome["Deploy gate (rollout check post)"] == "failure"
+    post = staging.step("Deploy gate (rollout check post)")
+    print(f"\n[pipeline] check post after promotion:\n{post.log}")
+    assert post.outcome == "failure" and "FAIL  smoke" in post.log
     rollback = staging.step("Roll back on failure")
     assert rollback.outcome == "success", rollback.log
     assert f"image version back to {previous}" in rollback.log
