@@ -12,7 +12,8 @@ refusing a ``file://`` backend on a GitHub-hosted runner, and skipping a fork's 
 And, with the stack rendering its manifests (no cluster), staging's canary of the build staged,
 gated, deployed with the policy pack and promoted by a healthy ``rollout auto`` before ``check
 post`` fails: the failure step brings the replaced stable version back and the decision is
-committed to ``origin``.
+committed to ``origin``; and a faulty canary rolled back by ``rollout auto``, the failure step
+changing nothing.
 
 The scenarios on the real node (staging canary -> testing blue-green -> prod pull request with
 the version served through the Gateway at each stage, faulty candidates, first releases, two
@@ -361,13 +362,40 @@ def _origin_file(origin: Path, path: str) -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
-def test_given_post_failing_after_promotion_on_staging_then_the_previous_stable_comes_back(
-    scratch: Path, origin: tuple[Path, str]
-) -> None:
-    """Render mode (no cluster): staging's canary of the build is deployed with the policy pack,
-    promoted by a healthy `rollout auto`, then `check post` fails (render mode has no public
-    route to smoke): the failure step returns the image to the version the promotion replaced
-    and the decision is committed to origin's main; testing and prod never start."""
+@dataclass
+class RenderRun:
+    runner: Runner
+    jobs: dict[str, JobResult]
+    previous: str  # the stable tag before the push
+    candidate: str  # the build, tag@digest
+
+
+def rendered(job: JobResult, stack: str) -> dict[str, Any]:
+    """What the job's last `up` rendered: each app track's image and the public route's
+    weight per backend."""
+    assert job.workspace is not None
+    folder = job.workspace / "rendered" / stack / "1-manifest"
+    images = {}
+    for path in folder.glob("apps_v1-deployment-*.yaml"):
+        data = yaml.safe_load(path.read_text())
+        track = data["metadata"].get("labels", {}).get("moontv.io/track")
+        if track:
+            images[track] = data["spec"]["template"]["spec"]["containers"][0]["image"]
+    route = yaml.safe_load(
+        next(folder.glob("gateway.networking.k8s.io_v1-httproute-*-moontv.yaml")).read_text()
+    )
+    weights: dict[str, int] = {}
+    for rule in route["spec"]["rules"]:
+        refs = rule.get("backendRefs") or []
+        if len(refs) > 1 or not rule.get("matches", [{}])[0].get("headers"):
+            for ref in refs:
+                weights[ref["name"]] = ref.get("weight", 1)
+    return {"images": images, "weights": weights}
+
+
+def _render_release(scratch: Path, bare: Path, name: str, success: list[float]) -> RenderRun:
+    """Push to main with staging rendering its manifests (no cluster), a Prometheus stand-in
+    answering the canary's success ratio from ``success`` and no public route."""
     from tests.helpers import FakePrometheus
 
     if not Path("/usr/bin/docker").exists():
@@ -375,19 +403,18 @@ def test_given_post_failing_after_promotion_on_staging_then_the_previous_stable_
     bin_dir = toolchain_bin()
     if not bin_dir or not (Path(bin_dir) / "pulumi-resource-kubernetes").exists():
         skip_or_fail("the toolchain's kubernetes plugin is not built (make toolchain)")
-    started = time.monotonic()
-    bare, _ = origin
-    state = scratch / "render-state"
+    state = scratch / f"{name}-state"
     state.mkdir()
     backend = f"file://{state}"
-    sha = _operator_setup(scratch, bare, "render", ("staging",), backend, _render_mode("staging"))
+    sha = _operator_setup(scratch, bare, name, ("staging",), backend, _render_mode("staging"))
     previous = _origin_file(bare, "Pulumi.staging.yaml")["config"]["moontv:image"]["tag"]
     prometheus = FakePrometheus()
+    prometheus.success = list(success)
     twin = Twin(ROOT / "tests/fixtures/app-twin", [], [])
     run = runner(
         scratch,
         bare,
-        "render",
+        name,
         secrets={"PULUMI_CONFIG_PASSPHRASE": PASSPHRASE, "GITHUB_TOKEN": "token"},
         environment_secrets={"staging": {"KUBECONFIG_STAGING": kubeconfig("staging")}},
         variables={
@@ -400,7 +427,7 @@ def test_given_post_failing_after_promotion_on_staging_then_the_previous_stable_
         },
         services=twin,
         extra_env={
-            "PULUMI_HOME": str(scratch / "render-pulumi-home"),
+            "PULUMI_HOME": str(scratch / f"{name}-pulumi-home"),
             "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
         },
     )
@@ -410,8 +437,20 @@ def test_given_post_failing_after_promotion_on_staging_then_the_previous_stable_
         prometheus.stop()
         for tag in twin.docker_tags:
             subprocess.run(["/usr/bin/docker", "rmi", tag], capture_output=True, check=False)
-    digest = jobs["image"].outputs["digest"]
-    candidate = f"main@{digest}"
+    return RenderRun(run, jobs, previous, f"main@{jobs['image'].outputs['digest']}")
+
+
+def test_given_post_failing_after_promotion_on_staging_then_the_previous_stable_comes_back(
+    scratch: Path, origin: tuple[Path, str]
+) -> None:
+    """Render mode (no cluster): staging's canary of the build is deployed with the policy pack,
+    promoted by a healthy `rollout auto`, then `check post` fails (render mode has no public
+    route to smoke): the failure step returns the image to the version the promotion replaced
+    and the decision is committed to origin's main; testing and prod never start."""
+    started = time.monotonic()
+    bare, _ = origin
+    done = _render_release(scratch, bare, "promoted", [1.0])
+    jobs, previous, candidate = done.jobs, done.previous, done.candidate
     staging = jobs["staging"]
     outcome = dict(steps(staging))
     assert outcome["Deploy gate (rollout check pre)"] == "success", staging.log()
@@ -433,9 +472,47 @@ def test_given_post_failing_after_promotion_on_staging_then_the_previous_stable_
     assert recorded["moontv:image"]["tag"] == previous
     assert recorded["moontv:release"]["canary"] == {"version": candidate, "weight": 0}
     assert recorded["moontv:release"]["lastDecision"]["action"] == "rollback"
+    assert rendered(staging, "staging") == {
+        "images": {"stable": f"{IMAGE}:{previous}", "canary": f"{IMAGE}:{candidate}"},
+        "weights": {"moontv-stable": 100, "moontv-canary": 0},
+    }
     assert jobs["testing"].result == "skipped" and jobs["prod"].result == "skipped"
     TIMES["staging: post fails after promotion"] = time.monotonic() - started
     print(
         f"\n[pipeline] staging, post failing after promotion: stable {IMAGE}:{previous} "
-        f"served again, {candidate} at 0%: {TIMES['staging: post fails after promotion']:.1f}s"
+        f"rendered again, {candidate} at 0%: {TIMES['staging: post fails after promotion']:.1f}s"
+    )
+
+
+def test_given_a_faulty_canary_on_staging_then_auto_rolls_back_and_the_failure_step_adds_nothing(
+    scratch: Path, origin: tuple[Path, str]
+) -> None:
+    """Render mode: the canary's success ratio is 0.2: `rollout auto` sets weight 0 before its
+    first step and exits 1; the failure step finds no traffic on the candidate and changes
+    nothing; the rollback is committed with auto's reason; testing and prod never start."""
+    started = time.monotonic()
+    bare, _ = origin
+    done = _render_release(scratch, bare, "faulty", [0.2])
+    staging = done.jobs["staging"]
+    auto = staging.step("Canary progression")
+    assert auto.outcome == "failure", staging.log()
+    assert "rolling back: step 1/2 at 0%" in auto.log, auto.log
+    rollback = staging.step("Roll back on failure")
+    assert rollback.outcome == "success", rollback.log
+    assert "nothing to roll back" in rollback.log
+    recorded = _origin_file(bare, "Pulumi.staging.yaml")["config"]
+    assert recorded["moontv:image"]["tag"] == done.previous
+    assert recorded["moontv:release"]["canary"]["version"] == done.candidate
+    assert recorded["moontv:release"]["canary"]["weight"] == 0
+    decision = recorded["moontv:release"]["lastDecision"]
+    assert decision["action"] == "rollback" and "success rate too low" in decision["reason"]
+    assert rendered(staging, "staging") == {
+        "images": {"stable": f"{IMAGE}:{done.previous}", "canary": f"{IMAGE}:{done.candidate}"},
+        "weights": {"moontv-stable": 100, "moontv-canary": 0},
+    }
+    assert done.jobs["testing"].result == "skipped" and done.jobs["prod"].result == "skipped"
+    TIMES["staging: faulty canary"] = time.monotonic() - started
+    print(
+        f"\n[pipeline] staging, faulty canary: stable {IMAGE}:{done.previous} kept, "
+        f"{done.candidate} at 0%: {TIMES['staging: faulty canary']:.1f}s"
     )

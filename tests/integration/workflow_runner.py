@@ -87,6 +87,7 @@ class JobResult:
     environment: str | None = None
     concurrency: str | None = None
     seconds: float = 0.0
+    workspace: Path | None = None  # where its steps ran (kept after the run)
 
     def step(self, name: str) -> StepResult:
         found = [s for s in self.steps if s.name == name]
@@ -483,7 +484,9 @@ class Runner:
             name: home / f"{name.lower()}.txt"
             for name in ("GITHUB_OUTPUT", "GITHUB_ENV", "GITHUB_PATH", "GITHUB_STEP_SUMMARY")
         }
-        result = JobResult(label, "success", environment=environment, concurrency=group)
+        result = JobResult(
+            label, "success", environment=environment, concurrency=group, workspace=workspace
+        )
         steps_ctx: dict[str, Any] = {}
         added_env: dict[str, str] = {}
         added_path: list[str] = []
