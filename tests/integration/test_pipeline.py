@@ -12,8 +12,8 @@ refusing a ``file://`` backend on a GitHub-hosted runner, and skipping a fork's 
 And, with the stack rendering its manifests (no cluster), staging's canary of the build staged,
 gated, deployed with the policy pack and promoted by a healthy ``rollout auto`` before ``check
 post`` fails: the failure step brings the replaced stable version back and the decision is
-committed to ``origin``; and a faulty canary rolled back by ``rollout auto``, the failure step
-changing nothing.
+committed to ``origin``; a faulty canary rolled back by ``rollout auto``, the failure step
+changing nothing; and a pull request's previews of the four stacks with the policy pack.
 
 The scenarios on the real node (staging canary -> testing blue-green -> prod pull request with
 the version served through the Gateway at each stage, faulty candidates, first releases, two
@@ -516,3 +516,70 @@ def test_given_a_faulty_canary_on_staging_then_auto_rolls_back_and_the_failure_s
         f"\n[pipeline] staging, faulty canary: stable {IMAGE}:{done.previous} kept, "
         f"{done.candidate} at 0%: {TIMES['staging: faulty canary']:.1f}s"
     )
+
+
+def test_given_a_pull_request_then_each_stack_is_previewed_with_the_pack_and_forks_get_none(
+    scratch: Path, origin: tuple[Path, str]
+) -> None:
+    """Render mode: a same-repository pull request previews dev, staging, testing and prod with
+    the policy pack and comments each; dev previews under its empty passphrase (the salt in
+    Pulumi.dev.yaml) although the repository's passphrase is set; the others read the
+    read-only preview kubeconfig first. A fork's pull request gets no preview job."""
+    bin_dir = toolchain_bin()
+    if not bin_dir or not (Path(bin_dir) / "pulumi-resource-kubernetes").exists():
+        skip_or_fail("the toolchain's kubernetes plugin is not built (make toolchain)")
+    started = time.monotonic()
+    bare, _ = origin
+    state = scratch / "preview-state"
+    state.mkdir()
+    backend = f"file://{state}"
+    stacks = ("staging", "testing", "prod")
+    sha = _operator_setup(scratch, bare, "preview", stacks, backend, _render_mode(*stacks))
+    env = {
+        **os.environ,
+        "PULUMI_BACKEND_URL": backend,
+        "PULUMI_CONFIG_PASSPHRASE": "",
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "PULUMI_HOME": str(scratch / "preview-pulumi-home"),
+    }
+    dev = scratch / "preview-dev"
+    subprocess.run(["git", "clone", "--quiet", str(bare), str(dev)], check=True)
+    subprocess.run(
+        ["pulumi", "stack", "init", "dev", "--non-interactive"],
+        cwd=dev,
+        env=env,
+        check=True,
+        capture_output=True,
+    )  # dev: the empty passphrase of its salt
+    run = runner(
+        scratch,
+        bare,
+        "preview",
+        secrets={
+            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+            "GITHUB_TOKEN": "token",
+            "KUBECONFIG_PR_PREVIEW": kubeconfig(*stacks),
+        },
+        variables={"PULUMI_BACKEND_URL": backend},
+        extra_env={
+            "PULUMI_HOME": str(scratch / "preview-pulumi-home"),
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        },
+    )
+    jobs = run.run("deployment.yml", pull_request(9, "opened", sha))
+    for stack in ("dev", *stacks):
+        job = jobs[f"preview ({stack})"]
+        assert job.result == "success", job.log()
+        kube = job.step("Kubeconfig of the clusters (read-only, for previews)")
+        assert kube.outcome == ("skipped" if stack == "dev" else "success")
+        preview = job.step("pulumi preview (with the policy pack)")
+        assert preview.note == f"pulumi preview {stack} with policy"
+        assert "Policies:\n    ✅ moontv-policies" in preview.log, preview.log[-3000:]
+    assert sorted(c[2:3] + c[-1:] for c in run.api_calls) == sorted(
+        [["9", f"pulumi preview {s}"] for s in ("dev", *stacks)]
+    )
+    assert jobs["image"].result == "skipped" and jobs["staging"].result == "skipped"
+    fork = run.run("deployment.yml", pull_request(10, "opened", sha, head="someone/moontv"))
+    assert fork["preview"].result == "skipped"
+    TIMES["pull request previews"] = time.monotonic() - started
+    print(f"\n[pipeline] pull request previews: {TIMES['pull request previews']:.1f}s")
