@@ -253,36 +253,16 @@ class ReleasePlan:
     def routes(self, host: str) -> RouteTable:
         """How requests for ``host`` (and ``preview.<host>``) reach the tracks."""
         kinds: tuple[tuple[OverrideKind, str | None], ...] = (
-            ("header", self.header),
-            ("cookie", self.cookie),
-        )
-        overrides = [
-            Override(kind, name, value, track)
-            for kind, name in kinds
-            if name
-            for value, track in sorted(self.header_routes.items())
-        ]
+            ("header", self.header), ("cookie", self.cookie))
+        overrides = [Override(kind, name, value, track) for kind, name in kinds if name
+                     for value, track in sorted(self.header_routes.items())]
         forced = {o.track for o in overrides}
-        public = Route(
-            "public",
-            naming.PRIMARY_SERVICE,
-            host,
-            tuple(overrides),
-            tuple(
-                Backend(t.name, t.weight) for t in self.tracks if t.weight > 0 or t.name in forced
-            ),
-        )
+        public = Route("public", naming.PRIMARY_SERVICE, host, tuple(overrides), tuple(
+            Backend(t.name, t.weight) for t in self.tracks if t.weight > 0 or t.name in forced))
         routes = [public]
         if self.preview:
-            routes.append(
-                Route(
-                    "preview",
-                    naming.PREVIEW_SERVICE,
-                    f"preview.{host}",
-                    (),
-                    (Backend(self.preview, None),),
-                )
-            )
+            routes.append(Route("preview", naming.PREVIEW_SERVICE, f"preview.{host}", (),
+                                (Backend(self.preview, None),)))
         return RouteTable(tuple(routes), app_facts.BLOCKED_PATHS, app_facts.NOT_FOUND_PATH)
 
 

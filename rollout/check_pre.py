@@ -96,9 +96,8 @@ def check_images_exist(t: Target) -> Result:
     for what, ref in images(model).items():
         repository, tag, digest = _split(ref)
         if digest and is_placeholder_digest(digest.removeprefix("sha256:")):
-            missing.append(
-                f"{what} {ref}: the digest is a placeholder (all-zero or another repeating pattern)"
-            )
+            missing.append(f"{what} {ref}: the digest is a placeholder (all-zero or another "
+                           "repeating pattern)")
             continue
         if (
             repository == UPSTREAM_REPOSITORY

@@ -635,16 +635,12 @@ def test_given_thresholds_in_the_stack_config_when_auto_then_the_exported_gate_a
     prometheus.success, prometheus.latency = [0.95], [0.7]
     stack = FakeStack(CANARY)
     stack.data["moontv:monitoring"]["thresholds"] = {
-        "successRate": 0.9,
-        "p99LatencyMs": 800,
-        "successWindow": "2m",
-    }
+        "successRate": 0.9, "p99LatencyMs": 800, "successWindow": "2m"}
     # When auto runs, then the exported queries and thresholds pass it
     assert auto(stack, prometheus, "--steps", "100") == 0
     assert 'avg(avg_over_time(probe_success{track="canary"}[2m]))' in prometheus.queries
     assert stack.release["lastDecision"]["reason"].startswith(
-        "all steps healthy (success 0.95 (min 0.9), p99 700 ms (max 800)"
-    )
+        "all steps healthy (success 0.95 (min 0.9), p99 700 ms (max 800)")
 
 
 def test_given_a_stack_without_monitoring_when_auto_then_exit_2_naming_the_output(
@@ -654,8 +650,7 @@ def test_given_a_stack_without_monitoring_when_auto_then_exit_2_naming_the_outpu
     stack.data["moontv:monitoring"] = {"enabled": False}
     assert auto(stack, prometheus) == 2
     assert "no health gate for track canary: the stack exports none (output healthQueries" in (
-        capsys.readouterr().err
-    )
+        capsys.readouterr().err)
     assert stack.ups == [] and stack.writes == 0
 
 
