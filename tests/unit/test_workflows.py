@@ -104,10 +104,10 @@ def test_given_every_workflow_then_the_harness_knows_each_expression_it_uses(nam
 
 
 def _deploys(step: dict[str, Any]) -> bool:
+    """A pulumi step (pulumi/actions, even the install) or one that runs pulumi or rollout."""
     run = step.get("run", "")
-    with_ = step.get("with") or {}
     return bool(
-        ("pulumi/actions" in step.get("uses", "") and with_.get("command"))
+        "pulumi/actions" in step.get("uses", "")
         or re.search(r"rollout\b|review-stack\.sh|drift\.py|pulumi (up|preview|destroy)", run)
     )
 
