@@ -2,7 +2,8 @@
 each scenario pushes commits to a scratch bare ``origin`` and runs the workflows' jobs, their
 ``run:`` steps as written and their ``uses:`` steps through the harness's one table.
 
-Scenarios here need no cluster: drift refusing an empty backend variable in words (each stack,
+Drift of a ``kubectl scale`` on a kwok cluster is reported by drift.yml's staging job. The
+other scenarios need no cluster: drift refusing an empty backend variable in words (each stack,
 with the reason in the run summary), and a push to main whose staging environment has no
 deployer kubeconfig: the image is built once from the app twin, scanned before anything is
 "pushed" (imported as the registry's stand-in) and signed by digest; staging stops at the
@@ -16,9 +17,9 @@ committed to ``origin``; a faulty canary rolled back by ``rollout auto``, the fa
 changing nothing; and a pull request's previews of the four stacks with the policy pack.
 
 The scenarios on the real node (staging canary -> testing blue-green -> prod pull request with
-the version served through the Gateway at each stage, faulty candidates, first releases, two
-pushes, review stacks, drift of a ``kubectl scale``) are described in docs/pipeline.md and are
-not in this module yet.
+the version served through the Gateway at each stage, faulty candidates at testing and prod,
+first releases, two pushes, review stacks) are listed in docs/pipeline.md and are not in this
+module yet.
 """
 
 from __future__ import annotations
@@ -583,3 +584,118 @@ def test_given_a_pull_request_then_each_stack_is_previewed_with_the_pack_and_for
     assert fork["preview"].result == "skipped"
     TIMES["pull request previews"] = time.monotonic() - started
     print(f"\n[pipeline] pull request previews: {TIMES['pull request previews']:.1f}s")
+
+
+def test_given_a_deployment_scaled_by_hand_when_drift_runs_then_the_staging_report_names_it(
+    scratch: Path, origin: tuple[Path, str], kwok: Any
+) -> None:
+    """drift.yml on a kwok cluster (a real API server, no pods): staging deployed by the
+    operator, `kubectl scale` behind the program's back, then the daily run: staging's job reads
+    its kubeconfig from KUBECONFIG_STAGING (context `staging`), fails on drift and its summary
+    names the Deployment and the field kubectl took over."""
+    bin_dir = toolchain_bin()
+    if not bin_dir or not (Path(bin_dir) / "pulumi-resource-kubernetes").exists():
+        skip_or_fail("the toolchain's kubernetes plugin is not built (make toolchain)")
+    started = time.monotonic()
+    bare, _ = origin
+    namespace = "moontv-pipeline-drift"
+    # The secret: the cluster's kubeconfig with its context named as the stack names it.
+    secret = yaml.safe_load(Path(kwok.kubeconfig).read_text())
+    for context in secret["contexts"]:
+        if context["name"] == kwok.context:
+            context["name"] = "staging"
+    secret["current-context"] = "staging"
+    secret_file = scratch / "kwok-kubeconfig"
+    secret_file.write_text(yaml.safe_dump(secret))
+    state = scratch / "kwok-state"
+    state.mkdir()
+    backend = f"file://{state}"
+
+    def kwok_staging(clone: Path) -> None:
+        from tests.integration.engine import stack_config
+
+        config = stack_config(
+            "dev",
+            **{
+                "moontv:environment": "staging",
+                "moontv:namespace": namespace,
+                "moontv:kubernetes": {"context": "staging"},
+                "moontv:storage": {
+                    "kind": "kvrocks",
+                    "persistent": False,
+                    "backup": {"enabled": False},
+                },
+                "moontv:traffic": stack_config("staging")["moontv:traffic"],
+            },
+        )
+        (clone / "Pulumi.staging.yaml").write_text(yaml.safe_dump({"config": config}))
+
+    _operator_setup(scratch, bare, "kwok", ("staging",), backend, kwok_staging)
+    operator = scratch / "kwok-operator"
+    subprocess.run(["git", "clone", "--quiet", str(bare), str(operator)], check=True)
+    (operator / "venv").symlink_to(ROOT / "venv")
+    env = {
+        **os.environ,
+        "PULUMI_BACKEND_URL": backend,
+        "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "KUBECONFIG": str(secret_file),
+        "PULUMI_HOME": str(scratch / "kwok-pulumi-home"),
+    }
+
+    def operator_run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            argv, cwd=operator, env=env, capture_output=True, text=True, timeout=900, check=False
+        )
+
+    up = operator_run("bash", "tools/stack.sh", "up", "staging")
+    assert up.returncode == 0, "\n".join((up.stdout + up.stderr).splitlines()[-40:])
+    try:
+        scaled = operator_run(
+            "kubectl",
+            "--context",
+            "staging",
+            "-n",
+            namespace,
+            "scale",
+            "deployment/moontv-stable",
+            "--replicas=3",
+        )
+        assert scaled.returncode == 0, scaled.stderr
+        run = runner(
+            scratch,
+            bare,
+            "kwok-drift",
+            secrets={"PULUMI_CONFIG_PASSPHRASE": PASSPHRASE},
+            environment_secrets={
+                "staging": {"KUBECONFIG_STAGING": secret_file.read_text()},
+                "testing": {"KUBECONFIG_TESTING": kubeconfig("testing")},
+                "production-drift": {"KUBECONFIG_PROD": kubeconfig("prod")},
+            },
+            variables={"PULUMI_BACKEND_URL": backend},
+            extra_env={
+                "PULUMI_HOME": str(scratch / "kwok-pulumi-home"),
+                "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+            },
+        )
+        sha = subprocess.run(
+            ["git", "--git-dir", str(bare), "rev-parse", "main"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        jobs = run.run("drift.yml", Event("schedule", sha, "refs/heads/main"))
+        staging = jobs["drift (staging, staging)"]
+        check = staging.step("pulumi preview --refresh")
+        assert check.outcome == "failure", staging.log()
+        assert "exit 1" in check.note, check.note  # drift, not a failed preview (3)
+        moved = f"kubernetes:apps/v1:Deployment {namespace}/moontv-stable: changed outside"
+        assert moved in staging.summary, staging.summary
+        assert "spec.replicas: owned by 'kubectl' (scale)" in staging.summary
+    finally:
+        operator_run("bash", "tools/stack.sh", "destroy", "staging")
+    TIMES["drift, kubectl scale on kwok"] = time.monotonic() - started
+    print(
+        f"\n[pipeline] drift of a kubectl scale reported: "
+        f"{TIMES['drift, kubectl scale on kwok']:.1f}s"
+    )
