@@ -2,24 +2,25 @@
 each scenario pushes commits to a scratch bare ``origin`` and runs the workflows' jobs, their
 ``run:`` steps as written and their ``uses:`` steps through the harness's one table.
 
-Drift of a ``kubectl scale`` on a kwok cluster is reported by drift.yml's staging job. The
-other scenarios need no cluster: drift refusing an empty backend variable in words (each stack,
-with the reason in the run summary), and a push to main whose staging environment has no
-deployer kubeconfig: the image is built once from the app twin, scanned before anything is
-"pushed" (imported as the registry's stand-in) and signed by digest; staging stops at the
-kubeconfig step, naming the secret, before any pulumi or rollout step; the failure step takes
-no traffic anywhere (the candidate has none); testing and prod never start. Review stacks
-refusing a ``file://`` backend on a GitHub-hosted runner, and skipping a fork's pull request.
-And, with the stack rendering its manifests (no cluster), staging's canary of the build staged,
-gated, deployed with the policy pack and promoted by a healthy ``rollout auto`` before ``check
-post`` fails: the failure step brings the replaced stable version back and the decision is
-committed to ``origin``; a faulty canary rolled back by ``rollout auto``, the failure step
-changing nothing; and a pull request's previews of the four stacks with the policy pack.
+On the real node, a pull request's review stack is created (one URL comment, the app served
+through the Gateway), updated and destroyed by review-stacks.yml. Drift of a ``kubectl scale``
+on a kwok cluster is reported by drift.yml's staging job. The other scenarios need no cluster:
+drift refusing an empty backend variable in words (each stack, with the reason in the run
+summary); a push to main whose staging environment has no deployer kubeconfig: the image is
+built once from the app twin, scanned before it is "pushed" (its content digest standing for
+the registry's) and signed by digest; staging stops at the kubeconfig step, naming the secret,
+before any pulumi or rollout step; the failure step takes no traffic anywhere (the candidate
+has none); testing and prod never start. Review stacks refusing a ``file://`` backend on a
+GitHub-hosted runner, and skipping a fork's pull request. With the stack rendering its
+manifests (no cluster): staging's canary of the build staged, gated, deployed with the policy
+pack and promoted by a healthy ``rollout auto`` before ``check post`` fails, the failure step
+bringing the replaced stable version back and the decision committed to ``origin``; a faulty
+canary rolled back by ``rollout auto``, the failure step changing nothing; a pull request's
+previews of the four stacks with the policy pack.
 
 The scenarios on the real node (staging canary -> testing blue-green -> prod pull request with
 the version served through the Gateway at each stage, faulty candidates at testing and prod,
-first releases, two pushes, review stacks) are listed in docs/pipeline.md and are not in this
-module yet.
+first releases, two pushes) are listed in docs/pipeline.md and are not in this module yet.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, skip_or_fail
+from tests.integration.test_node_engine import node_images  # noqa: F401  (a fixture)
 from tests.integration.workflow_runner import (
     USES,
     Event,
@@ -698,4 +700,111 @@ def test_given_a_deployment_scaled_by_hand_when_drift_runs_then_the_staging_repo
     print(
         f"\n[pipeline] drift of a kubectl scale reported: "
         f"{TIMES['drift, kubectl scale on kwok']:.1f}s"
+    )
+
+
+def _renamed_kubeconfig(path: str, context: str, name: str) -> str:
+    """The kubeconfig at ``path`` with ``context`` renamed to ``name`` (as a secret holds it)."""
+    data = yaml.safe_load(Path(path).read_text())
+    for entry in data["contexts"]:
+        if entry["name"] == context:
+            entry["name"] = name
+    data["current-context"] = name
+    return yaml.safe_dump(data)
+
+
+def test_given_a_pull_request_then_its_review_stack_is_made_updated_and_destroyed_on_the_node(
+    scratch: Path,
+    origin: tuple[Path, str],
+    node: Any,
+    node_images: Any,  # noqa: F811
+) -> None:
+    """review-stacks.yml on the real node (context `preview` from PREVIEW_KUBECONFIG, a
+    self-hosted runner's file backend): the pull request's opening creates pr-7 and comments its
+    URL once, which serves the app through the Gateway; a push updates it without a second
+    comment; closing destroys the stack and its namespace."""
+    from tests.integration import node as node_host
+
+    started = time.monotonic()
+    bare, _ = origin
+    state = scratch / "review-node-state"
+    state.mkdir()
+    host = "review.pipeline.node.local"
+
+    def template(clone: Path) -> None:
+        path = clone / "Pulumi.pr.yaml"
+        data = yaml.safe_load(path.read_text())
+        config = data["config"]
+        config["moontv:image"] = {"repository": "moontv.local/lunatv-twin", "tag": "v100.1.2"}
+        config["moontv:traffic"] = {
+            "host": host,
+            "provider": "gateway",
+            "gateway": {"name": node.gateway_name, "namespace": node.gateway_namespace},
+        }
+        config["moontv:storage"] = {
+            "kind": "redis",
+            "persistent": False,
+            "size": "512Mi",
+            "redisImage": "moontv.local/redis:debian",
+            "exporterImage": "moontv.local/redis-exporter:debian",
+            "backup": {"enabled": False},
+        }
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    opened = commit_to(bare, scratch, "Review stacks on the node", template, branch="main")
+    run = runner(
+        scratch,
+        bare,
+        "review-node",
+        secrets={"PULUMI_CONFIG_PASSPHRASE": PASSPHRASE, "GITHUB_TOKEN": "token"},
+        environment_secrets={
+            "review": {
+                "PREVIEW_KUBECONFIG": _renamed_kubeconfig(node.kubeconfig, node.context, "preview")
+            }
+        },
+        variables={"REVIEW_STACKS": "self-managed", "PULUMI_BACKEND_URL": f"file://{state}"},
+        extra_env={
+            "PULUMI_HOME": str(scratch / "review-node-pulumi-home"),
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        },
+    )
+    namespace = "moontv-pr-7"
+    try:
+        first = run.run("review-stacks.yml", pull_request(7, "opened", opened))["up"]
+        assert first.result == "success", first.log()
+        made = first.step("Create or update pr-7")
+        url = made.outputs["url"]
+        assert made.outputs["created"] == "true" and url == f"https://pr-7.{host}"
+        status, _, body = node_host.gateway_request(
+            node.gateway, f"pr-7.{host}", "GET", "/api/server-config"
+        )
+        assert status == 200 and json.loads(body)["Version"] == "100.1.2", body[:200]
+
+        def site_name(clone: Path) -> None:
+            path = clone / "Pulumi.pr.yaml"
+            data = yaml.safe_load(path.read_text())
+            data["config"]["moontv:site"] = {"name": "MoonTV (review, second push)"}
+            path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+        pushed = commit_to(bare, scratch, "Second push of the pull request", site_name)
+        second = run.run("review-stacks.yml", pull_request(7, "synchronize", pushed))["up"]
+        assert second.result == "success", second.log()
+        assert second.step("Create or update pr-7").outputs["created"] == "false"
+        assert second.step("Comment the URL on the pull request").outcome == "skipped"
+        comments = [c for c in run.api_calls if c[:2] == ["pr", "comment"]]
+        assert len(comments) == 1 and url in comments[0][-1], run.api_calls
+
+        closed = run.run("review-stacks.yml", pull_request(7, "closed", pushed))["destroy"]
+        assert closed.result == "success", closed.log()
+        assert "pr-7 destroyed and removed" in closed.step("Destroy and remove pr-7").log
+        gone = node.kubectl("get", "namespace", namespace, "--ignore-not-found", "-o", "name")
+        assert gone.strip() == "", gone
+    finally:
+        node.kubectl(
+            "delete", "namespace", namespace, "--ignore-not-found", "--wait=false", check=False
+        )
+    TIMES["review stack on the node"] = time.monotonic() - started
+    print(
+        f"\n[pipeline] review stack pr-7 (open, push, close) on the node: "
+        f"{TIMES['review stack on the node']:.1f}s; served 100.1.2 at https://pr-7.{host}"
     )
