@@ -43,7 +43,8 @@ def kubernetes(s: Settings, overrides: dict[str, pulumi.Output[str]]) -> pulumi.
     opts = pulumi.ResourceOptions(providers=[provider("kubernetes", c.kubernetes)])
     app = MoonTVKubernetes("moontv", MoonTVKubernetesArgs(
         namespace=c.namespace, instance=s.stack, repository=c.image.repository,
-        pull_policy=c.image.pull_policy, plan=s.plan, site=c.site,
+        pull_policy=c.image.pull_policy, pull_secret=c.image.pull_secret, plan=s.plan,
+        site=c.site,
         owner_username=c.owner.username, owner_password=s.owner_password,
         replicas=c.replicas, resources=c.resources, autoscaling=c.autoscaling,
         storage=c.storage, traffic=c.traffic, storage_url=s.storage_url,

@@ -179,6 +179,13 @@ class ImageSettings(ConfigModel):
     tag: release_model.Tag
     digest: release_model.Digest | None = None
     pull_policy: Literal["IfNotPresent", "Always"] = "IfNotPresent"
+    #: A private repository: the name of a ``kubernetes.io/dockerconfigjson`` Secret in the
+    #: stack's namespace (e.g. a GHCR token: ``kubectl create secret docker-registry``); the
+    #: app's ServiceAccount lists it in ``imagePullSecrets``. Kubernetes only.
+    pull_secret: Annotated[str, matching(
+        r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        "a Kubernetes Secret name (lower-case letters, digits, '-' and '.', at most 253)",
+    )] | None = None
     #: Build the image from source (components/image.py); the built digest runs the stable track.
     build: ImageBuildSettings | None = None
 

@@ -146,6 +146,9 @@ class CanarySettings(ConfigModel):
     header: Literal["x-moontv-canary"] = HEADER
     cookie: Annotated[str, BeforeValidator(_cookie)] | None = None
     replicas: Annotated[int, int_range(1, MAX_REPLICAS)] | None = None
+    #: The stable version the last promotion replaced (written by ``promote``): what a
+    #: rollback after a promotion goes back to.
+    previous: Version | None = None
 
     @model_validator(mode="after")
     def _weight_needs_version(self) -> CanarySettings:
@@ -422,6 +425,11 @@ def promote(cfg: Mapping[str, Any] | None, image: Mapping[str, Any] | None) -> P
             new_image.pop("digest", None)
         release = _edit(cfg, ("canary", "weight"), 0)
         release["canary"].pop("version", None)
+        stable = image or {}
+        if stable.get("tag") is not None:
+            old = join_version(str(stable["tag"]), stable.get("digest"))
+            if old != canary.version:
+                release = _edit(release, ("canary", "previous"), old)
         return Promotion(release, new_image, f"image version is now {canary.version}")
     if settings.strategy == "blue-green":
         bg = settings.blue_green
@@ -442,6 +450,70 @@ def rollback(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
         assert settings.blue_green is not None
         return switch(cfg, settings.blue_green.inactive)
     raise _wrong_strategy("rollback", settings.strategy, "canary or blue-green")
+
+
+def recover(
+    cfg: Mapping[str, Any] | None, image: Mapping[str, Any] | None, candidate: str
+) -> Promotion | None:
+    """After a failed release of ``candidate``: the config that takes every bit of default
+    traffic off it, or None when none reaches it already (so running it again changes nothing).
+    It never moves traffic towards the candidate, and never switches when the candidate is not
+    what serves.
+
+    Canary: a candidate taking traffic goes back to weight 0; a candidate already promoted to
+    the image version is replaced by ``canary.previous`` (it stays the canary at weight 0).
+    Blue-green: when the active colour runs the candidate, the other colour becomes active if
+    it holds another version.
+    """
+    settings = parse(cfg, allow_latest=True)
+    stable = image or {}
+    if settings.strategy == "canary":
+        canary = settings.canary or CanarySettings()
+        tag = stable.get("tag")
+        current = join_version(str(tag), stable.get("digest")) if tag is not None else None
+        if current == candidate:
+            if canary.previous is None or canary.previous == candidate:
+                raise ReleaseError(
+                    f"{KEY}.canary.previous: {candidate} was promoted and no earlier stable "
+                    "version is recorded, so there is nothing to go back to; set "
+                    "moontv:image.tag (and digest) to the version to run"
+                )
+            back, back_digest = split_version(canary.previous)
+            new_image = copy.deepcopy(dict(stable))
+            new_image["tag"] = back
+            if back_digest:
+                new_image["digest"] = back_digest
+            else:
+                new_image.pop("digest", None)
+            release = _mutable(cfg)
+            release["canary"] = {
+                **release.get("canary", {}),
+                "version": candidate,
+                "weight": 0,
+            }
+            release["canary"].pop("previous", None)
+            parse(release, allow_latest=True)
+            return Promotion(
+                release,
+                new_image,
+                f"image version back to {canary.previous}; {candidate} kept as the canary at 0%",
+            )
+        if canary.version == candidate and canary.weight > 0:
+            return Promotion(_edit(cfg, ("canary", "weight"), 0), dict(stable), "canary weight 0%")
+        return None
+    if settings.strategy == "blue-green":
+        bg = settings.blue_green
+        assert bg is not None
+        other = bg.version_of(bg.inactive)
+        if bg.version_of(bg.active) != candidate:
+            return None
+        if other is None or other == candidate:
+            raise ReleaseError(
+                f"{KEY}.blueGreen.{bg.inactive}: {bg.active} runs the failed {candidate} and "
+                f"{bg.inactive} holds no other version to switch back to"
+            )
+        return Promotion(switch(cfg, bg.inactive), dict(stable), f"{bg.inactive} active again")
+    return None
 
 
 def abort(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -486,7 +558,13 @@ def switch(cfg: Mapping[str, Any] | None, colour: object) -> dict[str, Any]:
 
 
 def record(cfg: Mapping[str, Any] | None, action: Action, reason: str, at: str) -> dict[str, Any]:
-    """Store the decision in ``lastDecision`` (``at``: ISO 8601 UTC time)."""
+    """Store the decision in ``lastDecision`` (``at``: ISO 8601 UTC time). A rollback after a
+    rollback keeps the first one's reason after its own."""
+    last = (cfg or {}).get("lastDecision")
+    if action == "rollback" and isinstance(last, Mapping) and last.get("action") == "rollback":
+        earlier = str(last.get("reason", ""))
+        if earlier and earlier != reason:
+            reason = f"{reason}; earlier rollback at {last.get('at', '?')}: {earlier}"
     return _edit(cfg, ("lastDecision",), {"action": action, "reason": reason, "at": at})
 
 

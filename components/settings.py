@@ -482,7 +482,8 @@ def _unprotected_secrets(raw: dict[str, Any]) -> list[str]:
 
 #: Keys only one platform reads: set on the other platform they are refused, not ignored.
 KUBERNETES_ONLY = (
-    "kubernetes", "autoscaling", "networkPolicy", "image.pullPolicy", "traffic.provider",
+    "kubernetes", "autoscaling", "networkPolicy", "image.pullPolicy", "image.pullSecret",
+    "traffic.provider",
     "traffic.gateway", "traffic.ingressClass", "traffic.controllerNamespace", "traffic.tls",
     "storage.size", "storage.persistent", "storage.storageClass", "storage.exporterImage",
     "storage.backup", "monitoring.mode", "monitoring.chartVersion",

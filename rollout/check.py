@@ -15,47 +15,28 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from components import settings as settings_module
 from components.errors import ConfigError
-from components.release import ReleaseError
-from rollout.stack import NAMESPACE, SECRET, UsageError, engine_env, error_tail
+from rollout import check_post, check_pre
+from rollout.check_types import (
+    FAIL,
+    PASS,
+    SKIP,
+    Cluster,
+    ClusterError,
+    Result,
+    Target,
+    failed,
+    validated,
+)
+from rollout.stack import UsageError, engine_env, error_tail
 
-PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 OK, FAILED = 0, 1
-
-
-@dataclass(frozen=True)
-class Result:
-    name: str
-    status: str  # PASS, FAIL or SKIP
-    reason: str
-
-
-def passed(name: str, reason: str) -> Result:
-    return Result(name, PASS, reason)
-
-
-def failed(name: str, reason: str) -> Result:
-    return Result(name, FAIL, reason)
-
-
-def skipped(name: str, reason: str) -> Result:
-    return Result(name, SKIP, reason)
-
-
-class ClusterError(Exception):
-    """The cluster could not be asked (unreachable, forbidden)."""
-
-
-class Cluster(Protocol):
-    def get(self, kind: str, namespace: str | None = None, name: str | None = None) -> Any:
-        """The object (``name`` given) or the list ``{"items": [...]}``; None when not found."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +64,9 @@ class Kubectl:
         except subprocess.TimeoutExpired:
             raise ClusterError(f"kubectl get {kind} timed out after {self.timeout:g}s") from None
         if result.returncode != 0:
-            if "NotFound" in result.stderr or "not found" in result.stderr:
+            # Only the API server's answer means the object is missing; kubectl's own errors
+            # (a context or kubeconfig "not found") are configuration errors.
+            if "Error from server (NotFound)" in result.stderr:
                 return None
             raise ClusterError(
                 result.stderr.strip().splitlines()[-1]
@@ -115,74 +98,6 @@ def policy_preview(stack: str, work_dir: Path) -> str | None:
     if result.returncode == 0:
         return None
     return error_tail(Exception(f"\n stdout: {result.stdout}\n stderr: {result.stderr}"))
-
-
-def local_image_exists(ref: str) -> bool | None:
-    """Whether the local Docker engine holds ``ref``; None when that cannot be told (no engine,
-    or the image is not local: registries are not asked)."""
-    try:
-        result = subprocess.run(
-            ["docker", "image", "inspect", ref],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=30,
-        )
-    except (FileNotFoundError, subprocess.TimeoutExpired):
-        return None
-    return True if result.returncode == 0 else None
-
-
-@dataclass
-class Target:
-    """Where the checks look. Anything left None is reported as not checkable (SKIP) or, when
-    the stack config says it must be there, as a failure naming the option to give."""
-
-    stack: str
-    config: dict[str, Any]  # the moontv:* keys (secrets as rollout.stack.SECRET)
-    cluster: Cluster | None = None
-    prometheus: str | None = None
-    url: str | None = None  # public base URL of the site
-    storage_url: str | None = None
-    owner_password: str | None = None
-    state_dir: Path = Path(".rollout")
-    key_tolerance: float = 0.05
-    expect_version: str | None = None
-    preview: Callable[[], str | None] = lambda: None
-    image_exists: Callable[[str], bool | None] = local_image_exists
-    now: Callable[[], datetime] = lambda: datetime.now(UTC)
-    timeout: float = 10.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def settings(self) -> settings_module.MoonTVSettings:
-        """The validated stack config (secret objects, unreadable here, left out)."""
-        return validated(self.config)[0]
-
-
-def validated(config: Mapping[str, Any]) -> tuple[settings_module.MoonTVSettings, list[str]]:
-    """Validate the ``moontv:*`` keys: (model, rules left to ``pulumi preview``). Secret
-    *objects* read back as one placeholder, so the rules needing their members are reported as
-    deferred to the program itself rather than failed. Raises ConfigError for anything else."""
-    raw = {key[len(NAMESPACE) :]: value for key, value in config.items()}
-    hidden = tuple(
-        f"{settings_module.PREFIX}{key}"
-        for key in ("backupKeys", "alertReceiverUrls")
-        if raw.get(key) == SECRET
-    )
-    for key in hidden:
-        raw.pop(key.removeprefix(settings_module.PREFIX))
-    model = settings_module.validate_fields(raw)
-    try:
-        problems = settings_module.cross_checks(model)
-    except ReleaseError as exc:
-        raise ConfigError([str(exc)]) from None
-    deferred = [
-        p for p in problems if hidden and (p.startswith(hidden) or any(h in p for h in hidden))
-    ]
-    rest = [p for p in problems if p not in deferred]
-    if rest:
-        raise ConfigError(rest)
-    return model, deferred
 
 
 def report(
@@ -272,7 +187,8 @@ def add_parser(sub: Any, common: Any) -> None:
     check.add_argument("--prometheus", help="Prometheus base URL (needed when monitoring is on)")
     check.add_argument(
         "--storage-url",
-        default=os.environ.get("MOONTV_STORAGE_URL"),
+        # An optional secret that is not set reaches a workflow step as an empty variable.
+        default=os.environ.get("MOONTV_STORAGE_URL") or None,
         help="redis://:password@host:port of the storage, e.g. through `kubectl port-forward` "
         "(default: $MOONTV_STORAGE_URL); pre records key counts, post compares them",
     )
@@ -324,8 +240,6 @@ def owner_password(cluster: Cluster | None, namespace: str) -> str | None:
 
 
 def main(args: Any, config: dict[str, Any], stack: str, out: Callable[[str], None] = print) -> int:
-    from rollout import check_post, check_pre
-
     try:
         model, _ = validated(config)
     except ConfigError:

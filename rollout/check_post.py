@@ -11,9 +11,8 @@ from typing import Any
 from components import naming
 from components.monitoring.rules import PROBE_JOB, STORAGE_JOB
 from components.release import split_version
-from rollout.check import Result, Target, failed, passed, skipped
 from rollout.check_data import compare, key_counts, state_file
-from rollout.check_pre import _no_cluster
+from rollout.check_types import Result, Target, failed, no_cluster, passed, skipped
 from rollout.health import QueryError
 
 RESTRICTED = "restricted"
@@ -23,7 +22,7 @@ PSS_LABEL = "pod-security.kubernetes.io/enforce"
 def check_tracks_ready(t: Target) -> Result:
     model = t.settings()
     if t.cluster is None:
-        return _no_cluster("tracks-ready", model)
+        return no_cluster("tracks-ready", model)
     problems, ready = [], []
     for track in model.plan.tracks:
         if track.role == "idle" or track.replicas == 0:
@@ -196,7 +195,7 @@ def check_logs(t: Target) -> Result:
     if not (model.monitoring.enabled and model.monitoring.logs.enabled):
         return skipped("logs", "log shipping is off (monitoring.logs.enabled)")
     if t.cluster is None:
-        return _no_cluster("logs", model)
+        return no_cluster("logs", model)
     name = naming.resource_name(naming.APP, "fluent-bit")
     agent = t.cluster.get("daemonset", model.namespace, name)
     if agent is None:
@@ -245,7 +244,7 @@ def expected_policies(t: Target) -> list[str]:
 def check_security(t: Target) -> Result:
     model = t.settings()
     if t.cluster is None:
-        return _no_cluster("security", model)
+        return no_cluster("security", model)
     namespace = t.cluster.get("namespace", None, model.namespace)
     if namespace is None:
         return failed("security", f"namespace {model.namespace} does not exist")

@@ -14,8 +14,8 @@ from components import naming
 from components import release as rel
 from components.image_settings import DEFAULT_REPOSITORY, UPSTREAM_RELEASES
 from components.settings import MoonTVSettings, is_placeholder_digest
-from rollout.check import Result, Target, failed, passed, skipped, validated
 from rollout.check_data import key_counts, state_file
+from rollout.check_types import Result, Target, failed, no_cluster, passed, skipped, validated
 
 #: The upstream repository: its tags are UPSTREAM_RELEASES (the GitHub release names) and `latest`.
 UPSTREAM_REPOSITORY = DEFAULT_REPOSITORY
@@ -140,7 +140,7 @@ def check_backup_age(t: Target) -> Result:
     if not backup.enabled:
         return skipped("backup-age", "storage.backup.enabled is false")
     if t.cluster is None:
-        return _no_cluster("backup-age", model)
+        return no_cluster("backup-age", model)
     name = naming.resource_name(naming.APP, model.storage.kind, "backup")
     if t.cluster.get("namespace", None, model.namespace) is None:
         return skipped(
@@ -174,15 +174,6 @@ def check_backup_age(t: Target) -> Result:
 def _human(delta: timedelta) -> str:
     minutes = int(delta.total_seconds() // 60)
     return f"{minutes // 60}h{minutes % 60:02d}m"
-
-
-def _no_cluster(name: str, model: MoonTVSettings) -> Result:
-    if model.kubernetes.render_dir:
-        return skipped(
-            name,
-            f"the stack renders manifests to {model.kubernetes.render_dir}: no cluster to read",
-        )
-    return failed(name, "no cluster to read (give --context or --kubeconfig)")
 
 
 def git_versions(stack: str, work_dir: Path) -> list[str]:
@@ -224,17 +215,24 @@ def check_rollback_target(t: Target) -> Result:
     release = model.release
     if release.strategy == "blue-green" and release.blue_green is not None:
         bg = release.blue_green
-        other = bg.version_of(bg.inactive)
-        if other is None:
+        if t.cluster is not None and t.cluster.get("namespace", None, model.namespace) is None:
+            return passed(
+                "rollback-target",
+                f"first release: namespace {model.namespace} does not exist yet, nothing "
+                "serves that a rollback would go back to",
+            )
+        # The active colour serves until the switch, and a switch back returns to it.
+        serving, candidate = bg.version_of(bg.active), bg.version_of(bg.inactive)
+        if candidate == serving:
             return failed(
                 "rollback-target",
-                f"blue-green: the inactive colour {bg.inactive} has "
-                "no version, so a switch back has nowhere to go",
+                f"blue-green: both colours run {serving}, so a switch back changes nothing",
             )
+        staged = f"{bg.inactive} holds {candidate}" if candidate else f"{bg.inactive} is free"
         return passed(
             "rollback-target",
-            f"blue-green: {bg.inactive} keeps {other}; "
-            f"`python -m rollout switch --stack {t.stack}` goes back",
+            f"blue-green: {bg.active} keeps {serving} serving until the switch ({staged}); "
+            f"`python -m rollout switch {bg.active} --stack {t.stack}` goes back",
         )
     if release.strategy == "canary":
         return passed(

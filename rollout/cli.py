@@ -138,6 +138,16 @@ def parser() -> argparse.ArgumentParser:
         "blue-green colour (preview)",
     )
     stage.add_argument("version", metavar="VERSION", help="image tag, or tag@sha256:<digest>")
+    stage.add_argument(
+        "--repository",
+        help="image repository VERSION was pushed to; becomes moontv:image.repository",
+    )
+    stage.add_argument(
+        "--config-only",
+        action="store_true",
+        help="write and record the change without `up`: the next `pulumi up` (with the policy "
+        "pack) deploys it, after `check pre` has judged it",
+    )
 
     weight = sub.add_parser(
         "set-weight", parents=[common], help="send N%% of traffic to the canary"
@@ -150,11 +160,19 @@ def parser() -> argparse.ArgumentParser:
         help="canary: the canary version becomes the image version, weight 0; "
         "blue-green: the preview colour becomes active",
     )
-    sub.add_parser(
+    rollback = sub.add_parser(
         "rollback",
         parents=[common],
         help="canary: weight 0 (the canary stays reachable by header); "
         "blue-green: switch back to the other colour",
+    )
+    rollback.add_argument(
+        "--candidate",
+        metavar="VERSION",
+        help="after a failed release of VERSION: take default traffic off it only if it has "
+        "any (canary: weight 0, or back to the version its promotion replaced; blue-green: "
+        "switch only when VERSION is active). Changes nothing otherwise; never switches "
+        "towards VERSION",
     )
     sub.add_parser(
         "abort",
@@ -222,12 +240,14 @@ def run(args: argparse.Namespace, stack: Stack) -> int:
     if args.command == "status":
         return commands.status(ctx, policy)
     if args.command == "stage":
-        return commands.stage(ctx, args.version)
+        return commands.stage(ctx, args.version, args.repository, args.config_only)
     if args.command == "set-weight":
         return commands.set_weight(ctx, args.weight)
     if args.command == "promote":
         return commands.promote(ctx)
     if args.command == "rollback":
+        if args.candidate is not None:
+            return commands.recover(ctx, args.candidate)
         return commands.rollback(ctx)
     if args.command == "abort":
         return commands.abort(ctx)

@@ -91,10 +91,12 @@ def apply(
     reason: str,
     image: Mapping[str, Any] | None = None,
     weight_step: bool = False,
+    config_only: bool = False,
 ) -> dict[str, Any]:
     """Record the decision, write the config change and run ``up`` (``--dry-run``: preview, then
     restore the previous config). Returns the release config now in effect. A ``weight_step``
-    changes only the routes: on Kubernetes its ``up`` targets them (:data:`ROUTE_TARGETS`)."""
+    changes only the routes: on Kubernetes its ``up`` targets them (:data:`ROUTE_TARGETS`).
+    ``config_only``: write and record, no ``up`` (the caller's next ``pulumi up`` applies it)."""
     config = ctx.stack.config()
     old_release, old_image = _object(config, RELEASE_KEY), _object(config, IMAGE_KEY)
     new_release = rel.record(release, action, reason, ctx.now())
@@ -113,6 +115,9 @@ def apply(
         finally:
             ctx.stack.write(*_changes((new_release, new_image), (old_release, old_image)))
         return old_release
+    if config_only:
+        ctx.out(f"written to the config of {ctx.stack.name}; the next `pulumi up` applies it")
+        return new_release
     if weight_step and config.get(f"{NAMESPACE}platform", "kubernetes") != "swarm":
         ctx.out(f"updating the routes of {ctx.stack.name}")
         ctx.stack.up(ROUTE_TARGETS)
@@ -164,11 +169,22 @@ def status(ctx: Context, policy: HealthPolicy | None = None) -> int:
     return OK
 
 
-def stage(ctx: Context, version: str) -> int:
-    release = _release(ctx)
+def stage(
+    ctx: Context, version: str, repository: str | None = None, config_only: bool = False
+) -> int:
+    """Stage ``version``; ``repository``: the image repository it was pushed to, which becomes
+    ``moontv:image.repository`` (every track then pulls from it)."""
+    release, image = _read(ctx)
     new = _transition(lambda: rel.stage(release, version))
+    new_image = None
+    if repository is not None and image.get("repository") != repository:
+        new_image = {**image, "repository": repository}
+        ctx.out(
+            f"image repository {image.get('repository', '(default)')} -> {repository}: "
+            "every track pulls from it now"
+        )
     ctx.out(f"staging {version} as the release candidate (no default traffic)")
-    apply(ctx, new, "stage", ctx.reason or f"staged {version}")
+    apply(ctx, new, "stage", ctx.reason or f"staged {version}", new_image, config_only=config_only)
     return OK
 
 
@@ -199,6 +215,27 @@ def rollback(ctx: Context) -> int:
     new = _transition(lambda: rel.rollback(release))
     ctx.out("rolling back: " + _describe(new))
     apply(ctx, new, "rollback", ctx.reason or "rolled back by operator")
+    return OK
+
+
+def recover(ctx: Context, candidate: str) -> int:
+    """After a failed release of ``candidate``: take default traffic off it when any reaches it,
+    else change nothing (safe to run after ``auto`` already rolled back, and again)."""
+    release, image = _read(ctx)
+    recovery = _transition(lambda: rel.recover(release, image, candidate))
+    if recovery is None:
+        ctx.out(
+            f"{candidate} takes no default traffic ({_describe(release)}): nothing to roll back"
+        )
+        return OK
+    ctx.out(f"rolling back {candidate}: {recovery.summary}")
+    apply(
+        ctx,
+        recovery.release,
+        "rollback",
+        ctx.reason or f"rolled back {candidate}: {recovery.summary}",
+        recovery.image,
+    )
     return OK
 
 

@@ -116,6 +116,8 @@ class PulumiStack:
         self.name = name
         self._auto = automation
         self._on_output = on_output
+        pack = work_dir / "policy"
+        self._policy_packs = [str(pack)] if (pack / "PulumiPolicy.yaml").is_file() else None
         if not (work_dir / "Pulumi.yaml").is_file():
             raise UsageError(f"--cwd: no Pulumi.yaml in {work_dir}")
         options = automation.LocalWorkspaceOptions(env_vars=engine_env(name, work_dir))
@@ -169,8 +171,15 @@ class PulumiStack:
             raise EngineError(error_tail(exc)) from None
 
     def up(self, targets: Sequence[str] = ()) -> None:
+        """A whole-stack ``up`` (one that may carry a new image) runs the project's policy pack;
+        a targeted one (a canary weight step: routes only) does not."""
         try:
-            self._stack.up(on_output=self._on_output, color="never", target=list(targets) or None)
+            self._stack.up(
+                on_output=self._on_output,
+                color="never",
+                target=list(targets) or None,
+                policy_packs=None if targets else self._policy_packs,
+            )
         except self._auto.CommandError as exc:
             raise EngineError(error_tail(exc)) from None
 
@@ -183,9 +192,16 @@ class PulumiStack:
 
 def engine_env(stack: str, work_dir: Path) -> dict[str, str]:
     """The engine settings of ``tools/stack.sh``, so the CLI and ``make up`` share state:
-    a local file backend in ``.pulumi-state/`` unless ``PULUMI_BACKEND_URL`` is set, and the
+    a local file backend in ``.pulumi-state/`` unless ``PULUMI_BACKEND_URL`` is set (set but
+    empty is refused), and the
     empty passphrase for dev when none is given."""
     env = {"PULUMI_SKIP_UPDATE_CHECK": "true"}
+    if os.environ.get("PULUMI_BACKEND_URL") == "":
+        raise UsageError(
+            "PULUMI_BACKEND_URL is set but empty (an unset repository variable?): set it to "
+            f"the backend that holds the state of {stack!r} (https://api.pulumi.com, s3://…, "
+            "file://…), or unset it for the local .pulumi-state/ backend"
+        )
     if "PULUMI_BACKEND_URL" not in os.environ:
         state = work_dir / ".pulumi-state"
         state.mkdir(exist_ok=True)

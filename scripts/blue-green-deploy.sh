@@ -24,7 +24,8 @@ Any other option goes to `rollout auto` (--interval, --smoke-url, --min-success,
 --success-query, --latency-query); see `python -m rollout auto --help`.
 
 Runs `rollout check pre` before deploying and `rollout check post` at the end (a failed
-gate exits 1: go back with `python -m rollout switch --stack STACK`).
+gate exits 1: `python -m rollout rollback --candidate VERSION --stack STACK` switches back
+only if VERSION is the active colour).
 
 Exit status: 0 switched (or deployed to preview), 1 failed, switched back or a gate failed,
 2 bad input.

@@ -23,7 +23,8 @@ Any other option goes to `rollout auto` (--steps, --interval, --smoke-url, --min
 --max-p99-ms, --success-query, --latency-query); see `python -m rollout auto --help`.
 
 Runs `rollout check pre` before staging and `rollout check post` at the end (a failed
-gate exits 1: roll back with `python -m rollout rollback --stack STACK`).
+gate exits 1: `python -m rollout rollback --candidate VERSION --stack STACK` takes the
+traffic off VERSION if it has any).
 
 Exit status: 0 promoted (or staged), 1 rolled back, failed or a gate failed, 2 bad input.
 USAGE

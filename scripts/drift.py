@@ -218,17 +218,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except (OSError, ValueError) as exc:
         print(f"drift.py: error: --preview-json: {exc}", file=sys.stderr)
+        summarize(args.summary, args.stack, f"no drift check: --preview-json: {exc}")
         return USAGE
     except RuntimeError as exc:
         print(f"drift.py: {exc}", file=sys.stderr)
+        summarize(args.summary, args.stack, f"no drift check: {exc}")
         return FAILED
     found = drifts(digest)
     text = report(args.stack, found)
     print(text)
-    if args.summary:
-        with args.summary.open("a", encoding="utf-8") as out:
-            out.write(f"### {args.stack}\n\n```\n{text}\n```\n\n")
+    summarize(args.summary, args.stack, text)
     return DRIFT if found else NO_DRIFT
+
+
+def summarize(summary: Path | None, stack: str, text: str) -> None:
+    """Append ``text`` under the stack's heading to the run summary (Markdown), if any."""
+    if summary:
+        with summary.open("a", encoding="utf-8") as out:
+            out.write(f"### {stack}\n\n```\n{text}\n```\n\n")
 
 
 if __name__ == "__main__":

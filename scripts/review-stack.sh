@@ -26,8 +26,12 @@ Options:
                     (kubernetes.context is dropped): for local runs and tests
   -h, --help        show this help
 
-State goes to PULUMI_BACKEND_URL (default: a local file backend in .pulumi-state/); the
-passphrase comes from PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE).
+State goes to PULUMI_BACKEND_URL (unset: a local file backend in .pulumi-state/; set but empty
+is refused); the passphrase comes from PULUMI_CONFIG_PASSPHRASE (or
+PULUMI_CONFIG_PASSPHRASE_FILE). On a GitHub-hosted runner (RUNNER_ENVIRONMENT=github-hosted) a
+file:// backend is refused: it is deleted with the runner, so every push would create the stack
+anew and `destroy` would find nothing. Use a backend that keeps state (s3://, gs://, azblob://
+with its credentials in the environment, or Pulumi Cloud).
 Exit status: 0 done, 1 pulumi failed, 2 bad input.
 USAGE
 }
@@ -62,6 +66,15 @@ esac
 cd "$root"
 [[ -f $template ]] || die "no review-stack template $template in $root" 2
 
+# A backend that keeps the review stacks' state from one run to the next.
+if [[ -n ${PULUMI_BACKEND_URL+x} && -z $PULUMI_BACKEND_URL ]]; then
+  die "PULUMI_BACKEND_URL is set but empty (an unset repository variable?): set it to a backend that keeps state (s3://…, gs://…, azblob://…, https://api.pulumi.com)" 2
+fi
+backend=${PULUMI_BACKEND_URL-file://$root/.pulumi-state}
+if [[ $backend == file://* && ${RUNNER_ENVIRONMENT:-} == github-hosted ]]; then
+  die "PULUMI_BACKEND_URL is $backend on a GitHub-hosted runner: that directory is deleted with the runner, so the next push would create pr-$pr anew and its destroy would find nothing (the namespace would leak); use s3://, gs://, azblob:// (credentials in the environment) or Pulumi Cloud" 2
+fi
+
 # The engine set-up of tools/stack.sh (which runs up, destroy and outputs).
 if ! command -v pulumi >/dev/null 2>&1; then
   # shellcheck source=/dev/null
@@ -69,7 +82,7 @@ if ! command -v pulumi >/dev/null 2>&1; then
 fi
 command -v pulumi >/dev/null 2>&1 || die "pulumi CLI not found: install it, or run 'make toolchain' (then source tools/env.sh)"
 export PULUMI_SKIP_UPDATE_CHECK=true
-export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$root/.pulumi-state}
+export PULUMI_BACKEND_URL=$backend
 if [[ $PULUMI_BACKEND_URL == file://* ]]; then
   mkdir -p "${PULUMI_BACKEND_URL#file://}"
 fi

@@ -10,7 +10,8 @@ COMMAND  preview | up | destroy | refresh | outputs
 STACK    dev | staging | prod | swarm (a Pulumi.<STACK>.yaml beside Pulumi.yaml)
 
 Uses `pulumi` from PATH, else the offline toolchain (`make toolchain`; it is built when
-missing). State goes to PULUMI_BACKEND_URL (default: a local file backend in .pulumi-state/).
+missing). State goes to PULUMI_BACKEND_URL (unset: a local file backend in .pulumi-state/; set
+but empty is refused: an unset CI variable must not mean a fresh, empty backend).
 The passphrase comes from PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE); when
 neither is set the dev stack uses an empty passphrase, other stacks stop and ask for one.
 TXT
@@ -32,6 +33,12 @@ if [[ ! -f Pulumi.$stack.yaml ]]; then
   exit 2
 fi
 
+# An empty value is a mistake (an unset repository variable), not a request for the default.
+if [[ -n ${PULUMI_BACKEND_URL+x} && -z $PULUMI_BACKEND_URL ]]; then
+  echo "error: PULUMI_BACKEND_URL is set but empty (an unset repository variable?): set it to the backend that holds the state of '$stack' (https://api.pulumi.com, s3://…, file://…), or unset it for the local .pulumi-state/ backend" >&2
+  exit 2
+fi
+
 # The program's virtualenv (Pulumi.yaml: virtualenv: venv).
 [[ -x venv/bin/python ]] || make --no-print-directory setup
 
@@ -49,7 +56,7 @@ command -v pulumi >/dev/null 2>&1 || {
 }
 
 export PULUMI_SKIP_UPDATE_CHECK=true
-export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$root/.pulumi-state}
+export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL-file://$root/.pulumi-state}
 if [[ $PULUMI_BACKEND_URL == file://* ]]; then
   mkdir -p "${PULUMI_BACKEND_URL#file://}"
 fi

@@ -71,6 +71,8 @@ class MoonTVKubernetesArgs:
     storage_token: pulumi.Output[str] | None = None
     #: Egress allowed to every pod of the namespace besides the app's own rules (DNS).
     network_policy: NetworkPolicySettings = NetworkPolicySettings()
+    #: Secret (in the namespace) holding the credentials of a private repository.
+    pull_secret: str | None = None
     #: Image references to use instead of ``repository:version`` (e.g. a freshly built digest).
     image_overrides: Mapping[str, pulumi.Input[str]] | None = None
     #: Namespace of the Prometheus that scrapes the storage exporter (monitoring on).
@@ -126,6 +128,7 @@ class MoonTVKubernetes(pulumi.ComponentResource):
             f"{name}-storage",
             StorageArgs(namespace=self.namespace, instance=args.instance, storage=args.storage,
                         tool_image=self._image(args.plan.tracks[0]),
+                        tool_pull_secret=args.pull_secret,
                         external_url=args.storage_url,
                         metrics_namespace=args.metrics_namespace,
                         backup_keys=args.backup_keys or {},
@@ -253,7 +256,7 @@ class MoonTVKubernetes(pulumi.ComponentResource):
         alive = {"httpGet": {"path": app_facts.LIVENESS_PATH, "port": "http"},
                  "timeoutSeconds": 3}
         return {
-            **pod.pod_defaults(uid=app_facts.UID),
+            **pod.pod_defaults(uid=app_facts.UID, pull_secret=args.pull_secret),
             "serviceAccountName": self.service_account.metadata.name,
             "terminationGracePeriodSeconds": GRACE_SECONDS,
             "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [

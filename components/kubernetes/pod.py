@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 
-def pod_defaults(uid: int) -> dict[str, Any]:
-    """Pod-level settings: non-root, seccomp RuntimeDefault, no service account token."""
+def pod_defaults(uid: int, pull_secret: str | None = None) -> dict[str, Any]:
+    """Pod-level settings: non-root, seccomp RuntimeDefault, no service account token; the
+    ``imagePullSecrets`` of a private repository (``moontv:image.pullSecret``) for pods that run
+    the MoonTV image."""
     return {
+        **({"imagePullSecrets": [{"name": pull_secret}]} if pull_secret else {}),
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": {

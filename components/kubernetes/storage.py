@@ -45,6 +45,8 @@ class StorageArgs:
     storage: StorageSettings
     #: Image with Node 20 that runs the backup script (the MoonTV image itself).
     tool_image: pulumi.Input[str]
+    #: ``moontv:image.pullSecret``: the tool image is the MoonTV image.
+    tool_pull_secret: str | None = None
     external_url: pulumi.Output[str] | None = None
     #: Namespace whose Prometheus scrapes the storage exporter (None: no exporter traffic).
     metrics_namespace: str | None = None
@@ -344,7 +346,8 @@ class Storage(pulumi.ComponentResource):
                     "template": {
                         "metadata": {"labels": labels},
                         "spec": {
-                            **pod.pod_defaults(uid=app_facts.UID),
+                            **pod.pod_defaults(
+                                uid=app_facts.UID, pull_secret=args.tool_pull_secret),
                             "restartPolicy": "OnFailure",
                             "containers": [{
                                 "name": mode,
@@ -428,7 +431,8 @@ class Storage(pulumi.ComponentResource):
                     "template": {
                         "metadata": {"labels": labels},
                         "spec": {
-                            **pod.pod_defaults(uid=app_facts.UID),
+                            **pod.pod_defaults(
+                                uid=app_facts.UID, pull_secret=args.tool_pull_secret),
                             "restartPolicy": "Never",
                             "initContainers": [{
                                 "name": "scratch",

@@ -226,7 +226,8 @@ def test_given_healthy_canary_when_auto_then_weight_reaches_100_and_canary_is_pr
         assert f"[rollout] {line}" in out
     config = _release(work)
     assert config["moontv:image"]["tag"] == CANARY_VERSION
-    assert config["moontv:release"]["canary"] == {"weight": 0}
+    stable = stack_config("dev")["moontv:image"]["tag"]
+    assert config["moontv:release"]["canary"] == {"weight": 0, "previous": stable}
     assert config["moontv:release"]["lastDecision"]["action"] == "promote"
     images = _rendered_images(work)
     assert images["moontv-stable"].endswith(f":{CANARY_VERSION}")

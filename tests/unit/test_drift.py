@@ -126,7 +126,14 @@ def test_given_the_drift_workflow_then_it_runs_each_environment_on_a_schedule() 
     job = flow["jobs"]["drift"]
     stacks = [entry["stack"] for entry in job["strategy"]["matrix"]["include"]]
     assert stacks == ["staging", "testing", "prod"]
-    assert job["concurrency"]["group"] == "deploy-${{ matrix.stack }}"
+    # Its own group: a pending drift run never cancels a pending deployment, nor the reverse.
+    assert job["concurrency"] == {"group": "drift-${{ matrix.stack }}", "cancel-in-progress": False}
+    deploy = yaml.safe_load((ROOT / ".github/workflows/deployment.yml").read_text())
+    groups = {j["concurrency"]["group"] for j in deploy["jobs"].values() if "concurrency" in j}
+    assert groups and all(not g.startswith("drift-") for g in groups)
+    # Prod drift reads with its own environment: the deployments' approval gate is not in it.
+    environments = {e["stack"]: e["environment"] for e in job["strategy"]["matrix"]["include"]}
+    assert environments["prod"] != deploy["jobs"]["prod"]["environment"]
     runs = [s.get("run", "") for s in job["steps"]]
     assert 'venv/bin/python scripts/drift.py "$STACK" --summary "$GITHUB_STEP_SUMMARY"' in runs
 
@@ -162,3 +169,16 @@ def test_given_a_field_taken_over_by_kubectl_then_it_is_drift_naming_field_and_m
         "kubernetes:apps/v1:Deployment moontv-staging/moontv-stable: changed outside the program"
     ) in out
     assert "spec.replicas: owned by 'kubectl' (scale)" in out
+
+
+def test_given_the_preview_fails_then_the_summary_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(stack: str) -> dict[str, object]:
+        raise RuntimeError(f"pulumi preview --refresh failed on {stack}:\ncluster is unreachable")
+
+    monkeypatch.setattr(drift, "preview", failing)
+    summary = tmp_path / "summary.md"
+    assert drift.main(["staging", "--summary", str(summary)]) == 3
+    text = summary.read_text()
+    assert text.startswith("### staging\n") and "cluster is unreachable" in text

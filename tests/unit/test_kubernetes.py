@@ -489,3 +489,24 @@ def test_given_storage_in_an_empty_dir_without_backups_then_no_storage_class_is_
     assert not need.volumes and preflight.diagnose(need, facts([])) == []
     with_backups = staging({**review, "moontv:storage": {"kind": "redis", "persistent": False}})
     assert preflight.needs(with_backups).volumes  # the backup PVC
+
+
+def test_given_a_pull_secret_then_every_pod_running_the_moontv_image_lists_it(run):
+    image = {"repository": "ghcr.io/acme/moontv", "tag": "v100.1.2", "pullSecret": "ghcr-pull"}
+    r = run("staging", {"moontv:image": image})
+    uses_app_image = []
+    for resource in r.kind("Deployment") + r.kind("CronJob") + r.kind("Job"):
+        spec = resource.inputs["spec"]
+        spec = spec.get("jobTemplate", {}).get("spec", spec)
+        template = spec["template"]["spec"]
+        images = [c["image"] for c in template.get("containers", []) + template.get(
+            "initContainers", [])]
+        if any(str(i).startswith("ghcr.io/acme/moontv") for i in images):
+            uses_app_image.append(resource.name)
+            assert template.get("imagePullSecrets") == [{"name": "ghcr-pull"}], resource.name
+    assert "moontv-stable" in uses_app_image and len(uses_app_image) >= 3, uses_app_image
+    plain = run("staging")
+    assert all(
+        "imagePullSecrets" not in d.inputs["spec"]["template"]["spec"]
+        for d in plain.kind("Deployment")
+    )

@@ -396,7 +396,11 @@ def test_given_canary_when_promoted_then_canary_version_becomes_the_image(
     cfg = {"strategy": "canary", "canary": {"version": version, "weight": 50, "cookie": "c"}}
     result = r.promote(cfg, image)
     assert result.image == new_image
-    assert result.release == {"strategy": "canary", "canary": {"weight": 0, "cookie": "c"}}
+    previous = r.join_version(image["tag"], image.get("digest"))
+    assert result.release == {
+        "strategy": "canary",
+        "canary": {"weight": 0, "cookie": "c", "previous": previous},
+    }
     assert result.summary == f"image version is now {version}"
     promoted = r.plan(
         r.parse(result.release), r.join_version(new_image["tag"], new_image.get("digest")), 2

@@ -291,7 +291,7 @@ def test_given_canary_when_promoted_then_image_takes_the_canary_version() -> Non
     stack = FakeStack({"strategy": "canary", "canary": {"version": f"v2@{DIGEST}", "weight": 50}})
     assert run(stack, "promote") == 0
     assert stack.data["moontv:image"] == {**IMAGE, "tag": "v2", "digest": DIGEST}
-    assert stack.release["canary"] == {"weight": 0}
+    assert stack.release["canary"] == {"weight": 0, "previous": "v1"}
     assert stack.release["lastDecision"]["action"] == "promote"
     assert len(stack.ups) == 1
 
@@ -714,3 +714,142 @@ def test_engine_errors_keep_the_useful_tail() -> None:
     assert error_tail(only_stdout) == "Updating\n  2 errored\nerror: plugin missing"
     with_stderr = CommandError(CommandResult("noise", "error: stack is locked\n", 255))
     assert error_tail(with_stderr) == "error: stack is locked"
+
+
+# --- the deployment workflow's failure step -------------------------------------------------------
+
+CANDIDATE = f"v2@{DIGEST}"
+
+
+def failure_step(stack: FakeStack, job: str = "testing") -> int:
+    """Run the `Roll back on failure` step of deployment.yml's ``job`` (its own command line,
+    with the job's VERSION) against ``stack``."""
+    import shlex
+
+    workflow = yaml.safe_load((ROOT / ".github/workflows/deployment.yml").read_text())
+    (step,) = [s for s in workflow["jobs"][job]["steps"] if s.get("name") == "Roll back on failure"]
+    env = {"VERSION": CANDIDATE, "GITHUB_RUN_ID": "42"}
+    words = shlex.split(re.sub(r"\$(\w+)", lambda m: env[m.group(1)], step["run"]))
+    assert words[:3] == ["venv/bin/python", "-m", "rollout"], words
+    return run(stack, *words[3:])
+
+
+def bg(active: str, green: str | None = CANDIDATE) -> dict[str, Any]:
+    colours: dict[str, Any] = {"blue": "v1", "active": active}
+    if green is not None:
+        colours["green"] = green
+    return {"strategy": "blue-green", "blueGreen": colours}
+
+
+@pytest.mark.parametrize(
+    ("success", "reason"),
+    [
+        ([0.2], "preview green unhealthy, blue stays active"),
+        ([1.0, 0.3], "green unhealthy after the switch"),
+    ],
+)
+def test_given_auto_rolled_back_blue_green_when_the_failure_step_runs_then_blue_stays_active(
+    prometheus: FakePrometheus, success: list[float], reason: str
+) -> None:
+    prometheus.success = list(success)
+    stack = FakeStack(bg("blue"))
+    assert auto(stack, prometheus) == 1
+    ups = len(stack.ups)
+    assert failure_step(stack) == 0
+    assert failure_step(stack) == 0  # idempotent
+    assert stack.release["blueGreen"]["active"] == "blue"
+    assert len(stack.ups) == ups  # nothing to change, no up
+    assert reason in stack.release["lastDecision"]["reason"]
+
+
+def test_given_prometheus_unreachable_when_the_failure_step_runs_then_the_preview_stays_off(
+    prometheus: FakePrometheus,
+) -> None:
+    url = prometheus.url
+    prometheus.stop()
+    stack = FakeStack(bg("blue"))
+    assert run(stack, "auto", "--prometheus", url, "--interval", "0s") == 2
+    assert failure_step(stack) == 0
+    assert stack.release["blueGreen"]["active"] == "blue" and stack.ups == []
+
+
+def test_given_the_candidate_active_when_post_fails_then_the_failure_step_switches_back_once() -> (
+    None
+):
+    stack = FakeStack(bg("green"))
+    assert failure_step(stack) == 0
+    assert [u["moontv:release"]["blueGreen"]["active"] for u in stack.ups] == ["blue"]
+    assert failure_step(stack) == 0
+    assert len(stack.ups) == 1
+
+
+def test_given_a_failure_before_the_candidate_was_staged_then_nothing_is_switched() -> None:
+    stack = FakeStack(bg("green", green="v0"))  # the previous release is active, no candidate
+    assert failure_step(stack) == 0
+    assert stack.release["blueGreen"]["active"] == "green" and stack.ups == []
+
+
+def test_given_canary_promoted_when_post_fails_then_the_previous_stable_comes_back(
+    prometheus: FakePrometheus,
+) -> None:
+    stack = FakeStack({"strategy": "canary", "canary": {"version": CANDIDATE, "weight": 0}})
+    assert auto(stack, prometheus) == 0
+    assert stack.data["moontv:image"]["tag"] == "v2"
+    assert failure_step(stack, "staging") == 0
+    assert stack.data["moontv:image"] == IMAGE
+    assert stack.release["canary"] == {"version": CANDIDATE, "weight": 0}
+    assert stack.release["lastDecision"]["action"] == "rollback"
+    ups = len(stack.ups)
+    assert failure_step(stack, "staging") == 0
+    assert len(stack.ups) == ups
+
+
+def test_given_canary_taking_traffic_when_the_failure_step_runs_then_weight_0() -> None:
+    stack = FakeStack({"strategy": "canary", "canary": {"version": CANDIDATE, "weight": 25}})
+    assert failure_step(stack, "staging") == 0
+    assert stack.release["canary"]["weight"] == 0 and len(stack.ups) == 1
+    assert failure_step(stack, "staging") == 0
+    assert len(stack.ups) == 1
+
+
+def test_given_a_second_rollback_then_the_first_reason_is_kept() -> None:
+    stack = FakeStack({"strategy": "canary", "canary": {"version": "v2", "weight": 25}})
+    assert run(stack, "rollback", "--reason", "p99 too high") == 0
+    assert run(stack, "rollback", "--reason", "post failed") == 0
+    reason = stack.release["lastDecision"]["reason"]
+    assert reason.startswith("post failed; earlier rollback at ") and reason.endswith(
+        ": p99 too high"
+    )
+
+
+def test_given_a_built_repository_when_staged_config_only_then_no_up_and_the_stack_names_it() -> (
+    None
+):
+    stack = FakeStack(bg("blue", green=None), stack="testing")
+    code = run(stack, "stage", CANDIDATE, "--repository", "ghcr.io/acme/moontv", "--config-only")
+    assert code == 0
+    assert stack.ups == [] and stack.writes == 1
+    assert stack.data["moontv:image"]["repository"] == "ghcr.io/acme/moontv"
+    assert stack.release["blueGreen"]["green"] == CANDIDATE
+    assert stack.release["lastDecision"]["action"] == "stage"
+
+
+def test_given_a_whole_up_then_the_policy_pack_runs_and_a_route_step_skips_it(
+    tmp_path: Path,
+) -> None:
+    from rollout.stack import PulumiStack
+
+    calls: list[dict[str, Any]] = []
+
+    class Recorder:
+        def up(self, **kwargs: Any) -> None:
+            calls.append(kwargs)
+
+    stack = PulumiStack.__new__(PulumiStack)
+    stack._stack = Recorder()  # type: ignore[attr-defined]
+    stack._on_output = print  # type: ignore[attr-defined]
+    stack._policy_packs = [str(ROOT / "policy")]  # type: ignore[attr-defined]
+    stack.up()
+    stack.up(ROUTE_TARGETS)
+    assert calls[0]["policy_packs"] == [str(ROOT / "policy")] and calls[0]["target"] is None
+    assert calls[1]["policy_packs"] is None and calls[1]["target"] == list(ROUTE_TARGETS)

@@ -176,12 +176,16 @@ def test_given_each_strategy_then_the_rollback_target_is_named_or_missing():
         },
     )
     result = check_pre.check_rollback_target(target(bg))
-    assert result.status == PASS and "green keeps v100.1.1" in result.reason
-    lone = config(
+    assert result.status == PASS and "blue keeps v100.1.2 serving" in result.reason
+    same = config(
         "staging",
-        release={"strategy": "blue-green", "blueGreen": {"active": "blue", "blue": "v100.1.2"}},
+        release={
+            "strategy": "blue-green",
+            "blueGreen": {"active": "blue", "blue": "v100.1.2", "green": "v100.1.2"},
+        },
     )
-    assert check_pre.check_rollback_target(target(lone)).status == FAIL
+    result = check_pre.check_rollback_target(target(same, FakeCluster(namespace("moontv-staging"))))
+    assert result.status == FAIL and "both colours run v100.1.2" in result.reason
     rolling = target(config("staging"), extra={"history": lambda: ["v100.1.2", "v100.1.1"]})
     result = check_pre.check_rollback_target(rolling)
     assert result.status == PASS and "v100.1.1" in result.reason
@@ -495,6 +499,9 @@ def test_given_kubectl_answers_then_objects_not_found_and_errors_are_told_apart(
 case "$3" in
   there) echo '{"metadata": {"name": "there"}, "args": "'"$*"'"}' ;;
   gone) echo 'Error from server (NotFound): cronjobs.batch "gone" not found' >&2; exit 1 ;;
+  lost) echo 'error: context "prod" was not found for specified context: prod' >&2; exit 1 ;;
+  nofile) echo 'W1206 stat /k/config: no such file or directory' >&2
+          echo 'error: Config not found: /k/config' >&2; exit 1 ;;
   *) echo 'error: context "prod" does not exist' >&2; exit 1 ;;
 esac
 """,
@@ -509,6 +516,35 @@ esac
     assert cluster.get("cronjob", "moontv", "gone") is None
     with pytest.raises(ClusterError, match='context "prod" does not exist'):
         cluster.get("cronjob", "moontv", "other")
+    # A kubeconfig problem says "not found" too: it is an error, never a missing object.
+    with pytest.raises(ClusterError, match='context "prod" was not found'):
+        cluster.get("cronjob", "moontv", "lost")
+    with pytest.raises(ClusterError, match="Config not found: /k/config"):
+        cluster.get("cronjob", "moontv", "nofile")
+
+
+def test_given_a_kubeconfig_without_the_context_then_backup_age_fails_instead_of_skipping(
+    tmp_path, monkeypatch
+):
+    from rollout.check import Kubectl
+
+    _stub(
+        tmp_path,
+        "kubectl",
+        "echo 'error: context \"staging\" was not found for specified context: staging' >&2\n"
+        "exit 1\n",
+    )
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    results = run_checks(
+        [check_pre.check_backup_age], target(config("staging"), Kubectl(context="staging"))
+    )
+    assert [(r.status, r.reason) for r in results] == [
+        (
+            FAIL,
+            'cannot read the cluster: error: context "staging" was not found for specified '
+            "context: staging",
+        )
+    ]
 
 
 def test_given_the_policy_preview_then_its_failure_tail_or_none_is_returned(tmp_path, monkeypatch):
@@ -556,3 +592,61 @@ def test_given_the_workflow_then_pre_and_post_read_the_same_storage():
         pre = steps["Deploy gate (rollout check pre)"]["env"]["MOONTV_STORAGE_URL"]
         post = steps["Deploy gate (rollout check post)"]["env"]["MOONTV_STORAGE_URL"]
         assert pre == post == f"${{{{ secrets.{job.upper()}_STORAGE_URL }}}}"
+
+
+def test_given_the_gate_modules_then_the_checks_import_the_shared_types_not_the_runner():
+    import ast
+
+    for module in ("check_pre", "check_post"):
+        tree = ast.parse((ROOT / "rollout" / f"{module}.py").read_text())
+        imported = {
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module
+        } | {
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        }
+        assert "rollout.check" not in imported, module
+        assert not {"rollout.check_pre", "rollout.check_post"} & imported, module
+        assert "rollout.check_types" in imported, module
+
+
+@pytest.mark.parametrize("stack", ["testing", "prod"])
+def test_given_a_shipped_blue_green_stack_then_check_pre_accepts_its_first_release(stack):
+    shipped = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    ns = shipped["moontv:namespace"]
+    # Before the candidate is staged (only `blue` is set) and after (green holds it).
+    for release in (
+        shipped["moontv:release"],
+        {
+            **shipped["moontv:release"],
+            "blueGreen": {
+                **shipped["moontv:release"]["blueGreen"],
+                "green": "v100.1.2@sha256:" + "ab" * 32,
+            },
+        },
+    ):
+        cfg = {**shipped, "moontv:release": release}
+        empty = check_pre.check_rollback_target(target(cfg, FakeCluster()))
+        assert empty.status == PASS, empty.reason
+        assert empty.reason.startswith(f"first release: namespace {ns} does not exist yet")
+        running = check_pre.check_rollback_target(target(cfg, FakeCluster(namespace(ns))))
+        assert running.status == PASS, running.reason
+        active = release["blueGreen"]["blue"]
+        assert running.reason.startswith(f"blue-green: blue keeps {active} serving")
+
+
+def test_given_an_unset_optional_storage_secret_then_check_pre_skips_the_snapshot(
+    tmp_path, capsys, monkeypatch
+):
+    # A workflow step's `MOONTV_STORAGE_URL: ${{ secrets.X_STORAGE_URL }}` is "" when unset.
+    from rollout.cli import parser
+
+    monkeypatch.setenv("MOONTV_STORAGE_URL", "")
+    args = parser().parse_args(["check", "pre", "--stack", "staging"])
+    assert args.storage_url is None
+    monkeypatch.setenv("MOONTV_STORAGE_URL", "redis://:pw@127.0.0.1:1")
+    assert parser().parse_args(["check", "pre"]).storage_url == "redis://:pw@127.0.0.1:1"

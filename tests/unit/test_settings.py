@@ -665,3 +665,16 @@ def test_given_the_three_holes_at_once_then_one_run_names_each_key():
         "ownerPassword": "1234", "storage.persistent": False, "site.doubanProxyType": "custom"}))
     keys = {p.split(": ", 1)[0] for p in found}
     assert {"moontv:ownerPassword", "moontv:storage.persistent", "moontv:site.doubanProxy"} <= keys
+
+
+def test_given_a_private_package_then_image_pull_secret_is_a_secret_name_on_kubernetes_only():
+    bad = problems(with_(raw("staging"), "image.pullSecret", "GHCR_pull"))
+    assert [p for p in bad if p.startswith("moontv:image.pullSecret:")] == [
+        p for p in bad if "Kubernetes Secret name" in p
+    ] and bad
+    swarm = problems(with_(raw("swarm"), "image.pullSecret", "ghcr-pull"))
+    assert any(
+        p.startswith("moontv:image.pullSecret") and "not read on the swarm platform" in p
+        for p in swarm
+    ), swarm
+    assert settings.validate(with_(raw("staging"), "image.pullSecret", "ghcr-pull"))
