@@ -56,8 +56,9 @@ def test_every_collected_test_is_in_exactly_one_group():
     union = set().union(*counts.values())
     assert sum(len(ids) for ids in counts.values()) == len(union)
     assert all(counts.values()), {g: len(ids) for g, ids in counts.items()}
-    assert all("test_node_" in i for i in counts["node"])
-    assert all("test_swarm_" in i for i in counts["swarm"])
+    # the file-name rule holds; tests elsewhere join node through the node fixture
+    assert all(i in counts["node"] for i in union if "/test_node_" in i)
+    assert all(i in counts["swarm"] for i in union if "/test_swarm_" in i)
 
 
 def stand_in(tool, directory: Path, outcomes: dict[str, tuple[int, dict[str, int]]]):  # type: ignore[no-untyped-def]
