@@ -26,14 +26,14 @@ from components.errors import ConfigError
 from components.release import ReleaseError
 from rollout.stack import NAMESPACE, SECRET, UsageError, engine_env, error_tail
 
-PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
+PASS, FAIL, SKIP, WARN = "PASS", "FAIL", "SKIP", "WARN"
 OK, FAILED = 0, 1
 
 
 @dataclass(frozen=True)
 class Result:
     name: str
-    status: str  # PASS, FAIL or SKIP
+    status: str  # PASS, FAIL, SKIP or WARN (passed, with something to act on)
     reason: str
 
 
@@ -47,6 +47,11 @@ def failed(name: str, reason: str) -> Result:
 
 def skipped(name: str, reason: str) -> Result:
     return Result(name, SKIP, reason)
+
+
+def warned(name: str, reason: str) -> Result:
+    """Passed, but with something the operator should act on (does not fail the gate)."""
+    return Result(name, WARN, reason)
 
 
 class ClusterError(Exception):
@@ -204,11 +209,12 @@ def report(
         width = max((len(r.name) for r in results), default=0)
         for r in results:
             out(f"{r.status:<4}  {r.name:<{width}}  {r.reason}")
-        counts = {s: sum(r.status == s for r in results) for s in (PASS, FAIL, SKIP)}
+        counts = {s: sum(r.status == s for r in results) for s in (PASS, FAIL, SKIP, WARN)}
         verdict = "passed" if ok else "FAILED"
+        warned_part = f", {counts[WARN]} warned" if counts[WARN] else ""
         out(
             f"check {phase} {verdict} on {stack}: {counts[PASS]} passed, {counts[FAIL]} failed, "
-            f"{counts[SKIP]} skipped"
+            f"{counts[SKIP]} skipped{warned_part}"
         )
     return OK if ok else FAILED
 
