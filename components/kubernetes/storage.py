@@ -43,7 +43,7 @@ class StorageArgs:
     namespace: pulumi.Input[str]
     instance: str
     storage: StorageSettings
-    #: Image with Node 20 that runs the backup script (the MoonTV image itself).
+    #: Image with Node that runs the backup script (the MoonTV image itself).
     tool_image: pulumi.Input[str]
     external_url: pulumi.Output[str] | None = None
     #: Namespace whose Prometheus scrapes the storage exporter (None: no exporter traffic).
