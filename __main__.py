@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import sys
+from datetime import UTC, datetime
 
 import pulumi
 
@@ -94,9 +95,18 @@ def swarm(s: Settings, overrides: dict[str, pulumi.Output[str]]) -> str:
     return spec.stack
 
 
+def lifecycle_warnings(c: settings_module.MoonTVSettings) -> None:
+    """Warn (no error) about images of the stack past end of life or below a known fix."""
+    from components import image_lifecycle
+
+    for warning in image_lifecycle.warnings(c, datetime.now(UTC).date()):
+        pulumi.log.warn(f"image lifecycle: {warning} (components/image_lifecycle.py)")
+
+
 def main() -> None:
     s = settings_module.load()
     c = s.config
+    lifecycle_warnings(c)
     plan = s.plan
     overrides = image_overrides(s)
     target = swarm(s, overrides) if c.platform == "swarm" else kubernetes(s, overrides)

@@ -15,7 +15,7 @@ that builds the image (``components/image.py``) only consumes them. ``image.buil
       cacheFrom: ghcr.io/org/moontv:buildcache
       cacheTo: ghcr.io/org/moontv:buildcache      # exported with mode=max
       inlineCache: false
-      buildArgs: {BASE_IMAGE: "node:20-alpine@sha256:…"}
+      buildArgs: {BASE_IMAGE: "node:24.22.3-alpine@sha256:…"}
       tags: {gitRef: refs/tags/v1.2.3, gitSha: <commit>, pr: 12, latest: false}
 
 Without ``builder`` the provider uses a builder it can drive, or creates a docker-container one
@@ -38,16 +38,16 @@ from components.errors import ConfigModel, config_error, int_range, matching
 from components.tags import TagInputs, image_tags
 
 DEFAULT_REPOSITORY = "ghcr.io/moontechlab/lunatv"
-#: Image tags the upstream workflow pushed to DEFAULT_REPOSITORY: one per GitHub release (its tag
-#: name, a multi-arch manifest), plus `latest`. There is no other tag (no `100.1`, no `v5.x`); a
-#: stack naming one deploys an image that cannot be pulled. Newest first; extend on a release.
-UPSTREAM_RELEASES = (
-    "v100.1.2", "v100.1.1", "v100.1.0", "v100.0.3", "v100.0.2", "v100.0.1", "v100.0.0",
-    "v4.3.0", "v4.2.1", "v4.2.0", "v4.1.1", "v4.1.0", "v4.0.0",
-    "v3.2.1", "v3.2.0", "v3.1.2", "v3.1.1", "v3.1.0", "v3.0.2", "v3.0.1", "v3.0.0",
-    "v2.7.1", "v2.7.0", "v2.6.0", "v2.4.1", "v2.4.0", "v2.3.0", "v2.2.1", "v2.2.0", "v2.1.0",
-    "v2.0.1", "v2.0.0",
-)
+#: LunaTV releases whose tag ``check pre`` accepts for DEFAULT_REPOSITORY (besides ``latest``),
+#: newest first: GitHub releases of MoonTechLab/LunaTV that were published and built. Refreshed
+#: 2026-12-06 from what upstream published, not from its CHANGELOG: 100.1.4 (CHANGELOG,
+#: 2026-08-18) has no GitHub release yet (the release mirror's newest is v100.1.3), so it is not
+#: here; the v100.0.x and v2-v4 releases are dropped because no image tag for them could be
+#: confirmed. Note that upstream's image workflow (docker-image.yml at 41c798f) tags a release
+#: build as ``latest`` unless it is dispatched with a tag, so a tag listed here can still be
+#: missing from the registry: ``check pre``'s images-exist asks the registry where it can.
+#: How to refresh: docs/runbooks/daily-operations.md ("Upstream releases").
+UPSTREAM_RELEASES = ("v100.1.3", "v100.1.2", "v100.1.1", "v100.1.0")
 DEFAULT_PLATFORMS = ("linux/amd64", "linux/arm64")
 #: The Linux platforms of ``pulumi_docker_build.Platform`` (a unit test keeps them in step).
 SUPPORTED_PLATFORMS = (

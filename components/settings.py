@@ -22,6 +22,7 @@ import pulumi
 import pydantic
 from pydantic import AfterValidator, Field, model_validator
 
+from components import image_defaults
 from components import release as release_model
 from components.errors import (
     ConfigError,
@@ -205,10 +206,10 @@ class StorageSettings(ConfigModel):
     #: false: the data lives in an emptyDir of ``size`` and goes with the pod (review stacks).
     persistent: bool = True
     storage_class: str | None = None
-    kvrocks_image: str = "apache/kvrocks:2.11.1"
-    redis_image: str = "redis:7.4.2-alpine"
+    kvrocks_image: str = image_defaults.KVROCKS
+    redis_image: str = image_defaults.REDIS
     #: Prometheus exporter sidecar of the storage StatefulSet (metrics port 9121).
-    exporter_image: str = "oliver006/redis_exporter:v1.67.0"
+    exporter_image: str = image_defaults.REDIS_EXPORTER
     backup: BackupSettings = BackupSettings()
 
     @property
@@ -315,7 +316,7 @@ class SwarmSettings(ConfigModel):
     """The ``moontv:swarm`` object (camelCase keys)."""
 
     http_port: Annotated[int, int_range(1, 65535)] = 80
-    edge_image: str = "traefik:v3.7.13"
+    edge_image: str = image_defaults.TRAEFIK
     #: Overrides storage.kvrocksImage / storage.redisImage on Swarm.
     storage_image: str | None = None
     #: The image's command, run by the secrets entrypoint wrapper.

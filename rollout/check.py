@@ -27,6 +27,7 @@ from rollout.check_types import (
     FAIL,
     PASS,
     SKIP,
+    WARN,
     Cluster,
     ClusterError,
     Result,
@@ -119,11 +120,12 @@ def report(
         width = max((len(r.name) for r in results), default=0)
         for r in results:
             out(f"{r.status:<4}  {r.name:<{width}}  {r.reason}")
-        counts = {s: sum(r.status == s for r in results) for s in (PASS, FAIL, SKIP)}
+        counts = {s: sum(r.status == s for r in results) for s in (PASS, FAIL, SKIP, WARN)}
         verdict = "passed" if ok else "FAILED"
+        warned_part = f", {counts[WARN]} warned" if counts[WARN] else ""
         out(
             f"check {phase} {verdict} on {stack}: {counts[PASS]} passed, {counts[FAIL]} failed, "
-            f"{counts[SKIP]} skipped"
+            f"{counts[SKIP]} skipped{warned_part}"
         )
     return OK if ok else FAILED
 

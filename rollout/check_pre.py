@@ -10,12 +10,21 @@ from pathlib import Path
 
 from croniter import croniter  # type: ignore[import-untyped]
 
-from components import naming
+from components import image_lifecycle, naming
 from components import release as rel
 from components.image_settings import DEFAULT_REPOSITORY, UPSTREAM_RELEASES
 from components.settings import MoonTVSettings, is_placeholder_digest
 from rollout.check_data import key_counts, state_file
-from rollout.check_types import Result, Target, failed, no_cluster, passed, skipped, validated
+from rollout.check_types import (
+    Result,
+    Target,
+    failed,
+    no_cluster,
+    passed,
+    skipped,
+    validated,
+    warned,
+)
 
 #: The upstream repository: its tags are UPSTREAM_RELEASES (the GitHub release names) and `latest`.
 UPSTREAM_REPOSITORY = DEFAULT_REPOSITORY
@@ -39,25 +48,8 @@ def check_policy(t: Target) -> Result:
     return passed("policy", "pulumi preview with the policy pack passed")
 
 
-def images(model: MoonTVSettings) -> dict[str, str]:
-    """Every image the stack runs: ``what -> reference``."""
-    found = {
-        f"app track {track.name}": rel.image_ref(model.image.repository, track.version)
-        for track in model.plan.tracks
-        if track.role != "idle"
-    }
-    s = model.storage
-    if s.kind != "external":
-        found[f"storage ({s.kind})"] = s.kvrocks_image if s.kind == "kvrocks" else s.redis_image
-        found["storage exporter"] = s.exporter_image
-    m = model.monitoring
-    if m.enabled:
-        found["blackbox exporter"] = m.images.blackbox_exporter
-        if m.logs.enabled:
-            found["log shipper"] = m.images.fluent_bit
-        if m.traces.enabled:
-            found["trace collector"] = m.images.otel_collector
-    return found
+#: Every image the stack runs: ``what -> reference`` (one definition, shared with the program).
+images = image_lifecycle.stack_images
 
 
 def _split(ref: str) -> tuple[str, str | None, str | None]:
@@ -123,6 +115,20 @@ def check_images_exist(t: Target) -> Result:
     if unknown:
         reason += f"; {len(unknown)} not checkable here (no registry access): {', '.join(unknown)}"
     return passed("images-exist", reason)
+
+
+def check_image_lifecycle(t: Target) -> Result:
+    """Warn (never fail) when an image of the stack is past its line's end of life or below a
+    known fix (components/image_lifecycle.py)."""
+    model = t.settings()
+    problems = image_lifecycle.warnings(model, t.now().date())
+    if problems:
+        return warned("image-lifecycle", "; ".join(problems))
+    return passed(
+        "image-lifecycle",
+        f"{len(image_lifecycle.lifecycle_images(model))} images: none past end of life or "
+        "below a known fix",
+    )
 
 
 def longest_gap(schedule: str, start: datetime) -> timedelta:
@@ -274,6 +280,7 @@ CHECKS = [
     check_policy,
     check_images_pinned,
     check_images_exist,
+    check_image_lifecycle,
     check_backup_age,
     check_rollback_target,
     check_data_snapshot,

@@ -18,13 +18,13 @@ from components.errors import ConfigError
 from components.release import ReleaseError
 from rollout.stack import NAMESPACE, SECRET
 
-PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
+PASS, FAIL, SKIP, WARN = "PASS", "FAIL", "SKIP", "WARN"
 
 
 @dataclass(frozen=True)
 class Result:
     name: str
-    status: str  # PASS, FAIL or SKIP
+    status: str  # PASS, FAIL, SKIP or WARN (passed, with something to act on)
     reason: str
 
 
@@ -38,6 +38,11 @@ def failed(name: str, reason: str) -> Result:
 
 def skipped(name: str, reason: str) -> Result:
     return Result(name, SKIP, reason)
+
+
+def warned(name: str, reason: str) -> Result:
+    """Passed, but with something the operator should act on (does not fail the gate)."""
+    return Result(name, WARN, reason)
 
 
 class ClusterError(Exception):

@@ -15,6 +15,7 @@ fi
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache="${MOONTV_TOOLS_CACHE:-$HOME/.cache/moontv-tools}"
 CHECKOV_VERSION=$(sed -n 's/^checkov==//p' "$root/requirements-checkov.txt")
+# renovate: datasource=go depName=github.com/zegl/kube-score
 KUBE_SCORE_VERSION=1.20.0
 
 checkov_venv="$cache/checkov-$CHECKOV_VERSION"

@@ -41,8 +41,10 @@ CONTEXT=kwok-$CLUSTER
 KWOK_DIR=$STATE/kwok
 KUBECONFIG_PATH=$KWOK_DIR/kubeconfig
 DOCKER_DIR=$STATE/docker
+# renovate: datasource=go depName=sigs.k8s.io/gateway-api
 GATEWAY_API_MODULE=sigs.k8s.io/gateway-api@v1.6.3
 # The newest prometheus-operator module version the Go module proxy serves.
+# renovate: datasource=go depName=github.com/prometheus-operator/prometheus-operator
 PROMETHEUS_OPERATOR_MODULE=github.com/prometheus-operator/prometheus-operator@v0.85.0
 
 die() {

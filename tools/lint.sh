@@ -21,6 +21,7 @@ if [[ ! -x "$venv_bin/ruff" ]]; then
 fi
 export PATH="$venv_bin:$PATH"
 
+# renovate: datasource=go depName=github.com/rhysd/actionlint
 ACTIONLINT_VERSION=1.7.12
 cache="${MOONTV_TOOLS_CACHE:-$HOME/.cache/moontv-tools}/actionlint-$ACTIONLINT_VERSION"
 actionlint="$cache/actionlint"

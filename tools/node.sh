@@ -95,8 +95,10 @@ PROXY_METRICS_PORT=20249
 COREDNS_READY_PORT=20181
 ROUTER_HEALTH_PORT=20244
 TRAEFIK_PING_PORT=20280
+# renovate: datasource=go depName=sigs.k8s.io/gateway-api
 GATEWAY_API_MODULE=sigs.k8s.io/gateway-api@v1.6.3
 # The newest prometheus-operator module version the Go module proxy serves.
+# renovate: datasource=go depName=github.com/prometheus-operator/prometheus-operator
 PROMETHEUS_OPERATOR_MODULE=github.com/prometheus-operator/prometheus-operator@v0.85.0
 # Kernel settings that the node (or the kubelet, kube-proxy) change; saved and restored.
 SYSCTLS=(net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables

@@ -4,7 +4,7 @@
 # against (e.g. the node teardown's "as before node-up") already has them.
 set -euo pipefail
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then
-  echo "Usage: tools/test-deps.sh   (installs redis-server, prometheus, blackbox exporter, redis exporter, alertmanager, docker.io, busybox, nodejs, debootstrap, apache2-utils (ab) when missing, then the real node's host packages: tools/node.sh deps)"
+  echo "Usage: tools/test-deps.sh   (installs redis-server, prometheus, blackbox exporter, redis exporter, alertmanager, docker.io, busybox, nodejs, npm, debootstrap, apache2-utils (ab) when missing, then the real node's host packages: tools/node.sh deps, then Renovate from the npm registry: tools/renovate.sh --install)"
   exit 0
 fi
 bash "$(dirname "${BASH_SOURCE[0]}")/node.sh" deps
@@ -19,6 +19,7 @@ declare -A wanted=(
   [busybox]=busybox-static
   [ab]=apache2-utils
   [node]=nodejs
+  [npm]=npm
   [debootstrap]=debootstrap
 )
 missing=()
@@ -27,6 +28,7 @@ for binary in "${!wanted[@]}"; do
 done
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "test packages present"
+  bash "$(dirname "${BASH_SOURCE[0]}")/renovate.sh" --install
   exit 0
 fi
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
@@ -40,3 +42,4 @@ for service in redis-server prometheus prometheus-blackbox-exporter prometheus-r
   pkill -x "${service}" >/dev/null 2>&1 || true
 done
 echo "installed: ${missing[*]}"
+bash "$(dirname "${BASH_SOURCE[0]}")/renovate.sh" --install

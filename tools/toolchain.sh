@@ -35,12 +35,18 @@ RECIPE=1
 
 # Versions of the non-plugin pieces. The Go module proxy does not serve
 # github.com/pulumi/pulumi/pkg/v3 at the SDK pin (3.272.0); 3.274.0 is the nearest newer one.
+# renovate: datasource=go depName=github.com/pulumi/pulumi/pkg/v3
 PULUMI_CLI_VERSION=3.274.0
+# renovate: datasource=go depName=sigs.k8s.io/kwok
 KWOK_VERSION=0.8.0
+# renovate: datasource=go depName=k8s.io/kubernetes
 KUBE_VERSION=1.36.1 # kwok 0.8.0's default Kubernetes version
+# renovate: datasource=go depName=go.etcd.io/etcd/server/v3
 ETCD_VERSION=3.6.16
+# renovate: datasource=go depName=github.com/coredns/coredns
 COREDNS_VERSION=1.15.0
 # The only github.com/cloudnativelabs/kube-router/v2 version the Go module proxy serves.
+# renovate: datasource=go depName=github.com/cloudnativelabs/kube-router/v2
 KUBE_ROUTER_VERSION=2.1.0
 # The only github.com/pulumi/pulumi-kubernetes/provider/v4 version the proxy serves; used when
 # the pinned version itself is not served.

@@ -8,6 +8,7 @@
 # TRAEFIK_VERSION overrides the pinned version.
 set -euo pipefail
 
+# renovate: datasource=go depName=github.com/traefik/traefik/v3
 VERSION="${TRAEFIK_VERSION:-v3.7.13}"
 MODULE="github.com/traefik/traefik/v3"
 CACHE="${MOONTV_TOOLCHAIN_CACHE:-$HOME/.cache/moontv-toolchain}"
@@ -92,6 +93,7 @@ gen.write_text(text)
 PY2
 # Upstream go-http-auth v0.4.0 lacks two additions of Traefik's fork: CheckSecret (also in
 # upstream's later commits) and DigestAuth.RequireAuthStale. Add them in a small file.
+# renovate: datasource=go depName=github.com/abbot/go-http-auth
 AUTH_MOD="$(go mod download -json github.com/abbot/go-http-auth@v0.4.0 \
   | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
 mkdir -p "$WORK/_deps/go-http-auth"

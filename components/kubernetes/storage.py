@@ -43,7 +43,7 @@ class StorageArgs:
     namespace: pulumi.Input[str]
     instance: str
     storage: StorageSettings
-    #: Image with Node 20 that runs the backup script (the MoonTV image itself).
+    #: Image with Node that runs the backup script (the MoonTV image itself).
     tool_image: pulumi.Input[str]
     #: ``moontv:image.pullSecret``: the tool image is the MoonTV image.
     tool_pull_secret: str | None = None

@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from components import image_defaults
 from components.errors import DnsLabel, matching
 
 # Chart pinned for mode `install` (prometheus-community/kube-prometheus-stack).
@@ -159,12 +160,12 @@ class MonitoringImages(_Model):
     """``moontv:monitoring.images``: what the monitoring components run. Prod pins them by
     digest (``name:tag@sha256:…``), as the policy pack requires."""
 
-    blackbox_exporter: str = "quay.io/prometheus/blackbox-exporter:v0.25.0"
-    fluent_bit: str = "cr.fluentbit.io/fluent/fluent-bit:3.2.2"
-    otel_collector: str = "otel/opentelemetry-collector-contrib:0.115.1"
+    blackbox_exporter: str = image_defaults.BLACKBOX_EXPORTER
+    fluent_bit: str = image_defaults.FLUENT_BIT
+    otel_collector: str = image_defaults.OTEL_COLLECTOR
     # Swarm only: Kubernetes uses the Prometheus Operator's Prometheus and Alertmanager.
-    prometheus: str = "quay.io/prometheus/prometheus:v2.53.4"
-    alertmanager: str = "quay.io/prometheus/alertmanager:v0.28.1"
+    prometheus: str = image_defaults.PROMETHEUS
+    alertmanager: str = image_defaults.ALERTMANAGER
 
 
 class MonitoringSettings(_Model):

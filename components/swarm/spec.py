@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import quote
 
-from components import app_facts, naming
+from components import app_facts, image_defaults, naming
 from components.release import ReleasePlan, image_ref
 from components.swarm import traefik
 
@@ -215,9 +215,9 @@ class SwarmSpec:
     site_env: Mapping[str, str] = field(default_factory=dict)  # NEXT_PUBLIC_* / ANNOUNCEMENT
     storage_kind: StorageKind = "kvrocks"
     storage_external_type: StorageType = "redis"  # protocol of the external URL
-    storage_image: str = "apache/kvrocks:2.11.1"
+    storage_image: str = image_defaults.KVROCKS
     resources: Resources = Resources()
-    edge_image: str = "traefik:v3.7.13"
+    edge_image: str = image_defaults.TRAEFIK
     http_port: int = 80  # published in host mode on the edge node
     app_command: tuple[str, ...] = ("node", "start.js")
     constraints: tuple[str, ...] = ()  # placement of app and storage tasks

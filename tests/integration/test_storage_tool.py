@@ -1,5 +1,8 @@
 """storage-tool.js (init-container wait, encrypted backups, restore, restore drill, off-site copy)
-against a real Redis on 127.0.0.1 and a local S3 server (moto)."""
+against a real Redis on 127.0.0.1 and a local S3 server (moto).
+
+Every test runs twice: on the host's Debian Node and on the Node line the image ships (the
+script runs in the MoonTV image: tests/integration/images.py SHIPPED_NODE)."""
 
 from __future__ import annotations
 
@@ -20,6 +23,24 @@ from tests.helpers import free_port, redis_server_command
 
 SCRIPT = ROOT / "components/kubernetes/scripts/storage-tool.js"
 PASSWORD = "test-pass-1234"
+#: The node binary the script runs on (set per test by the ``node_binary`` fixture).
+NODE = "/usr/bin/node"
+
+
+@pytest.fixture(autouse=True, params=["debian-node", "shipped-node"])
+def node_binary(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "shipped-node":
+        from tests.integration import images
+
+        try:
+            binary = str(images.shipped_node_binary())
+        except images.ImageBuildError as exc:
+            skip_or_fail(f"Node {images.SHIPPED_NODE} is not available here: {exc}")
+    else:
+        require_tools(["node"])
+        binary = "/usr/bin/node"
+    monkeypatch.setattr(sys.modules[__name__], "NODE", binary)
+    return binary
 
 
 def _wait_for_port(port: int) -> None:
@@ -115,7 +136,7 @@ def tool(
     if keys is not None:
         env |= {"BACKUP_KEYS_DIR": str(keys), "BACKUP_KEY_ID": key_id}
     return subprocess.run(
-        ["node", str(SCRIPT), *args],
+        [NODE, str(SCRIPT), *args],
         env=env,
         capture_output=True,
         text=True,
@@ -392,7 +413,7 @@ def test_given_a_scratch_that_starts_after_the_drill_then_the_drill_waits_for_it
         "BACKUP_KEY_ID": "k1",
     }
     drill = subprocess.Popen(
-        ["node", str(SCRIPT), "drill", str(tmp_path / "b")],
+        [NODE, str(SCRIPT), "drill", str(tmp_path / "b")],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -180,7 +180,7 @@ def test_given_settings_imported_alone_then_no_resource_module_is_loaded():
     assert loaded <= {"components", "components.settings", "components.errors",
                       "components.release", "components.image_settings", "components.tags",
                       "components.app_facts", "components.naming", "components.quantity",
-                      "components._kubernetes_quantity",
+                      "components._kubernetes_quantity", "components.image_defaults",
                       "components.monitoring", "components.monitoring.model"}, loaded
 
 

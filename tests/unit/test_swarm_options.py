@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components import settings
+from components import image_defaults, settings
 from components.swarm import spec as sw
 from components.swarm.options import SwarmSettings, cpus, mebibytes, spec_from_settings
 
@@ -42,10 +42,10 @@ def test_given_dev_settings_then_the_swarm_spec_carries_them():
     assert spec.stack == "moontv-dev"
     assert spec.host == "moontv.dev.local"
     assert spec.owner_username == "boss"
-    assert spec.storage_kind == "redis" and spec.storage_image == "redis:7.4.2-alpine"
+    assert spec.storage_kind == "redis" and spec.storage_image == image_defaults.REDIS
     assert spec.site_env["NEXT_PUBLIC_SITE_NAME"] == "MoonTV (dev)"
     assert spec.resources == sw.Resources(1.5, 1024, 0.25, 256)
-    assert spec.http_port == 8080 and spec.edge_image == "traefik:v3.7.13"
+    assert spec.http_port == 8080 and spec.edge_image == image_defaults.TRAEFIK
     assert [(t.name, t.weight) for t in spec.plan.tracks] == [("stable", 90), ("canary", 10)]
 
 
