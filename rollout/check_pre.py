@@ -13,7 +13,7 @@ from croniter import croniter  # type: ignore[import-untyped]
 from components import image_lifecycle, naming
 from components import release as rel
 from components.image_settings import DEFAULT_REPOSITORY, UPSTREAM_RELEASES
-from components.settings import MoonTVSettings, is_placeholder_digest
+from components.settings import is_placeholder_digest
 from rollout.check_data import key_counts, state_file
 from rollout.check_types import (
     Result,
