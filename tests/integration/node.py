@@ -56,7 +56,7 @@ class Sessions:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
         with self.lock_path.open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
@@ -65,6 +65,8 @@ class Sessions:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def join(self) -> None:
+        # made under the lock: the last session out removes the directory under it
+        self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / str(os.getpid())).touch()
 
     def leave(self) -> None:

@@ -79,3 +79,14 @@ def test_given_node_up_fails_then_the_session_is_left(sessions):
     assert result.returncode == 1
     assert result.args[-1] == "node-up"
     assert not list(sessions.dir.glob("*"))
+
+
+def test_given_the_last_session_removed_the_lease_directory_while_waiting_then_join_works(
+    sessions,
+):
+    # another session held the lock, stopped the node and removed the directory meanwhile
+    with sessions.locked():
+        if sessions.dir.exists():
+            sessions.dir.rmdir()
+        sessions.join()
+    assert [p.name for p in sessions.dir.iterdir()] == [str(__import__("os").getpid())]
