@@ -39,6 +39,7 @@ Strategy = Literal["rolling", "blue-green", "canary"]
 Colour = Literal["blue", "green"]
 OverrideKind = Literal["header", "cookie"]
 Action = Literal["stage", "set-weight", "promote", "rollback", "abort", "switch"]
+Method = Literal["GET", "HEAD", "OPTIONS"]
 
 KEY = "moontv:release"
 #: Upper bound of every replica count (the same as ``moontv:replicas``).
@@ -131,6 +132,42 @@ def split_version(version: str) -> tuple[str, str | None]:
 
 # --- the `moontv:release` object ---------------------------------------------------------------
 
+#: Methods that change state: mirrored, each one would run twice (once on every version) against
+#: the one shared database, e.g. every `POST /api/favorites` stored by stable and the candidate.
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+READ_METHODS: tuple[Method, ...] = ("GET", "HEAD", "OPTIONS")
+MIRROR_DEFAULT_METHODS: tuple[Method, ...] = ("GET", "HEAD")
+
+
+def _methods(value: object) -> object:
+    """``mirror.methods``: a non-empty list of distinct read methods, in upper case."""
+    accepted = f"a non-empty list of distinct methods out of {', '.join(READ_METHODS)}"
+    if not isinstance(value, (list, tuple)) or not value:
+        raise config_error(f"must be {accepted}", got=value)
+    problems = []
+    for item in value:
+        if isinstance(item, str) and item.upper() in WRITE_METHODS:
+            problems.append(
+                f"{item} writes: a mirrored {item} would be applied twice to the shared storage "
+                "(once by each version); mirror read methods only")
+        elif item not in READ_METHODS:
+            problems.append(f"{show(item)} is not accepted")
+    if not problems and len(set(value)) != len(value):
+        problems.append("lists a method twice")
+    if problems:
+        raise config_error(f"must be {accepted}; " + "; ".join(problems), got=value)
+    return tuple(value)
+
+
+class MirrorSettings(ConfigModel):
+    """``moontv:release.canary.mirror`` / ``moontv:release.blueGreen.mirror``: copy ``percent`` %
+    of the public host's read requests (``methods``) to the release candidate while it takes no
+    user traffic; its answers are thrown away."""
+
+    percent: Annotated[int, int_range(0, 100)]
+    methods: Annotated[tuple[Method, ...], BeforeValidator(_methods)] = MIRROR_DEFAULT_METHODS
+
+
 
 def _cookie(value: object) -> object:
     if not (isinstance(value, str) and _COOKIE.fullmatch(value)):
@@ -149,6 +186,7 @@ class CanarySettings(ConfigModel):
     #: The stable version the last promotion replaced (written by ``promote``): what a
     #: rollback after a promotion goes back to.
     previous: Version | None = None
+    mirror: MirrorSettings | None = None
 
     @model_validator(mode="after")
     def _weight_needs_version(self) -> CanarySettings:
@@ -169,6 +207,17 @@ class BlueGreenSettings(ConfigModel):
     active: Colour = "blue"
     scale_down_inactive: bool = False
     preview_replicas: Annotated[int, int_range(1, MAX_REPLICAS)] | None = None
+    mirror: MirrorSettings | None = None
+
+    @model_validator(mode="after")
+    def _mirror_needs_a_preview(self) -> BlueGreenSettings:
+        if self.mirror is not None and self.scale_down_inactive:
+            raise config_error(
+                "cannot mirror while blueGreen.scaleDownInactive is true: the inactive colour "
+                "runs no replica to send the copies to; remove mirror or scaleDownInactive",
+                "mirror",
+            )
+        return self
 
     def version_of(self, colour: Colour) -> str | None:
         return self.blue if colour == "blue" else self.green
@@ -196,6 +245,15 @@ class ReleaseSettings(ConfigModel):
 
     @model_validator(mode="after")
     def _strategy_has_what_it_needs(self) -> ReleaseSettings:
+        if self.strategy == "rolling":
+            for key, section in (("canary", self.canary), ("blueGreen", self.blue_green)):
+                if section is not None and section.mirror is not None:
+                    raise config_error(
+                        "mirroring needs a release candidate to send the copies to: strategy "
+                        "rolling runs one version only; use strategy canary or blue-green, or "
+                        "remove mirror",
+                        key, "mirror",
+                    )
         if self.strategy == "blue-green":
             bg = self.blue_green
             if bg is None:
@@ -242,6 +300,8 @@ class ReleasePlan:
     header: str  # "x-moontv-canary"
     header_routes: Mapping[str, str]  # header value -> track name
     cookie: str | None  # optional canary cookie name
+    #: Copies of the public host's read requests for the release candidate, or None.
+    mirror: Mirror | None = None
 
     def track(self, name: str) -> Track:
         return next(t for t in self.tracks if t.name == name)
@@ -258,7 +318,8 @@ class ReleasePlan:
                      for value, track in sorted(self.header_routes.items())]
         forced = {o.track for o in overrides}
         public = Route("public", naming.PRIMARY_SERVICE, host, tuple(overrides), tuple(
-            Backend(t.name, t.weight) for t in self.tracks if t.weight > 0 or t.name in forced))
+            Backend(t.name, t.weight) for t in self.tracks if t.weight > 0 or t.name in forced),
+            self.mirror)
         routes = [public]
         if self.preview:
             routes.append(Route("preview", naming.PREVIEW_SERVICE, f"preview.{host}", (),
@@ -293,12 +354,25 @@ class Override:
 
 
 @dataclass(frozen=True)
+class Mirror:
+    """Requests of the host's default traffic (no override) whose method is one of ``methods``
+    are answered by ``source``; ``percent`` % of them are also copied to ``track``, whose answers
+    are thrown away. Other methods (every write) are never copied."""
+
+    source: str  # the track that answers (the only one with default traffic)
+    track: str  # the release candidate that gets the copies
+    percent: int  # 1..100
+    methods: tuple[str, ...]  # read methods only (GET, HEAD, OPTIONS)
+
+
+@dataclass(frozen=True)
 class Route:
     role: Literal["public", "preview"]
     name: str  # "moontv" / "moontv-preview": names the route objects of every provider
     host: str
     overrides: tuple[Override, ...]  # in precedence order
     backends: tuple[Backend, ...]  # the first one also answers the blocked paths
+    mirror: Mirror | None = None  # copies of read requests to the release candidate
 
 
 @dataclass(frozen=True)
@@ -341,7 +415,16 @@ def _canary(canary: CanarySettings, stable_version: str, replicas: int) -> Relea
     canary_replicas = canary.replicas or replicas
     track = Track("canary", canary.version, canary_replicas, weight, "canary")
     routes = MappingProxyType({"always": "canary", "never": "stable"})
-    return ReleasePlan("canary", (stable, track), "stable", "canary", HEADER, routes, canary.cookie)
+    # Mirroring is the step before the first weight: once users reach the canary, it ends.
+    mirror = _mirror(canary.mirror, "stable", "canary") if weight == 0 else None
+    return ReleasePlan("canary", (stable, track), "stable", "canary", HEADER, routes, canary.cookie,
+                       mirror)
+
+
+def _mirror(settings: MirrorSettings | None, source: str, track: str) -> Mirror | None:
+    if settings is None or settings.percent == 0:
+        return None
+    return Mirror(source, track, settings.percent, tuple(settings.methods))
 
 
 def _blue_green(bg: BlueGreenSettings, replicas: int) -> ReleasePlan:
@@ -358,8 +441,9 @@ def _blue_green(bg: BlueGreenSettings, replicas: int) -> ReleasePlan:
             count = bg.preview_replicas if bg.preview_replicas is not None else replicas
             tracks.append(Track(other, other_version, count, 0, "preview"))
             preview = other
+    mirror = _mirror(bg.mirror, bg.active, preview) if preview else None
     return ReleasePlan(
-        "blue-green", tuple(tracks), bg.active, preview, HEADER, MappingProxyType({}), None
+        "blue-green", tuple(tracks), bg.active, preview, HEADER, MappingProxyType({}), None, mirror
     )
 
 

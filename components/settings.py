@@ -243,10 +243,18 @@ class KubernetesSettings(ConfigModel):
         return self
 
 
+#: Gateway implementations whose own mechanism stands in for a Gateway API feature they lack.
+GATEWAY_IMPLEMENTATIONS = ("standard", "traefik")
+
+
 class GatewayRef(ConfigModel):
     name: DnsLabel = "moontv-gateway"
     namespace: DnsLabel = "gateway-system"
     section_name: str | None = None
+    #: ``standard``: only Gateway API's own resources and filters (a conformant implementation
+    #: with the extended features used, e.g. ``RequestMirror``); ``traefik``: Traefik's own
+    #: resources where its Gateway provider lacks a feature (mirroring: a TraefikService).
+    implementation: Literal["standard", "traefik"] = "standard"
 
 
 class TlsSettings(ConfigModel):
@@ -674,6 +682,21 @@ def _douban_proxies(model: MoonTVSettings) -> list[str]:
     return problems
 
 
+def _mirror_checks(model: MoonTVSettings) -> list[str]:
+    """Mirroring where the chosen traffic provider cannot restrict it to read methods."""
+    c = model
+    key = "release.canary.mirror" if c.release.strategy == "canary" else "release.blueGreen.mirror"
+    if c.platform != "kubernetes" or c.traffic.provider != "nginx" or not is_set(c, key):
+        return []
+    return [
+        f"{PREFIX}{key}: the nginx traffic provider cannot mirror read requests only: "
+        "ingress-nginx's mirror-target annotation copies every request of the Ingress, writes "
+        "included (each POST /api/favorites would be stored twice), and restricting it by "
+        "method needs snippet annotations that default controllers refuse; remove mirror or use "
+        "traffic.provider gateway"
+    ]
+
+
 def cross_checks(model: MoonTVSettings) -> list[str]:
     """Rules that span several keys or depend on the environment."""
     problems = []
@@ -688,7 +711,7 @@ def cross_checks(model: MoonTVSettings) -> list[str]:
             problems.append(f"{PREFIX}replicas: prod requires at least 3, got {model.replicas}")
     problems += ignored_keys(model) + _gateway_reference(model) + model.resources.problems()
     problems += _hosted_storage(model) + _owner_password(model) + _ephemeral_storage(model)
-    problems += _douban_proxies(model)
+    problems += _douban_proxies(model) + _mirror_checks(model)
     missing = missing_receiver_secrets(model.monitoring.receivers, model.alert_receiver_urls or {})
     if missing:
         problems.append(

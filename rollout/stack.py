@@ -26,6 +26,7 @@ SECRET = "[secret]"
 ROUTE_TARGETS = (
     "**kubernetes:gateway.networking.k8s.io/v1:HTTPRoute::*",
     "**kubernetes:networking.k8s.io/v1:Ingress::*",
+    "**kubernetes:traefik.io/v1alpha1:TraefikService::*",  # a mirror (ends at the first weight)
 )
 
 

@@ -9,6 +9,9 @@ Swarm service labels cannot express traffic weights, so the routing lives in a T
   track regardless of the weights, a header above a cookie;
 * router ``<route>-blocked`` (the blocked paths, highest priority) replaces the path with one the
   app answers with 404, as every provider does;
+* with a mirror, router ``<route>-mirror`` (the mirrored read methods only, above the weighted
+  router and below the overrides) → service ``<route>-mirror`` of type mirroring: answered by the
+  mirror's source track, ``percent`` % copied to the candidate; writes never match it;
 * every track service passes the original Host header (the m3u8 proxy builds URLs from it) and
   retries a failed connection on another task.
 
@@ -34,7 +37,7 @@ DYNAMIC_DIR = "/etc/traefik/dynamic"
 DYNAMIC_FILE = f"{DYNAMIC_DIR}/dynamic.yml"
 RETRY = "moontv-retry"
 NOT_FOUND = "moontv-not-found"
-PRIORITY = {"route": 10, "cookie": 200, "header": 300, "blocked": 1000}
+PRIORITY = {"route": 10, "mirror": 100, "cookie": 200, "header": 300, "blocked": 1000}
 
 
 def _router(route: Route, rule: str, service: str, kind: str, *middlewares: str) -> dict[str, Any]:
@@ -69,6 +72,15 @@ def dynamic_config(table: RouteTable) -> dict[str, Any]:
                      else f"HeaderRegexp(`Cookie`, `{o.pattern}`)")
             routers[f"{route.name}-{o.kind}-{o.value}"] = _router(
                 route, match, naming.track_name(o.track), o.kind)
+        if route.mirror:
+            m = route.mirror
+            name = naming.resource_name(route.name, "mirror")
+            methods = " || ".join(f"Method(`{method}`)" for method in m.methods)
+            routers[name] = _router(route, f"({methods})", name, "mirror")
+            services[name] = {"mirroring": {
+                "service": naming.track_name(m.source), "mirrorBody": False,
+                "mirrors": [{"name": naming.track_name(m.track), "percent": m.percent}]}}
+            tracks |= {m.source, m.track}
         tracks |= {b.track for b in route.backends} | {o.track for o in route.overrides}
     for track in sorted(tracks):
         url = f"http://{naming.track_name(track)}:{app_facts.PORT}"

@@ -171,7 +171,7 @@ def test_given_bad_plan_arguments_then_release_error(
             [
                 (
                     "moontv:release.blueGreen.scale_down_inactive: unknown key; accepted keys: "
-                    "blue, green, active, scaleDownInactive, previewReplicas"
+                    "blue, green, active, scaleDownInactive, previewReplicas, mirror"
                 )
             ],
         ),

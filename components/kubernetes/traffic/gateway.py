@@ -3,6 +3,13 @@
 Rules: the blocked paths rewritten (``URLRewrite``, ``ReplaceFullPath``) to a path the app answers
 with 404 (a rule without backends would answer 500), one rule per override, then the weighted
 ``backendRefs``. The blocked rule has the longest path prefix, so it wins over the others.
+
+A mirror adds a rule matching its read methods only (writes keep matching the weighted rule, so
+they are never copied). With ``traffic.gateway.implementation: standard`` it carries the standard
+``RequestMirror`` filter; with ``traefik`` (whose Gateway provider answers every request of a rule
+with that filter with 500) its backend is a ``TraefikService`` of type mirroring. A method match
+outranks header matches in Gateway API's precedence, so with a mirror each override rule also
+matches per mirrored method, and a forced track stays forced.
 """
 
 from __future__ import annotations
@@ -14,9 +21,11 @@ import pulumi_kubernetes as k8s
 
 from components import naming
 from components.kubernetes.traffic import SERVICE_PORT, RouteArgs, service
-from components.release import Override, Route, RouteTable
+from components.release import Mirror, Override, Route, RouteTable
 
 API_VERSION = "gateway.networking.k8s.io/v1"
+TRAEFIK_API_VERSION = "traefik.io/v1alpha1"
+TRAEFIK_GROUP = "traefik.io"
 
 
 def _backend(name: str, weight: int | None = None) -> dict[str, Any]:
@@ -36,18 +45,54 @@ def _header(override: Override) -> dict[str, str]:
     return {"type": "RegularExpression", "name": "cookie", "value": override.pattern}
 
 
-def route_rules(route: Route, table: RouteTable) -> list[dict[str, Any]]:
+def mirror_name(route: Route) -> str:
+    """The TraefikService that mirrors ``route`` (implementation ``traefik``)."""
+    return naming.resource_name(route.name, "mirror")
+
+
+def _methods(mirror: Mirror | None) -> list[dict[str, Any]]:
+    """Per-method variants of a match when there is a mirror (see the module docstring)."""
+    return [{"method": method} for method in mirror.methods] if mirror else []
+
+
+def _mirror_rule(route: Route, mirror: Mirror, implementation: str) -> dict[str, Any]:
+    matches = [{**_prefix("/"), **method} for method in _methods(mirror)]
+    if implementation == "traefik":
+        ref = {"group": TRAEFIK_GROUP, "kind": "TraefikService", "name": mirror_name(route)}
+        return {"matches": matches, "backendRefs": [ref]}
+    copy = {"backendRef": _backend(naming.track_name(mirror.track)), "percent": mirror.percent}
+    return {"matches": matches, "filters": [{"type": "RequestMirror", "requestMirror": copy}],
+            "backendRefs": [_backend(naming.track_name(mirror.source))]}
+
+
+def route_rules(route: Route, table: RouteTable,
+                implementation: str = "standard") -> list[dict[str, Any]]:
     rewrite = {"path": {"type": "ReplaceFullPath", "replaceFullPath": table.not_found}}
     rules: list[dict[str, Any]] = [{
         "matches": [_prefix(path) for path in table.blocked],
         "filters": [{"type": "URLRewrite", "urlRewrite": rewrite}],
         "backendRefs": [_backend(service(route, route.backends[0]))],
     }]
-    rules += [{"matches": [{**_prefix("/"), "headers": [_header(o)]}],
-               "backendRefs": [_backend(naming.track_name(o.track))]} for o in route.overrides]
+    for o in route.overrides:
+        match = {**_prefix("/"), "headers": [_header(o)]}
+        rules.append({"matches": [{**match, **m} for m in _methods(route.mirror)] + [match],
+                      "backendRefs": [_backend(naming.track_name(o.track))]})
+    if route.mirror:
+        rules.append(_mirror_rule(route, route.mirror, implementation))
     rules.append({"matches": [_prefix("/")],
                   "backendRefs": [_backend(service(route, b), b.weight) for b in route.backends]})
     return rules
+
+
+def traefik_mirroring(mirror: Mirror) -> dict[str, Any]:
+    """The ``spec`` of the TraefikService that answers from ``mirror.source`` and copies
+    ``percent`` % of the requests to ``mirror.track`` (read requests carry no body to copy)."""
+    return {"mirroring": {
+        "kind": "Service", "name": naming.track_name(mirror.source), "port": SERVICE_PORT,
+        "mirrorBody": False,
+        "mirrors": [{"kind": "Service", "name": naming.track_name(mirror.track),
+                     "port": SERVICE_PORT, "percent": mirror.percent}],
+    }}
 
 
 class GatewayRouter:
@@ -56,13 +101,27 @@ class GatewayRouter:
         parent_ref: dict[str, Any] = {"name": gateway.name, "namespace": gateway.namespace}
         if gateway.section_name:
             parent_ref["sectionName"] = gateway.section_name
+        implementation = gateway.implementation
         for route in args.table.routes:
+            resource = f"{name}-route" if route.role == "public" else f"{name}-{route.role}-route"
+            # The route names the TraefikService: it must exist before the route does.
+            needs: list[pulumi.Resource] = []
+            if route.mirror and implementation == "traefik":
+                needs.append(k8s.apiextensions.CustomResource(
+                    f"{resource}-mirror",
+                    api_version=TRAEFIK_API_VERSION,
+                    kind="TraefikService",
+                    metadata={"name": mirror_name(route), "namespace": args.namespace,
+                              "labels": args.labels},
+                    spec=traefik_mirroring(route.mirror),
+                    opts=pulumi.ResourceOptions(parent=parent),
+                ))
             k8s.apiextensions.CustomResource(
-                f"{name}-route" if route.role == "public" else f"{name}-{route.role}-route",
+                resource,
                 api_version=API_VERSION,
                 kind="HTTPRoute",
                 metadata={"name": route.name, "namespace": args.namespace, "labels": args.labels},
                 spec={"parentRefs": [parent_ref], "hostnames": [route.host],
-                      "rules": route_rules(route, args.table)},
-                opts=pulumi.ResourceOptions(parent=parent),
+                      "rules": route_rules(route, args.table, implementation)},
+                opts=pulumi.ResourceOptions(parent=parent, depends_on=needs),
             )
