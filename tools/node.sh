@@ -13,9 +13,12 @@ Commands:
                kube-apiserver, kube-controller-manager, kube-scheduler, containerd (its own
                root, state and socket; a running dockerd is not touched), kubelet, kube-proxy
                (iptables), CoreDNS (host process, cluster names only), kube-router (NetworkPolicy
-               only) and Traefik (Gateway API; one Gateway, listener on 127.0.0.1:PORT); install
-               the Gateway API and Prometheus Operator CRDs and a StorageClass with local
-               volumes. Waits until the node is Ready (bounded); on failure names the component,
+               only) and Traefik (Gateway API, plus its own CRDs for what the Gateway provider
+               lacks, e.g. a mirroring TraefikService; one Gateway, listener on 127.0.0.1:PORT);
+               install the Gateway API, Traefik and Prometheus Operator CRDs and a StorageClass
+               with local volumes. On a running node started by an older `up` whose Traefik
+               lacks the CRD provider: installs what it needs and restarts Traefik alone, when
+               MOONTV_NODE_SOLE_USER=1 (no one else uses the node), else says so and leaves it. Waits until the node is Ready (bounded); on failure names the component,
                prints the tail of its log and tears down what it started. Prints
                "kubeconfig: …", "context: …", "gateway: http://127.0.0.1:PORT",
                "gateway-ref: NAMESPACE/NAME", "containerd: SOCKET".
@@ -40,6 +43,8 @@ Environment:
   MOONTV_NODE_GATEWAY           NAMESPACE/NAME of the Gateway (default gateway-system/moontv-node)
   MOONTV_NODE_DEFAULT_STORAGE   1 (default): the StorageClass moontv-node-local is the default
                                 one; 0: it exists but PVCs without a class stay Pending
+  MOONTV_NODE_SOLE_USER         1: the caller is the node's only user (a running node's Traefik
+                                may be restarted to update it); default 0
 EOF
 }
 
@@ -57,6 +62,7 @@ if ((EUID != 0)) && [[ ${BASH_SOURCE[0]} == "$0" && ${1:-} != -h && ${1:-} != --
 		"MOONTV_NODE_GATEWAY_PORT=${MOONTV_NODE_GATEWAY_PORT:-18088}" \
 		"MOONTV_NODE_GATEWAY=${MOONTV_NODE_GATEWAY:-gateway-system/moontv-node}" \
 		"MOONTV_NODE_DEFAULT_STORAGE=${MOONTV_NODE_DEFAULT_STORAGE:-1}" \
+		"MOONTV_NODE_SOLE_USER=${MOONTV_NODE_SOLE_USER:-0}" \
 		"SUDO_OWNER=$(id -u):$(id -g)" bash "$0" "$@"
 fi
 STATE=${MOONTV_CLUSTER_DIR:-$HOME/.cache/moontv-cluster}
@@ -75,6 +81,7 @@ APISERVER_PORT=16443
 GATEWAY_PORT=${MOONTV_NODE_GATEWAY_PORT:-18088}
 GATEWAY_REF=${MOONTV_NODE_GATEWAY:-gateway-system/moontv-node}
 DEFAULT_STORAGE=${MOONTV_NODE_DEFAULT_STORAGE:-1}
+SOLE_USER=${MOONTV_NODE_SOLE_USER:-0}
 STORAGE_CLASS=moontv-node-local
 VOLUMES=16
 PAUSE_IMAGE=moontv.local/pause:1
@@ -123,6 +130,8 @@ die() {
 	die "MOONTV_NODE_GATEWAY must be NAMESPACE/NAME (lower-case DNS labels), got '$GATEWAY_REF'"
 [[ $DEFAULT_STORAGE == 0 || $DEFAULT_STORAGE == 1 ]] ||
 	die "MOONTV_NODE_DEFAULT_STORAGE must be 1 (default StorageClass) or 0 (none), got '$DEFAULT_STORAGE'"
+[[ $SOLE_USER == 0 || $SOLE_USER == 1 ]] ||
+	die "MOONTV_NODE_SOLE_USER must be 1 (the only user of the node) or 0, got '$SOLE_USER'"
 GATEWAY_NAMESPACE=${GATEWAY_REF%/*}
 GATEWAY_NAME=${GATEWAY_REF#*/}
 
@@ -505,6 +514,9 @@ accessLog:
 providers:
   kubernetesGateway:
     statusAddress: {ip: 127.0.0.1}
+  # Traefik's own resources, for what its Gateway provider lacks (a mirroring TraefikService
+  # stands in for RequestMirror, which it answers with 500).
+  kubernetesCRD: {}
 EOF
 	cat >"$NODE_DIR/Corefile" <<EOF
 .:53 {
@@ -604,26 +616,10 @@ rules:
 - apiGroups: [coordination.k8s.io]
   resources: [leases]
   verbs: [get, list, watch, create, update]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: "moontv-node:traefik"}
-rules:
-- apiGroups: [""]
-  resources: [namespaces, secrets, configmaps, services, nodes]
-  verbs: [get, list, watch]
-- apiGroups: [discovery.k8s.io]
-  resources: [endpointslices]
-  verbs: [get, list, watch]
-- apiGroups: [gateway.networking.k8s.io]
-  resources: ["*"]
-  verbs: [get, list, watch]
-- apiGroups: [gateway.networking.k8s.io]
-  resources: ["*/status"]
-  verbs: [get, update, patch]
 EOF
+	traefik_access
 	local who
-	for who in coredns kube-router traefik; do
+	for who in coredns kube-router; do
 		kctl apply -f - >/dev/null <<EOF
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
@@ -664,13 +660,94 @@ items:
 EOF
 }
 
+# traefik_access: the role of Traefik's user (Gateway API objects, Services and EndpointSlices,
+# and Traefik's own resources, read only) and its binding.
+traefik_access() {
+	kctl apply -f - >/dev/null <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "moontv-node:traefik"}
+rules:
+- apiGroups: [""]
+  resources: [namespaces, secrets, configmaps, services, nodes]
+  verbs: [get, list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [get, list, watch]
+- apiGroups: [gateway.networking.k8s.io]
+  resources: ["*"]
+  verbs: [get, list, watch]
+- apiGroups: [gateway.networking.k8s.io]
+  resources: ["*/status"]
+  verbs: [get, update, patch]
+- apiGroups: [traefik.io]
+  resources: ["*"]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "moontv-node:traefik"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "moontv-node:traefik"}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "moontv-node:traefik"}
+EOF
+}
+
+# The Go module of the Traefik binary the node runs (it ships the CRDs of Traefik's resources).
+traefik_module() {
+	local version
+	version=$("$BIN/traefik" version | sed -n 's/^Version:[[:space:]]*//p')
+	[[ -n $version ]] || fail traefik "cannot read the version of $BIN/traefik"
+	echo "github.com/traefik/traefik/v3@v${version#v}"
+}
+
+traefik_crds() {
+	local module dir
+	module=$(traefik_module)
+	dir=$(module_dir "$module") || fail traefik "cannot download $module"
+	kctl apply --server-side --force-conflicts \
+		-f "$dir/docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml" >/dev/null
+}
+
 crds() {
 	local gw po
 	gw=$(module_dir "$GATEWAY_API_MODULE") || fail kube-apiserver "cannot download $GATEWAY_API_MODULE"
 	po=$(module_dir "$PROMETHEUS_OPERATOR_MODULE") || fail kube-apiserver "cannot download $PROMETHEUS_OPERATOR_MODULE"
 	kctl apply --server-side --force-conflicts -f "$gw/config/crd/standard/" >/dev/null
 	kctl apply --server-side --force-conflicts -f "$po/example/prometheus-operator-crd/" >/dev/null
+	traefik_crds
 	kctl wait --for=condition=Established crd --all --timeout="$(remaining)s" >/dev/null
+}
+
+start_traefik() {
+	start traefik env KUBECONFIG="$NODE_DIR/traefik.kubeconfig" "$BIN/traefik" \
+		--configFile="$NODE_DIR/traefik.yaml"
+}
+
+wait_traefik() {
+	wait_ready traefik "answering ping" curl -sf "http://127.0.0.1:$TRAEFIK_PING_PORT/ping"
+	wait_ready traefik "programming Gateway $GATEWAY_REF" \
+		kctl -n "$GATEWAY_NAMESPACE" wait --for=condition=Programmed "gateway/$GATEWAY_NAME" --timeout=2s
+}
+
+# A node started by an older `up` runs Traefik without its CRD provider: give it the CRDs, the
+# access and the provider, restarting Traefik alone (a few seconds without the Gateway), and only
+# when the caller is the node's sole user.
+update_traefik() {
+	grep -q '^  kubernetesCRD:' "$NODE_DIR/traefik.yaml" && return 0
+	if [[ $SOLE_USER != 1 ]]; then
+		echo "traefik: runs without its kubernetesCRD provider (started by an older node-up); it is" \
+			"updated by the next node-up made when no one else uses the node"
+		return 0
+	fi
+	echo "traefik: adding its kubernetesCRD provider (restarting Traefik only)"
+	traefik_crds
+	kctl wait --for=condition=Established crd/traefikservices.traefik.io --timeout="$(remaining)s" >/dev/null
+	traefik_access
+	sed -i 's/^  kubernetesGateway:$/  kubernetesCRD: {}\n&/' "$NODE_DIR/traefik.yaml"
+	stop traefik
+	start_traefik
+	wait_traefik
 }
 
 gateway() {
@@ -712,6 +789,8 @@ up() {
 	if [[ -d $NODE_DIR ]]; then
 		if all_running && kctl get --raw /readyz >/dev/null 2>&1; then
 			echo "the node is already running"
+			DEADLINE=$(($(date +%s) + TIMEOUT))
+			update_traefik
 			report
 			return 0
 		fi
@@ -782,8 +861,7 @@ up() {
 	start coredns "$BIN/coredns" -conf "$NODE_DIR/Corefile"
 	crds
 	gateway
-	start traefik env KUBECONFIG="$NODE_DIR/traefik.kubeconfig" "$BIN/traefik" \
-		--configFile="$NODE_DIR/traefik.yaml"
+	start_traefik
 	wait_ready kube-controller-manager "healthy" curl -sfk "https://127.0.0.1:$CM_PORT/healthz"
 	wait_ready kube-scheduler "healthy" curl -sfk "https://127.0.0.1:$SCHEDULER_PORT/healthz"
 	wait_ready kubelet "healthy" curl -sf "http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz"
@@ -796,9 +874,7 @@ up() {
 	wait_ready kube-proxy "healthy" curl -sf "http://127.0.0.1:$PROXY_HEALTHZ_PORT/healthz"
 	wait_ready coredns "ready" curl -sf "http://127.0.0.1:$COREDNS_READY_PORT/ready"
 	wait_ready kube-router "healthy" curl -sf "http://127.0.0.1:$ROUTER_HEALTH_PORT/healthz"
-	wait_ready traefik "answering ping" curl -sf "http://127.0.0.1:$TRAEFIK_PING_PORT/ping"
-	wait_ready traefik "programming Gateway $GATEWAY_REF" \
-		kctl -n "$GATEWAY_NAMESPACE" wait --for=condition=Programmed "gateway/$GATEWAY_NAME" --timeout=2s
+	wait_traefik
 	echo "node ready in $(($(date +%s) - started))s"
 	report
 }

@@ -89,9 +89,11 @@ class Sessions:
         return live
 
 
-def cluster(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+def cluster(*args: str, timeout: int = 900,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", str(ROOT / "tools/cluster.sh"), *args], capture_output=True,
-                          text=True, timeout=timeout, check=False)
+                          text=True, timeout=timeout, check=False,
+                          env={**os.environ, **(env or {})})
 
 
 def start(sessions: Sessions, run=cluster, footprint=None):  # type: ignore[no-untyped-def]
@@ -111,7 +113,9 @@ def start(sessions: Sessions, run=cluster, footprint=None):  # type: ignore[no-u
             return deps, {}, 0.0
         baseline = (footprint or host_footprint)()
         started = time.monotonic()
-        result = run("node-up")
+        # Alone on the node, node-up may restart a part of it to update it (tools/node.sh).
+        sole = "0" if sessions.others() else "1"
+        result = run("node-up", env={"MOONTV_NODE_SOLE_USER": sole})
         seconds = time.monotonic() - started
     if result.returncode != 0:
         sessions.leave()

@@ -28,8 +28,10 @@ class FreshMachine:
         self.calls: list[str] = []
         self.up_rc = up_rc
 
-    def cluster(self, command: str) -> subprocess.CompletedProcess[str]:
+    def cluster(self, command: str,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         self.calls.append(command)
+        self.env = env
         if command in ("node-deps", "node-up"):
             self.nft_installed = True
         if command == "node-up":

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+import yaml
+
 from tests.conftest import ROOT
 
 SCRIPT = ROOT / "tools" / "node.sh"
@@ -51,3 +54,56 @@ def test_given_a_bad_gateway_port_when_run_then_the_setting_and_what_is_accepted
                             check=False, timeout=30)
     assert result.returncode == 1
     assert "MOONTV_NODE_GATEWAY_PORT must be a port number (1-65535), got 'http'" in result.stderr
+
+
+OLD_TRAEFIK = "providers:\n  kubernetesGateway:\n    statusAddress: {ip: 127.0.0.1}\n"
+RECORD = """
+calls=()
+traefik_crds() { calls+=(crds); }
+kctl() { calls+=("kctl $*"); }
+traefik_access() { calls+=(access); }
+stop() { calls+=("stop $1"); }
+start_traefik() { calls+=(start); }
+wait_traefik() { calls+=(wait); }
+"""
+
+
+@pytest.mark.parametrize("sole", ["0", "1"])
+def test_given_a_running_node_with_an_older_traefik_when_up_then_only_a_sole_user_restarts_it(
+        tmp_path, sole):
+    config = tmp_path / "state" / "node" / "traefik.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text(OLD_TRAEFIK)
+    result = run(tmp_path, f"""{RECORD}
+SOLE_USER={sole}
+update_traefik
+update_traefik  # a second call finds nothing to do
+echo "calls: ${{calls[*]:-none}}"
+""")
+    assert result.returncode == 0, result.stderr
+    if sole == "1":
+        assert "adding its kubernetesCRD provider (restarting Traefik only)" in result.stdout
+        assert result.stdout.count("adding its kubernetesCRD") == 1
+        assert "calls: crds kctl wait --for=condition=Established " \
+               "crd/traefikservices.traefik.io" in result.stdout
+        assert result.stdout.rstrip().endswith("access stop traefik start wait")
+        assert yaml.safe_load(config.read_text())["providers"] == {
+            "kubernetesCRD": {}, "kubernetesGateway": {"statusAddress": {"ip": "127.0.0.1"}}}
+    else:
+        assert "runs without its kubernetesCRD provider" in result.stdout
+        assert "calls: none" in result.stdout
+        assert config.read_text() == OLD_TRAEFIK
+
+
+def test_given_the_node_config_then_traefik_runs_its_crd_provider_and_may_read_its_resources(
+        tmp_path):
+    result = run(tmp_path, """
+kctl() { cat >&2; }  # what would be applied
+traefik_access
+""")
+    assert result.returncode == 0, result.stderr
+    role = next(doc for doc in yaml.safe_load_all(result.stderr) if doc["kind"] == "ClusterRole")
+    assert {"apiGroups": ["traefik.io"], "resources": ["*"],
+            "verbs": ["get", "list", "watch"]} in role["rules"]
+    script = SCRIPT.read_text()
+    assert "  kubernetesCRD: {}\n" in script.split('cat >"$NODE_DIR/traefik.yaml"')[1]
