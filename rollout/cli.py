@@ -208,6 +208,16 @@ def parser() -> argparse.ArgumentParser:
         help="wait after each step before the next check (default: 60s)",
     )
     auto.add_argument(
+        "--mirror",
+        type=duration,
+        default=None,
+        metavar="DURATION",
+        help="first step: for DURATION the release candidate gets only copies of read requests "
+        "(the stack's release.canary.mirror / release.blueGreen.mirror must be set); unhealthy "
+        "then: stopped before any user reaches it (exit 1). Gate it on the gateway's "
+        "per-backend metrics (--success-query/--latency-query): probes see no mirrored request",
+    )
+    auto.add_argument(
         "--prometheus",
         type=http_url,
         required=True,
@@ -254,7 +264,7 @@ def run(args: argparse.Namespace, stack: Stack) -> int:
     if args.command == "switch":
         return commands.switch(ctx, args.colour)
     assert policy is not None
-    return commands.auto(ctx, policy, args.steps, args.interval)
+    return commands.auto(ctx, policy, args.steps, args.interval, args.mirror)
 
 
 def _print(line: str) -> None:

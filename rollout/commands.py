@@ -159,6 +159,8 @@ def status(ctx: Context, policy: HealthPolicy | None = None) -> int:
     if plan.header_routes:
         routes = ", ".join(f"{value} -> {name}" for value, name in plan.header_routes.items())
         ctx.out(f"header {plan.header}: {routes}")
+    if plan.mirror is not None:
+        ctx.out(f"mirror: {_mirror_words(plan.mirror)}")
     if settings.last_decision is not None:
         d = settings.last_decision
         ctx.out(f"last decision: {d.action} at {d.at}: {d.reason}")
@@ -272,10 +274,18 @@ def _describe(cfg: Mapping[str, Any]) -> str:
 # --- automatic progression ---------------------------------------------------------------------
 
 
-def auto(ctx: Context, policy: HealthPolicy, steps: Sequence[int], interval: float) -> int:
+def _mirror_words(mirror: rel.Mirror) -> str:
+    return (f"{mirror.percent}% of {', '.join(mirror.methods)} requests copied to "
+            f"{mirror.track} (answers from {mirror.source})")
+
+
+def auto(ctx: Context, policy: HealthPolicy, steps: Sequence[int], interval: float,
+         mirror: float | None = None) -> int:
     """Canary: raise the weight step by step while healthy, then promote. Blue-green: switch
     to the preview colour if healthy, and back if it turns unhealthy. Any failure rolls back,
-    records the reason and returns FAILED."""
+    records the reason and returns FAILED. With ``mirror`` (seconds), a first step: the
+    candidate gets copies of read requests (the stack's mirror) for that long, then its health
+    decides whether the first weighted step (or the switch) happens at all."""
     release, image = _read(ctx)
     settings = _settings(release)
     if settings.strategy == "blue-green":
@@ -292,10 +302,16 @@ def auto(ctx: Context, policy: HealthPolicy, steps: Sequence[int], interval: flo
             f"{RELEASE_KEY}.canary.version: auto needs a canary; "
             f"set {RELEASE_KEY}.canary.version first"
         )
+    mirrored = _active_mirror(settings, image) if mirror is not None else None
     try:
         query(policy.prometheus, "vector(1)", policy.timeout)
     except QueryError as exc:
         raise UsageError(f"--prometheus: {exc}") from None
+    if mirrored is not None:
+        assert mirror is not None
+        failed = _mirror_step(ctx, policy, release, mirrored, mirror)
+        if failed is not None:
+            return failed
     if settings.strategy == "blue-green":
         return _auto_blue_green(ctx, policy, release, interval)
     assert settings.canary is not None
@@ -304,6 +320,51 @@ def auto(ctx: Context, policy: HealthPolicy, steps: Sequence[int], interval: flo
     if start:
         ctx.out(f"canary is at {start}%; continuing with steps {todo}")
     return _auto_canary(ctx, policy, (release, image), start, todo, interval)
+
+
+def _active_mirror(settings: rel.ReleaseSettings, image: Mapping[str, Any]) -> rel.Mirror:
+    """The mirror the stack runs now, for ``auto --mirror``; :class:`UsageError` if none."""
+    section = "blueGreen" if settings.strategy == "blue-green" else "canary"
+    key = f"{RELEASE_KEY}.{section}.mirror"
+    if settings.strategy == "canary" and settings.canary and settings.canary.weight > 0:
+        raise UsageError(
+            f"--mirror: the canary already takes {settings.canary.weight}% of traffic; the "
+            "mirror step comes before the first weight (roll back to 0 first, or drop --mirror)")
+    tag = image.get("tag")
+    stable = rel.join_version(str(tag), image.get("digest")) if tag is not None else "unused"
+    plan: rel.ReleasePlan = _transition(lambda: rel.plan(settings, stable, 1))
+    if plan.mirror is None:
+        raise UsageError(
+            f"--mirror: the stack mirrors nothing: set {key}.percent (1..100) and run up, so the "
+            "release candidate gets copies of read requests before the mirror step")
+    return plan.mirror
+
+
+def _mirror_step(ctx: Context, policy: HealthPolicy, release: dict[str, Any],
+                 mirror: rel.Mirror, seconds: float) -> int | None:
+    """Wait while ``mirror`` copies requests to the candidate, then check it: None when healthy,
+    else the decision is recorded (nothing else changes: no user reaches it) and FAILED."""
+    step = f"mirror step ({seconds:g}s, {mirror.percent}% of {', '.join(mirror.methods)})"
+    ctx.out(f"{step}: {_mirror_words(mirror)}")
+    if ctx.dry_run:
+        ctx.out(f"{step}: dry run: not waiting")
+    else:
+        ctx.out(f"{step}: waiting {seconds:g}s")
+        ctx.sleep(seconds)
+    health = check(policy, mirror.track)
+    ctx.out(f"{step}: {mirror.track}: {health.summary}")
+    if health.ok:
+        return None
+    reason = f"{step}: {mirror.track} unhealthy on mirrored requests, no user was sent to it: " \
+             f"{health.summary}"
+    if ctx.dry_run:
+        ctx.out(f"dry run: would stop here: {reason}")
+        return FAILED
+    if mirror.track == "canary":
+        return _roll_back(ctx, release, reason)
+    ctx.out(f"not switching: {reason}")
+    apply(ctx, release, "rollback", reason)
+    return FAILED
 
 
 def _auto_canary(
