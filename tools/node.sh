@@ -515,8 +515,9 @@ providers:
   kubernetesGateway:
     statusAddress: {ip: 127.0.0.1}
   # Traefik's own resources, for what its Gateway provider lacks (a mirroring TraefikService
-  # stands in for RequestMirror, which it answers with 500).
-  kubernetesCRD: {}
+  # stands in for RequestMirror, which it answers with 500). Named the legacy way: a mirror's
+  # Service is <namespace>-<service>-<port>@kubernetescrd in the metrics (docs/releasing.md).
+  kubernetesCRD: {safeNaming: false}
 EOF
 	cat >"$NODE_DIR/Corefile" <<EOF
 .:53 {
@@ -744,7 +745,7 @@ update_traefik() {
 	traefik_crds
 	kctl wait --for=condition=Established crd/traefikservices.traefik.io --timeout="$(remaining)s" >/dev/null
 	traefik_access
-	sed -i 's/^  kubernetesGateway:$/  kubernetesCRD: {}\n&/' "$NODE_DIR/traefik.yaml"
+	sed -i 's/^  kubernetesGateway:$/  kubernetesCRD: {safeNaming: false}\n&/' "$NODE_DIR/traefik.yaml"
 	stop traefik
 	start_traefik
 	wait_traefik

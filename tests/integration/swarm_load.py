@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +29,8 @@ Label = Callable[[str], str | None]
 class Tally:
     tracks: Counter = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
+    #: seconds each request took, answered or not
+    durations: list[float] = field(default_factory=list, repr=False)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -36,6 +40,13 @@ class Tally:
     def share(self, track: str) -> float:
         ok = sum(self.tracks.values())
         return self.tracks[track] / ok if ok else 0.0
+
+    def percentile_ms(self, q: float) -> float:
+        """The ``q`` quantile (0.99: p99) of the request durations, nearest rank, in ms."""
+        ordered = sorted(self.durations)
+        if not ordered:
+            return math.nan
+        return 1000 * ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 def request(
@@ -68,6 +79,7 @@ def _one(
     path: str = SERVER_CONFIG,
     label: Label = server_version,
 ) -> None:
+    started = time.monotonic()
     try:
         status, body = request(port, host, path, headers=headers)
         track = label(body)
@@ -76,6 +88,7 @@ def _one(
         outcome = f"{type(exc).__name__}: {exc}"
         track = None
     with tally.lock:
+        tally.durations.append(time.monotonic() - started)
         if track and outcome == track:
             tally.tracks[track] += 1
         else:

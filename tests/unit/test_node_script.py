@@ -88,7 +88,8 @@ echo "calls: ${{calls[*]:-none}}"
                "crd/traefikservices.traefik.io" in result.stdout
         assert result.stdout.rstrip().endswith("access stop traefik start wait")
         assert yaml.safe_load(config.read_text())["providers"] == {
-            "kubernetesCRD": {}, "kubernetesGateway": {"statusAddress": {"ip": "127.0.0.1"}}}
+            "kubernetesCRD": {"safeNaming": False},
+            "kubernetesGateway": {"statusAddress": {"ip": "127.0.0.1"}}}
     else:
         assert "runs without its kubernetesCRD provider" in result.stdout
         assert "calls: none" in result.stdout
@@ -106,4 +107,5 @@ traefik_access
     assert {"apiGroups": ["traefik.io"], "resources": ["*"],
             "verbs": ["get", "list", "watch"]} in role["rules"]
     script = SCRIPT.read_text()
-    assert "  kubernetesCRD: {}\n" in script.split('cat >"$NODE_DIR/traefik.yaml"')[1]
+    config = script.split('cat >"$NODE_DIR/traefik.yaml"')[1]
+    assert "  kubernetesCRD: {safeNaming: false}\n" in config
