@@ -218,9 +218,12 @@ def test_given_a_mirror_when_favourites_are_posted_then_none_reaches_the_canary(
     assert status == 200
     stored = json.loads(body)
     time.sleep(3)  # a copy would be on its way by now
-    after = canary_log(mirror.node)[len(before):]
-    writes = [line for line in after if line.split(" ")[1] not in ("GET", "HEAD")]
-    assert writes == [], writes[:5]
+    after = canary_log(mirror.node)
+
+    def writes(lines: list[str]) -> list[str]:
+        return [line for line in lines if line.split(" ")[1] not in ("GET", "HEAD")]
+
+    assert len(writes(after)) == len(writes(before)), writes(after)[-5:]
     assert sorted(k for k in stored if k.startswith("mirror+")) == sorted(keys)
     password = "$(sed -n 's/^requirepass //p' /etc/redis/redis.conf)"
     fields = mirror.node.exec(

@@ -12,6 +12,7 @@ The tests run in order against one stack: blue-green → switch → canary 20 �
 
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
 import time
@@ -167,3 +168,55 @@ def test_when_rolled_back_to_weight_0_under_load_then_all_traffic_is_stable(stac
     assert tally.failures == []
     assert after.tracks == {OLD: 200}
     assert env.redis_cli(stack.service("redis"), "GET", "moontv:it:key") == "kept"
+
+
+def canary_requests(stack: Stack) -> list[str]:
+    """The ``[request]`` lines of the canary's tasks (the twin logs each answered request)."""
+    out = env.docker("service", "logs", "--raw", stack.service("canary"), timeout=60)
+    return [line for line in out.splitlines() if line.startswith("[request] ")]
+
+
+def post_favourite(port: int, cookie: str, key: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    body = {"key": key, "favorite": {"title": key, "source_name": "it", "year": "2026",
+                                     "cover": "", "total_episodes": 1}}
+    try:
+        conn.request("POST", "/api/favorites", body=json.dumps(body),
+                     headers={"Host": env.HOST, "Content-Type": "application/json",
+                              "Cookie": cookie})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def test_given_a_mirror_at_50_then_half_the_gets_reach_the_canary_and_no_post(stack):
+    release = env.canary(0)
+    release["canary"]["mirror"] = {"percent": 50}
+    stack.deploy(release)
+    before = canary_requests(stack)
+    tally = load.burst(stack.port, env.HOST, SPLIT_REQUESTS, concurrency=10)
+    assert tally.failures == []
+    assert tally.tracks == {OLD: SPLIT_REQUESTS}  # every answer from stable
+    _, cookie = env.login(stack.port, env.HOST, env.OWNER, env.OWNER_PASSWORD)
+    keys = [f"it+mirror-{i}" for i in range(40)]
+    assert {post_favourite(stack.port, cookie, key) for key in keys} == {200}
+    time.sleep(3)  # the copies are sent after stable answered
+    after = canary_requests(stack)
+
+    def gets(lines: list[str]) -> int:
+        return sum(1 for line in lines if line.split(" ")[1:3] == ["GET", load.SERVER_CONFIG])
+
+    def writes(lines: list[str]) -> list[str]:
+        return [line for line in lines if line.split(" ")[1] not in ("GET", "HEAD")]
+
+    # counted, not sliced: the tasks' logs interleave differently from one call to the next
+    reached, wrote = gets(after) - gets(before), writes(after)[len(writes(before)):]
+    share = reached / SPLIT_REQUESTS
+    print(f"\nmirror 50% on Swarm: {reached} of {SPLIT_REQUESTS} GETs reached the canary "
+          f"({share:.3f}); {len(wrote)} of {len(keys)} POST /api/favorites")
+    assert len(writes(after)) == len(writes(before)), wrote[:5]
+    assert abs(share - 0.50) <= CANARY_SHARE_TOLERANCE
+    stored = env.redis_cli(stack.service("redis"), "HKEYS", f"u:{env.OWNER}:fav").split()
+    assert sorted(k for k in stored if k.startswith("it+mirror-")) == sorted(keys)
