@@ -1,9 +1,13 @@
-"""Release figures on the real node: runs ``tests/integration/test_node_release.py`` (which
-measures them through the node's Gateway on 127.0.0.1) and prints the figures it reports.
+"""Release figures on the real node: runs ``tests/integration/test_node_release.py`` and
+``tests/integration/test_node_mirror.py`` (which measure them through the node's Gateway on
+127.0.0.1) and prints the figures they report.
 
 Figures: canary split error at weights 10 and 50 (1000 requests each), failed requests of the
 blue-green switch, switch-back and rolling change under load, weight edit to new split, a
-never-ready version to `up` failing, and a faulty canary to weight 0 under `rollout auto`.
+never-ready version to `up` failing, and a faulty canary to weight 0 under `rollout auto`;
+mirroring: the canary's share of 1000 GETs at 50 % (at its pods and at the gateway), POSTs that
+reached it, p99 with and without mirroring, and user-facing failures while a faulty canary is
+stopped in the mirror step.
 """
 
 from __future__ import annotations
@@ -14,22 +18,23 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TESTS = "tests/integration/test_node_release.py"
-PREFIX = "[release] figures "
+TESTS = ("tests/integration/test_node_release.py", "tests/integration/test_node_mirror.py")
+PREFIXES = ("[release] figures ", "[mirror] figures ")
 
 
 def figures(output: str) -> dict[str, object]:
-    """The figures line the test module prints at the end (empty when it never got there)."""
+    """The figures lines the test modules print at their end (empty when none got there)."""
+    found: dict[str, object] = {}
     for line in output.splitlines():
-        if line.startswith(PREFIX):
-            found: dict[str, object] = json.loads(line.removeprefix(PREFIX))
-            return found
-    return {}
+        for prefix in PREFIXES:
+            if line.startswith(prefix):
+                found.update(json.loads(line.removeprefix(prefix)))
+    return found
 
 
 def main() -> int:
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", TESTS],
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", *TESTS],
         cwd=ROOT, capture_output=True, text=True, check=False, timeout=3600,
     )
     found = figures(result.stdout)
@@ -37,7 +42,7 @@ def main() -> int:
     for name, value in sorted(found.items()):
         print(f"  {name:52} {value}")
     for line in result.stdout.splitlines():
-        if line.startswith("[rollout]") or line.startswith("[release] rollout auto"):
+        if line.startswith(("[rollout]", "[release] rollout auto", "[mirror] rollout auto")):
             print(f"  {line}")
     if result.returncode != 0:
         print(f"node release tests FAILED (exit {result.returncode}):")
