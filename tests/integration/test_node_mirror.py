@@ -64,6 +64,9 @@ def stack_config(node, release: dict[str, Any], tag: str = STABLE) -> dict[str, 
         "moontv:traffic": {**CONFIG["moontv:traffic"], "host": HOST},
         "moontv:kubernetes": {"context": node.context, "kubeconfig": node.kubeconfig},
         "moontv:release": release,
+        # what these tests do not read, left out to keep the stack small and quick
+        "moontv:monitoring": {"enabled": False},
+        "moontv:storage": {**CONFIG["moontv:storage"], "backup": {"enabled": False}},
     }
 
 
