@@ -97,13 +97,14 @@ class Target:
 
 
 def validated(config: Mapping[str, Any]) -> tuple[settings_module.MoonTVSettings, list[str]]:
-    """Validate the ``moontv:*`` keys: (model, rules left to ``pulumi preview``). Secret
-    *objects* read back as one placeholder, so the rules needing their members are reported as
-    deferred to the program itself rather than failed. Raises ConfigError for anything else."""
+    """Validate the ``moontv:*`` keys: (model, rules left to ``pulumi preview``). Secrets read
+    back as one placeholder, so the rules needing their values (the owner password's strength,
+    the members of secret objects) are reported as deferred to the program itself rather than
+    failed. Raises ConfigError for anything else."""
     raw = {key[len(NAMESPACE) :]: value for key, value in config.items()}
     hidden = tuple(
         f"{settings_module.PREFIX}{key}"
-        for key in ("backupKeys", "alertReceiverUrls")
+        for key in ("ownerPassword", "backupKeys", "alertReceiverUrls")
         if raw.get(key) == SECRET
     )
     for key in hidden:

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from components import release as rel
-from components import settings
 from components.errors import ConfigError
+from rollout.check_types import validated
 from rollout.health import HealthPolicy, QueryError, check, query
 from rollout.stack import (
     IMAGE_KEY,
@@ -62,9 +62,8 @@ def _object(config: Mapping[str, Any], key: str) -> dict[str, Any]:
 
 def _preflight(config: Mapping[str, Any]) -> None:
     """The whole stack config after the change must pass the program's own validation."""
-    raw = {key[len(NAMESPACE) :]: value for key, value in config.items()}
     try:
-        settings.validate(raw)
+        validated(config)  # secrets read back hidden: their own rules are the program's
     except ConfigError as exc:
         problems = "\n".join(f"  - {problem}" for problem in exc.problems)
         raise UsageError(f"the change would make the stack config invalid:\n{problems}") from None

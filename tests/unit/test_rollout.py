@@ -19,6 +19,7 @@ from rollout.cli import main
 from rollout.health import Gate, HealthPolicy, QueryError, check, query, stack_gates
 from rollout.stack import (
     ROUTE_TARGETS,
+    SECRET,
     EngineError,
     decode_config,
     diff,
@@ -275,6 +276,16 @@ def test_given_change_the_environment_refuses_then_exit_2_and_config_untouched(
     assert "the change would make the stack config invalid" in err
     assert message in err
     assert (stack.data, stack.writes, stack.ups) == (before, 0, [])
+
+
+def test_given_staging_with_its_owner_password_set_when_a_weight_step_then_the_hidden_secret_passes(
+) -> None:
+    # `pulumi config --json` reads every secret back as the placeholder: its strength is the
+    # program's to check with the real value, not a reason to refuse every release decision.
+    stack = FakeStack(canary(10), stack="staging")
+    stack.data["moontv:ownerPassword"] = SECRET
+    assert run(stack, "set-weight", "25") == 0
+    assert stack.release["canary"]["weight"] == 25
 
 
 def test_given_prod_when_staging_a_pinned_version_then_green_previews_it() -> None:
