@@ -288,6 +288,16 @@ def unsettled(node: Node, namespace: str) -> list[str]:
     return found
 
 
+
+def wait_settled(node: Node, namespace: str, timeout: float) -> None:
+    """Wait until :func:`unsettled` finds nothing in ``namespace``; AssertionError naming what
+    is not settled, with the pods, after ``timeout`` seconds."""
+    if not wait_until(lambda: not unsettled(node, namespace), timeout, interval=1):
+        pods = node.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=False)
+        raise AssertionError(
+            f"not settled after {timeout}s: {unsettled(node, namespace)}\n{pods}")
+
+
 def with_auditing(node: Node) -> Node:
     """``node`` with API-server auditing on. A node that an older ``node-up`` started runs
     without it; it is restarted (``node-down``, ``node-up``) only when no other test session

@@ -71,15 +71,8 @@ def stack_config(node, release: dict[str, Any], tag: str = STABLE) -> dict[str, 
 
 
 def wait_ready(node) -> None:
-    def unready() -> list[str]:
-        items = json.loads(node.kubectl("get", "deployments,statefulsets", "-n", NAMESPACE,
-                                        "-o", "json"))["items"]
-        return [w["metadata"]["name"] for w in items
-                if (w["status"].get("readyReplicas") or 0) < w["spec"].get("replicas", 1)
-                or (w["status"].get("updatedReplicas") or 0) < w["spec"].get("replicas", 1)]
-
-    if node_host.wait_until(lambda: not unready(), READY_TIMEOUT, interval=2) is False:
-        raise AssertionError(f"not Ready after {READY_TIMEOUT}s: {unready()}")
+    """Every rollout complete and no old pod left (:func:`node.unsettled`)."""
+    node_host.wait_settled(node, NAMESPACE, READY_TIMEOUT)
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +165,7 @@ def test_given_a_mirror_then_each_route_answers_a_real_request(mirror):
             assert version_of(body) == VERSION[STABLE]
     status, _, _ = call(mirror, "POST", "/api/login", {"username": OWNER,
                                                        "password": OWNER_PASSWORD})
-    assert status == 200  # the weighted rule (writes)
+    assert status == 200, status  # the weighted rule (writes)
     for value, version in (("always", CANARY), ("never", STABLE)):  # the override rules
         status, _, body = call(mirror, "GET", PATH, headers={"x-moontv-canary": value})
         assert (status, version_of(body)) == (200, VERSION[version])

@@ -129,11 +129,7 @@ def workloads(node) -> list[dict[str, Any]]:
 
 def wait_all_ready(node) -> None:
     """Every rollout of the stack complete and no old pod left (:func:`node.unsettled`)."""
-    if not node_host.wait_until(lambda: not node_host.unsettled(node, NAMESPACE), READY_TIMEOUT,
-                                interval=1):
-        pods = node.kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide", check=False)
-        raise AssertionError(
-            f"not settled after {READY_TIMEOUT}s: {node_host.unsettled(node, NAMESPACE)}\n{pods}")
+    node_host.wait_settled(node, NAMESPACE, READY_TIMEOUT)
 
 
 def replicas(node) -> dict[str, int]:
