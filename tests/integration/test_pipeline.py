@@ -619,7 +619,9 @@ def test_given_a_deployment_scaled_by_hand_when_drift_runs_then_the_staging_repo
         config = stack_config(
             "dev",
             **{
-                "moontv:environment": "staging",
+                # kwok binds no volume, so the data lives in an emptyDir: accepted only in the
+                # dev and review environments (a staging environment refuses it)
+                "moontv:environment": "review",
                 "moontv:namespace": namespace,
                 "moontv:kubernetes": {"context": "staging"},
                 "moontv:storage": {
