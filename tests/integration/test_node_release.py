@@ -244,8 +244,9 @@ def call(
     release: Release, method: str, path: str, body: Any = None, cookie: str | None = None
 ) -> tuple[int, dict[str, str], bytes]:
     """One request through the Gateway to the stack's host."""
-    return node_host.gateway_request(f"http://127.0.0.1:{release.port}", HOST, method, path,
-                                     body, cookie)
+    return node_host.gateway_request(
+        f"http://127.0.0.1:{release.port}", HOST, method, path, body, cookie
+    )
 
 
 def login(release: Release) -> str:
@@ -487,13 +488,17 @@ def failed_requests(release: Release) -> str:
             with tally.lock:
                 failures = list(tally.failures)
                 total = tally.total
-            lines.append(f"[load] {'public' if name == 'tally' else name}: "
-                         f"{len(failures)} of {total} failed"
-                         + "".join(f"\n[load]   {f}" for f in failures[:20]))
+            lines.append(
+                f"[load] {'public' if name == 'tally' else name}: "
+                f"{len(failures)} of {total} failed"
+                + "".join(f"\n[load]   {f}" for f in failures[:20])
+            )
     pods = {**WATCH.get("pods", {}), **release.node.pods_by_ip(NAMESPACE)}
     failed = release.node.failed_requests(WATCH.get("since", 0.0), HOST, pods)
-    lines.append(f"[gateway] {len(failed)} failed request(s) for {HOST}"
-                 + "".join(f"\n[gateway]   {line}" for line in failed[:100]))
+    lines.append(
+        f"[gateway] {len(failed)} failed request(s) for {HOST}"
+        + "".join(f"\n[gateway]   {line}" for line in failed[:100])
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -709,6 +714,19 @@ def test_given_the_api_server_stops_during_up_when_it_is_back_then_the_next_up_c
     release.up()  # converges with no manual step
     wait_all_ready(release.node)
     assert release.up() == {}
+    # Traefik's informers relist after the outage; the Gateway serves once its EndpointSlices are
+    # current again. How long that took is printed; a Gateway that never catches up fails here.
+    started = time.monotonic()
+    caught_up = node_host.wait_until(lambda: not release.burst(20).failures, 90, interval=2)
+    waited = time.monotonic() - started
+    print(f"[release] the Gateway served without failures {waited:.1f} s after up")
+    if not caught_up:
+        slices = release.node.kubectl(
+            "get", "endpointslices", "-n", NAMESPACE, "-o", "wide", check=False
+        )
+        log = node_host.STATE_DIR / "logs" / "traefik.log"
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:]) if log.exists() else ""
+        pytest.fail(f"the Gateway still fails 90 s after up\n{slices}\n{tail}")
     assert only_version(release.burst(200)) == VERSION[STABLE]
     favourites_kept(release)
 
