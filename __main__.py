@@ -42,20 +42,8 @@ def kubernetes(s: Settings, overrides: dict[str, pulumi.Output[str]]) -> pulumi.
         if ready.problems:
             raise ConfigError(ready.problems)
     opts = pulumi.ResourceOptions(providers=[provider("kubernetes", c.kubernetes)])
-    app = MoonTVKubernetes("moontv", MoonTVKubernetesArgs(
-        namespace=c.namespace, instance=s.stack, repository=c.image.repository,
-        pull_policy=c.image.pull_policy, pull_secret=c.image.pull_secret, plan=s.plan,
-        site=c.site,
-        owner_username=c.owner.username, owner_password=s.owner_password,
-        replicas=c.replicas, resources=c.resources, autoscaling=c.autoscaling,
-        storage=c.storage, traffic=c.traffic, storage_url=s.storage_url,
-        storage_token=s.storage_token,
-        network_policy=c.network_policy, image_overrides=overrides, backup_keys=s.backup_keys,
-        offsite_secret_key=s.backup_offsite_secret_key,
-        progress_deadline_seconds=c.kubernetes.progress_deadline_seconds,
-        create_namespace=c.kubernetes.create_namespace,
-        metrics_namespace=c.monitoring.monitoring_namespace if c.monitoring.enabled else None),
-        opts=opts)
+    app = MoonTVKubernetes("moontv", MoonTVKubernetesArgs(settings=s, image_overrides=overrides),
+                           opts=opts)
     if c.monitoring.enabled:
         monitoring = Monitoring("moontv-monitoring", MonitoringArgs(
             namespace=c.namespace, tracks=s.plan.tracks, settings=c.monitoring,

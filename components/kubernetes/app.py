@@ -15,16 +15,8 @@ from components.kubernetes import pod
 from components.kubernetes.storage import SCRIPT, SCRIPT_DIR, Storage, StorageArgs, tool_config_map
 from components.kubernetes.traffic import SERVICE_PORT, RouteArgs, router_for
 from components.passwords import owner_password
-from components.release import ReleasePlan, Track, image_ref
-from components.settings import (
-    AutoscalingSettings,
-    DnsEgressSettings,
-    NetworkPolicySettings,
-    ResourceSettings,
-    SiteSettings,
-    StorageSettings,
-    TrafficSettings,
-)
+from components.release import Track, image_ref
+from components.settings import DnsEgressSettings, MoonTVSettings, Settings
 
 PRE_STOP_SECONDS = 10
 GRACE_SECONDS = 40
@@ -53,37 +45,11 @@ STORAGE_URL_DIR = "/etc/moontv/storage"
 
 @dataclass(frozen=True)
 class MoonTVKubernetesArgs:
-    namespace: str
-    instance: str
-    repository: str
-    pull_policy: str
-    plan: ReleasePlan
-    site: SiteSettings
-    owner_username: str
-    owner_password: pulumi.Input[str] | None  # None: generated (components/passwords.py)
-    replicas: int
-    resources: ResourceSettings
-    autoscaling: AutoscalingSettings
-    storage: StorageSettings
-    traffic: TrafficSettings
-    storage_url: pulumi.Output[str] | None = None
-    #: The Upstash REST token (storage.kind upstash).
-    storage_token: pulumi.Output[str] | None = None
-    #: Egress allowed to every pod of the namespace besides the app's own rules (DNS).
-    network_policy: NetworkPolicySettings = NetworkPolicySettings()
-    #: Secret (in the namespace) holding the credentials of a private repository.
-    pull_secret: str | None = None
+    """The stack's validated settings (its groups and secrets are read where they are used)."""
+
+    settings: Settings
     #: Image references to use instead of ``repository:version`` (e.g. a freshly built digest).
     image_overrides: Mapping[str, pulumi.Input[str]] | None = None
-    #: Namespace of the Prometheus that scrapes the storage exporter (monitoring on).
-    metrics_namespace: str | None = None
-    #: Backup key ring additions and the off-site secret key (see components/settings.py).
-    backup_keys: Mapping[str, pulumi.Output[str]] | None = None
-    offsite_secret_key: pulumi.Output[str] | None = None
-    #: Seconds without progress before a Deployment's rollout fails (and `up` with it).
-    progress_deadline_seconds: int = 300
-    #: False: the namespace exists (deploy/deployer made it); the stack does not own it.
-    create_namespace: bool = True
 
 
 #: How long `up` waits for a Deployment beyond its progress deadline before it gives up.
@@ -102,21 +68,23 @@ class MoonTVKubernetes(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("moontv:kubernetes:MoonTV", name, None, opts)
         self._args = args
+        self._settings = s = args.settings
+        c = s.config
         child = pulumi.ResourceOptions(parent=self)
-        if args.create_namespace:
+        if c.kubernetes.create_namespace:
             ns = k8s.core.v1.Namespace(
                 f"{name}-namespace",
-                metadata={"name": args.namespace,
-                          "labels": naming.namespace_labels(args.instance)},
+                metadata={"name": c.namespace,
+                          "labels": naming.namespace_labels(s.stack)},
                 opts=child,
             )
             self.namespace = ns.metadata.name
             inner = pulumi.ResourceOptions(parent=self, depends_on=[ns])
         else:  # made by the admin stack (deploy/deployer): only used here
-            self.namespace = pulumi.Output.from_input(args.namespace)
+            self.namespace = pulumi.Output.from_input(c.namespace)
             inner = child
         self._opts = inner
-        app_labels = naming.labels(args.instance, "app")
+        app_labels = naming.labels(s.stack, "app")
 
         self.service_account = k8s.core.v1.ServiceAccount(
             f"{name}-sa",
@@ -126,78 +94,87 @@ class MoonTVKubernetes(pulumi.ComponentResource):
         )
         storage = self.storage = Storage(
             f"{name}-storage",
-            StorageArgs(namespace=self.namespace, instance=args.instance, storage=args.storage,
-                        tool_image=self._image(args.plan.tracks[0]),
-                        tool_pull_secret=args.pull_secret,
-                        external_url=args.storage_url,
-                        metrics_namespace=args.metrics_namespace,
-                        backup_keys=args.backup_keys or {},
-                        offsite_secret_key=args.offsite_secret_key),
+            StorageArgs(namespace=self.namespace, instance=s.stack, storage=c.storage,
+                        tool_image=self._image(s.plan.tracks[0]),
+                        tool_pull_secret=c.image.pull_secret,
+                        external_url=s.storage_url,
+                        metrics_namespace=_metrics_namespace(c),
+                        backup_keys=s.backup_keys or {},
+                        offsite_secret_key=s.backup_offsite_secret_key),
             opts=inner,
         )
         self.config_map = k8s.core.v1.ConfigMap(
             f"{name}-config",
             metadata={"namespace": self.namespace, "labels": app_labels},
-            data={**args.site.env(), app_facts.STORAGE_TYPE_ENV: args.storage.app_type},
+            data={**c.site.env(), app_facts.STORAGE_TYPE_ENV: c.storage.app_type},
             opts=inner,
         )
-        url_key = app_facts.URL_VARIABLES[args.storage.app_type]
+        url_key = app_facts.URL_VARIABLES[c.storage.app_type]
         self.secret = k8s.core.v1.Secret(
             f"{name}-secret",
             metadata={"namespace": self.namespace, "labels": app_labels},
-            string_data={app_facts.USERNAME_ENV: args.owner_username,
-                         app_facts.PASSWORD_ENV: owner_password(args.owner_password, self),
+            string_data={app_facts.USERNAME_ENV: c.owner.username,
+                         app_facts.PASSWORD_ENV: owner_password(s.owner_password, self),
                          url_key: storage.url,
-                         **({app_facts.UPSTASH_TOKEN_ENV: args.storage_token}
-                            if args.storage_token is not None else {})},
+                         **({app_facts.UPSTASH_TOKEN_ENV: s.storage_token}
+                            if s.storage_token is not None else {})},
             opts=inner,
         )
         self._url_key = url_key
         #: The storage tool speaks the Redis protocol: it cannot wait for Upstash's REST API.
-        self._waits = args.storage.app_type != "upstash"
+        self._waits = c.storage.app_type != "upstash"
         self._tool = tool_config_map(f"{name}-tool", self.namespace, app_labels, inner)
 
         self.deployments = {}
         self.services = {}
-        for track in args.plan.tracks:
+        # Traffic moves only to Ready capacity: the routes and the host Services wait for the
+        # Deployments they point at (the provider awaits each rollout), and a track that goes
+        # idle (a colour scaled to 0) is scaled down only once they point elsewhere.
+        serving = [t for t in s.plan.tracks if t.role != "idle"]
+        for track in serving:
             self._track(name, track)
-        self._stable_services(name)
-        self._network_policies(name, storage)
-        router_for(args.traffic.provider).declare(
+        pointed = [*self._stable_services(name), *router_for(c.traffic.provider).declare(
             name,
-            RouteArgs(namespace=self.namespace, table=args.plan.routes(args.traffic.host),
-                      traffic=args.traffic, labels=naming.labels(args.instance, "traffic")),
-            self,
-        )
+            RouteArgs(namespace=self.namespace, table=s.plan.routes(c.traffic.host),
+                      traffic=c.traffic, labels=naming.labels(s.stack, "traffic")),
+            pulumi.ResourceOptions(parent=self, depends_on=list(self.deployments.values())),
+        )]
+        for track in s.plan.tracks:
+            if track.role == "idle":
+                self._track(name, track, after=pointed)
+        self._network_policies(name, storage)
         self.register_outputs({
             "namespace": self.namespace,
             "services": self.services,
-            "primary": args.plan.primary,
+            "primary": s.plan.primary,
         })
 
     def _image(self, track: Track) -> pulumi.Input[str]:
+        c = self._settings.config
         overrides = self._args.image_overrides or {}
-        return overrides.get(track.version, image_ref(self._args.repository, track.version))
+        return overrides.get(track.version, image_ref(c.image.repository, track.version))
 
     def _hpa_managed(self, track: Track) -> bool:
-        return self._args.autoscaling.enabled and track.role == "primary"
+        c = self._settings.config
+        return c.autoscaling.enabled and track.role == "primary"
 
-    def _track(self, name: str, track: Track) -> None:
-        args = self._args
+    def _track(self, name: str, track: Track, after: list[pulumi.Resource] | None = None) -> None:
+        """The track's Deployment, Service, PDB and HPA; its Deployment waits for ``after``."""
+        s, c = self._settings, self._settings.config
         resource = naming.track_name(track.name)
-        labels = naming.labels(args.instance, "app", track.version, track.name)
-        selector = naming.selector_labels(args.instance, "app", track.name)
+        labels = naming.labels(s.stack, "app", track.version, track.name)
+        selector = naming.selector_labels(s.stack, "app", track.name)
         spec: dict[str, Any] = {
             "selector": {"matchLabels": selector},
             "revisionHistoryLimit": 5,
-            "progressDeadlineSeconds": args.progress_deadline_seconds,
+            "progressDeadlineSeconds": c.kubernetes.progress_deadline_seconds,
             "strategy": {"type": "RollingUpdate",
                          "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {"metadata": {"labels": labels}, "spec": self._pod_spec(track, selector)},
         }
         if not self._hpa_managed(track):
             spec["replicas"] = track.replicas
-        timeout = f"{args.progress_deadline_seconds + ROLLOUT_MARGIN_SECONDS}s"
+        timeout = f"{c.kubernetes.progress_deadline_seconds + ROLLOUT_MARGIN_SECONDS}s"
         deployment = k8s.apps.v1.Deployment(
             f"{name}-{track.name}",
             metadata={"name": resource, "namespace": self.namespace, "labels": labels,
@@ -208,7 +185,8 @@ class MoonTVKubernetes(pulumi.ComponentResource):
             # `up` waits for the rollout no longer than its progress deadline (and a margin):
             # a version that never gets Ready fails `up` with the Deployment's reasons.
             opts=pulumi.ResourceOptions.merge(self._opts, pulumi.ResourceOptions(
-                custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout))),
+                custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout),
+                depends_on=after or [])),
         )
         self.deployments[track.name] = deployment
         # The Service outlives versions: no version label, so that a version change updates the
@@ -216,13 +194,13 @@ class MoonTVKubernetes(pulumi.ComponentResource):
         service = k8s.core.v1.Service(
             f"{name}-{track.name}-service",
             metadata={"name": resource, "namespace": self.namespace,
-                      "labels": naming.labels(args.instance, "app", None, track.name)},
+                      "labels": naming.labels(s.stack, "app", None, track.name)},
             spec={"selector": selector,
                   "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http"}]},
             opts=self._opts,
         )
         self.services[track.name] = service.metadata.name
-        min_replicas = args.autoscaling.min_replicas if self._hpa_managed(track) else track.replicas
+        min_replicas = c.autoscaling.min_replicas if self._hpa_managed(track) else track.replicas
         if min_replicas > 1 or self._hpa_managed(track):
             k8s.policy.v1.PodDisruptionBudget(
                 f"{name}-{track.name}-pdb",
@@ -231,24 +209,24 @@ class MoonTVKubernetes(pulumi.ComponentResource):
                 opts=self._opts,
             )
         if self._hpa_managed(track):
-            metrics = [_utilization("cpu", args.autoscaling.target_cpu)]
-            if args.autoscaling.target_memory:
-                metrics.append(_utilization("memory", args.autoscaling.target_memory))
+            metrics = [_utilization("cpu", c.autoscaling.target_cpu)]
+            if c.autoscaling.target_memory:
+                metrics.append(_utilization("memory", c.autoscaling.target_memory))
             k8s.autoscaling.v2.HorizontalPodAutoscaler(
                 f"{name}-hpa",
                 metadata={"name": naming.APP, "namespace": self.namespace, "labels": labels},
                 spec={
                     "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
                                        "name": resource},
-                    "minReplicas": args.autoscaling.min_replicas,
-                    "maxReplicas": args.autoscaling.max_replicas,
+                    "minReplicas": c.autoscaling.min_replicas,
+                    "maxReplicas": c.autoscaling.max_replicas,
                     "metrics": metrics,
                 },
                 opts=self._opts,
             )
 
     def _pod_spec(self, track: Track, selector: dict[str, str]) -> dict[str, Any]:
-        args = self._args
+        c = self._settings.config
         image = self._image(track)
         security = pod.container_security()
         mounts = [{"name": n, "mountPath": p} for n, p in app_facts.WRITABLE_PATHS.items()]
@@ -256,7 +234,7 @@ class MoonTVKubernetes(pulumi.ComponentResource):
         alive = {"httpGet": {"path": app_facts.LIVENESS_PATH, "port": "http"},
                  "timeoutSeconds": 3}
         return {
-            **pod.pod_defaults(uid=app_facts.UID, pull_secret=args.pull_secret),
+            **pod.pod_defaults(uid=app_facts.UID, pull_secret=c.image.pull_secret),
             "serviceAccountName": self.service_account.metadata.name,
             "terminationGracePeriodSeconds": GRACE_SECONDS,
             "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
@@ -272,7 +250,7 @@ class MoonTVKubernetes(pulumi.ComponentResource):
                 {   # the image's /app/public, copied to a writable emptyDir (start.js writes it)
                     "name": "copy-public",
                     "image": image,
-                    "imagePullPolicy": args.pull_policy,
+                    "imagePullPolicy": c.image.pull_policy,
                     "command": ["node", "-e", COPY_PUBLIC_JS, app_facts.WRITABLE_PATHS["public"],
                                 PUBLIC_SEED],
                     "resources": _small(),
@@ -282,7 +260,7 @@ class MoonTVKubernetes(pulumi.ComponentResource):
                 *([{   # the app caches a blank config if storage does not answer at first read
                     "name": "wait-for-storage",
                     "image": image,
-                    "imagePullPolicy": args.pull_policy,
+                    "imagePullPolicy": c.image.pull_policy,
                     "command": ["node", f"{SCRIPT_DIR}/{SCRIPT.name}", "wait"],
                     "env": [{"name": "STORAGE_URL_FILE", "value": f"{STORAGE_URL_DIR}/url"}],
                     "resources": _small(),
@@ -296,7 +274,7 @@ class MoonTVKubernetes(pulumi.ComponentResource):
             "containers": [{
                 "name": "moontv",
                 "image": image,
-                "imagePullPolicy": args.pull_policy,
+                "imagePullPolicy": c.image.pull_policy,
                 "ports": [{"name": "http", "containerPort": app_facts.PORT}],
                 # Only what the app reads; the track and version are labels.
                 "env": [{"name": k, "value": v} for k, v in app_facts.LISTEN_ENV.items()],
@@ -308,8 +286,8 @@ class MoonTVKubernetes(pulumi.ComponentResource):
                 "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_SECONDS)]}}},
                 # the writable volumes count towards the pod's ephemeral storage too
                 "resources": pod.with_ephemeral({
-                    "requests": args.resources.requests.model_dump(),
-                    "limits": args.resources.limits.model_dump(),
+                    "requests": c.resources.requests.model_dump(),
+                    "limits": c.resources.limits.model_dump(),
                 }, request="64Mi", limit="512Mi"),
                 "securityContext": security,
                 "volumeMounts": mounts,
@@ -323,27 +301,32 @@ class MoonTVKubernetes(pulumi.ComponentResource):
             ],
         }
 
-    def _stable_services(self, name: str) -> None:
-        """``moontv`` selects the primary track, ``moontv-preview`` the preview track."""
-        args = self._args
-        roles = {naming.PRIMARY_SERVICE: args.plan.primary,
-                 naming.PREVIEW_SERVICE: args.plan.preview}
+    def _stable_services(self, name: str) -> list[pulumi.Resource]:
+        """``moontv`` selects the primary track, ``moontv-preview`` the preview track; each
+        waits for its track's Deployment to be Ready."""
+        s = self._settings
+        made: list[pulumi.Resource] = []
+        roles = {naming.PRIMARY_SERVICE: s.plan.primary,
+                 naming.PREVIEW_SERVICE: s.plan.preview}
         for service, track in roles.items():
             if track is None:
                 continue
             svc = k8s.core.v1.Service(
                 f"{name}-{service}",
                 metadata={"name": service, "namespace": self.namespace,
-                          "labels": naming.labels(args.instance, "app")},
-                spec={"selector": naming.selector_labels(args.instance, "app", track),
+                          "labels": naming.labels(s.stack, "app")},
+                spec={"selector": naming.selector_labels(s.stack, "app", track),
                       "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http"}]},
-                opts=self._opts,
+                opts=pulumi.ResourceOptions.merge(self._opts, pulumi.ResourceOptions(
+                    depends_on=[self.deployments[track]])),
             )
             self.services[service] = svc.metadata.name
+            made.append(svc)
+        return made
 
     def _network_policies(self, name: str, storage: Storage) -> None:
-        args = self._args
-        labels = naming.labels(args.instance, "network")
+        s, c = self._settings, self._settings.config
+        labels = naming.labels(s.stack, "network")
         app = {"matchLabels": {"app.kubernetes.io/name": naming.APP,
                                "app.kubernetes.io/component": "app"}}
         storage_pods = {"matchLabels": {"app.kubernetes.io/name": naming.APP,
@@ -354,13 +337,13 @@ class MoonTVKubernetes(pulumi.ComponentResource):
             "allow-dns": {
                 "podSelector": {},
                 "policyTypes": ["Egress"],
-                "egress": [{"to": dns_peers(args.network_policy.dns), "ports": dns}],
+                "egress": [{"to": dns_peers(c.network_policy.dns), "ports": dns}],
             },
             "allow-gateway-to-app": {
                 "podSelector": app,
                 "policyTypes": ["Ingress"],
                 "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {
-                    "kubernetes.io/metadata.name": args.traffic.allowed_namespace}}}],
+                    "kubernetes.io/metadata.name": c.traffic.allowed_namespace}}}],
                     "ports": [{"protocol": "TCP", "port": app_facts.PORT}]}],
             },
             "allow-app-egress": {
@@ -385,6 +368,11 @@ class MoonTVKubernetes(pulumi.ComponentResource):
                 spec=spec,
                 opts=self._opts,
             )
+
+
+def _metrics_namespace(c: MoonTVSettings) -> str | None:
+    """Namespace of the Prometheus that scrapes the storage exporter (monitoring on)."""
+    return c.monitoring.monitoring_namespace if c.monitoring.enabled else None
 
 
 def dns_peers(dns: DnsEgressSettings) -> list[dict[str, Any]]:

@@ -71,6 +71,34 @@ def test_given_a_weight_edit_then_preview_shows_one_update(project, tmp_path):
     assert "weight: 10 => 25" in preview.stdout and "weight: 90 => 75" in preview.stdout
 
 
+def test_given_a_switch_to_a_colour_at_0_then_traffic_waits_for_it_and_the_old_one_for_traffic(
+    project, tmp_path
+):
+    """The order `up` follows (the state's dependencies): the route and the host Service wait for
+    the Deployment they point at; the colour going idle waits for the route and the Service."""
+    release = {"strategy": "blue-green", "blueGreen": {
+        "active": "green", "blue": "v100.1.1", "green": "v100.1.2", "scaleDownInactive": True}}
+    stack = project.stack("dev", render_config(tmp_path, **{"moontv:release": release}))
+    stack.up()
+    resources = stack.export_stack().deployment["resources"]
+
+    def urn(kind: str, name: str) -> str:
+        return next(r["urn"] for r in resources
+                    if r["type"] == kind and r["outputs"]["metadata"]["name"] == name)
+
+    def needs(urn_: str) -> set[str]:
+        return set(next(r for r in resources if r["urn"] == urn_).get("dependencies", []))
+
+    active = urn("kubernetes:apps/v1:Deployment", "moontv-green")
+    idle = urn("kubernetes:apps/v1:Deployment", "moontv-blue")
+    route = urn("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute", "moontv")
+    host_service = urn("kubernetes:core/v1:Service", "moontv")
+    assert active in needs(route) and active in needs(host_service)
+    assert {route, host_service} <= needs(idle)
+    assert idle not in needs(route) | needs(host_service)
+    stack.destroy()
+
+
 def auto_value(value: str):
     from pulumi import automation as auto
 

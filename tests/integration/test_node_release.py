@@ -1,9 +1,10 @@
 """Release paths on the real node with real traffic, through the engine and the node's Gateway on
 127.0.0.1, with the app twin in several versions (told apart by ``/api/server-config``): the
-canary split and its overrides, the blue-green switch and switch-back and a rolling change under
-load, a version that never gets Ready, ``rollout auto`` promoting a healthy canary and rolling
-back a faulty one (a real Prometheus configured from the stack's own monitoring objects, gating
-on the gateway's per-backend request metrics), favourites that survive, and faults (a canary pod
+canary split and its overrides, the blue-green switch and switch-back, a rolling change, every
+strategy change in each direction and the switch to a colour scaled to 0 (all under load), a
+version that never gets Ready, ``rollout auto`` promoting a healthy canary and rolling back a
+faulty one (a real Prometheus configured from the stack's own monitoring objects, gating on the
+gateway's per-backend request metrics), favourites that survive, and faults (a canary pod
 deleted mid ``auto``, the API server stopped during ``up``).
 
 One stack (its own namespace and host, so it never meets the other node tests' stacks) is
@@ -30,6 +31,7 @@ import pytest
 import yaml
 from pulumi import automation as auto
 
+from components.image_settings import reported_version
 from components.monitoring.rules import PROBE_JOB
 from tests.conftest import ROOT
 from tests.helpers import blue_green, canary
@@ -53,7 +55,7 @@ COOKIE = "moontv-canary"
 STABLE, CANARY, FAULTY = "v100.1.1", "v100.1.2", "v100.1.3-faulty"
 #: A twin whose /login (the readiness probe) answers 500: its pods never get Ready.
 NEVER_READY = "v100.1.4-login"
-VERSION = {STABLE: "100.1.1", CANARY: "100.1.2", FAULTY: "100.1.3-faulty"}
+VERSION = {tag: reported_version(tag) for tag in (STABLE, CANARY, FAULTY)}
 PATH = "/api/server-config"
 SAMPLE = 1000
 TOLERANCE = 0.05
@@ -354,6 +356,58 @@ def test_given_rolling_when_the_version_changes_under_load_then_no_request_fails
     print(
         f"\n[release] rolling {STABLE} -> {CANARY}: {len(tally.failures)} failed of {tally.total}"
     )
+
+
+def change_under_load(release: Release, settings: dict[str, Any], tag: str) -> load.Tally:
+    """Set ``moontv:release`` (and the image tag) and run ``up`` inside ≥30 s of load."""
+    release.set_release(settings, image={**CONFIG["moontv:image"], "tag": tag})
+    with load.Continuous(
+        release.port, HOST, concurrency=CONCURRENCY, path=PATH, label=load.server_version
+    ) as traffic:
+        started = time.monotonic()
+        time.sleep(3)
+        release.up()
+        wait_all_ready(release.node)
+        time.sleep(max(3.0, SWITCH_SECONDS - (time.monotonic() - started)))
+        return traffic.stop()
+
+
+#: Every strategy change in each direction, and the switch to a colour scaled to 0, from the
+#: rolling stack the test before leaves: (event, release, image tag, versions then serving).
+STRATEGY_CHANGES: list[tuple[str, dict[str, Any], str, set[str]]] = [
+    ("rolling -> canary", canary(10, STABLE), CANARY, {CANARY, STABLE}),
+    ("canary -> blue-green", blue_green("blue", blue=CANARY, green=STABLE), CANARY, {CANARY}),
+    ("blue-green -> rolling", {"strategy": "rolling"}, CANARY, {CANARY}),
+    ("rolling -> blue-green (inactive scaled to 0)",
+     blue_green("green", blue=STABLE, green=CANARY, scaleDownInactive=True), CANARY, {CANARY}),
+    ("switch to the colour at 0",
+     blue_green("blue", blue=STABLE, green=CANARY, scaleDownInactive=True), CANARY, {STABLE}),
+    ("blue-green -> canary", canary(10, CANARY), STABLE, {STABLE, CANARY}),
+    ("canary -> rolling", {"strategy": "rolling"}, CANARY, {CANARY}),
+]
+
+
+#: Replicas of the colours after the events that scale one to 0.
+IDLE_COLOUR = {
+    "rolling -> blue-green (inactive scaled to 0)": {"moontv-blue": 0, "moontv-green": 1},
+    "switch to the colour at 0": {"moontv-blue": 1, "moontv-green": 0},
+}
+
+
+def test_given_load_when_the_strategy_changes_each_way_then_no_request_fails(release):
+    """The routes and the host Service move only once the Deployments they point at are Ready,
+    and a colour going idle is scaled down only after they moved (components/kubernetes/app.py)."""
+    results: dict[str, load.Tally] = {}
+    for event, settings, tag, serving in STRATEGY_CHANGES:
+        tally = results[event] = change_under_load(release, settings, tag)
+        FIGURES[f"{event}: failed/total"] = f"{len(tally.failures)}/{tally.total}"
+        print(f"\n[release] {event}: {len(tally.failures)} failed of {tally.total}")
+        assert tally.failures == [], (event, len(tally.failures), tally.failures[:5])
+        after = release.burst(200)
+        assert after.failures == [] and set(after.tracks) == {VERSION[v] for v in serving}, (
+            event, dict(after.tracks), after.failures[:5])
+        if event in IDLE_COLOUR:
+            assert replicas(release.node) == IDLE_COLOUR[event], event
 
 
 def test_given_a_version_that_never_gets_ready_when_up_then_up_fails_naming_the_deployment(

@@ -36,9 +36,11 @@ def service(route: Route, backend: Backend) -> str:
 
 
 class Router(Protocol):
-    """Declares the routing resources for a route table (children of ``parent``)."""
+    """Declares the routing resources for a route table with ``opts`` (their parent, and the
+    Deployments they must wait for), and returns them."""
 
-    def declare(self, name: str, args: RouteArgs, parent: pulumi.Resource) -> None: ...
+    def declare(self, name: str, args: RouteArgs,
+                opts: pulumi.ResourceOptions) -> list[pulumi.Resource]: ...
 
 
 def router_for(provider: str) -> Router:

@@ -96,8 +96,10 @@ def traefik_mirroring(mirror: Mirror) -> dict[str, Any]:
 
 
 class GatewayRouter:
-    def declare(self, name: str, args: RouteArgs, parent: pulumi.Resource) -> None:
+    def declare(self, name: str, args: RouteArgs,
+                opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         gateway = args.traffic.gateway
+        made: list[pulumi.Resource] = []
         parent_ref: dict[str, Any] = {"name": gateway.name, "namespace": gateway.namespace}
         if gateway.section_name:
             parent_ref["sectionName"] = gateway.section_name
@@ -114,14 +116,16 @@ class GatewayRouter:
                     metadata={"name": mirror_name(route), "namespace": args.namespace,
                               "labels": args.labels},
                     spec=traefik_mirroring(route.mirror),
-                    opts=pulumi.ResourceOptions(parent=parent),
+                    opts=opts,
                 ))
-            k8s.apiextensions.CustomResource(
+            made += needs
+            made.append(k8s.apiextensions.CustomResource(
                 resource,
                 api_version=API_VERSION,
                 kind="HTTPRoute",
                 metadata={"name": route.name, "namespace": args.namespace, "labels": args.labels},
                 spec={"parentRefs": [parent_ref], "hostnames": [route.host],
                       "rules": route_rules(route, args.table, implementation)},
-                opts=pulumi.ResourceOptions(parent=parent, depends_on=needs),
-            )
+                opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=needs)),
+            ))
+        return made

@@ -36,8 +36,10 @@ def canary_annotations(route: Route, track: str, weight: int) -> dict[str, str]:
 
 
 class NginxRouter:
-    def declare(self, name: str, args: RouteArgs, parent: pulumi.Resource) -> None:
+    def declare(self, name: str, args: RouteArgs,
+                opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         t, table = args.traffic, args.table
+        made: list[pulumi.Resource] = []
         annotations: dict[str, str] = {}
         tls: list[k8s.networking.v1.IngressTLSArgsDict] = []
         if t.tls.issuer:
@@ -58,13 +60,13 @@ class NginxRouter:
             }
             if tls:
                 spec["tls"] = tls
-            k8s.networking.v1.Ingress(
+            made.append(k8s.networking.v1.Ingress(
                 resource,
                 metadata={"name": ingress_name, "namespace": args.namespace,
                           "labels": args.labels, "annotations": {**annotations, **extra}},
                 spec=spec,
-                opts=pulumi.ResourceOptions(parent=parent),
-            )
+                opts=opts,
+            ))
 
         for route in table.routes:
             resource = name if route.role == "public" else f"{name}-{route.role}"
@@ -77,3 +79,4 @@ class NginxRouter:
                 ingress(f"{resource}-{backend.track}", naming.resource_name(route.name,
                         backend.track), route.host, [_path("/", service(route, backend))],
                         canary_annotations(route, backend.track, backend.weight or 0))
+        return made
