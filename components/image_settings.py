@@ -48,6 +48,15 @@ DEFAULT_REPOSITORY = "ghcr.io/moontechlab/lunatv"
 #: missing from the registry: ``check pre``'s images-exist asks the registry where it can.
 #: How to refresh: docs/runbooks/daily-operations.md ("Upstream releases").
 UPSTREAM_RELEASES = ("v100.1.3", "v100.1.2", "v100.1.1", "v100.1.0")
+#: The version ``/api/server-config`` reports for a release tag, where it is not the tag without
+#: its ``v``: the v100.1.1 image compiles in 100.1.0 (measured on the image built from the tag).
+#: ``rollout check post`` expects these; ``--expect-version`` covers any other build.
+REPORTED_VERSIONS = {"v100.1.1": "100.1.0"}
+
+
+def reported_version(tag: str) -> str:
+    """What ``/api/server-config`` reports for an image built from release ``tag``."""
+    return REPORTED_VERSIONS.get(tag, tag.removeprefix("v"))
 DEFAULT_PLATFORMS = ("linux/amd64", "linux/arm64")
 #: The Linux platforms of ``pulumi_docker_build.Platform`` (a unit test keeps them in step).
 SUPPORTED_PLATFORMS = (

@@ -9,6 +9,7 @@ from http.cookiejar import CookieJar
 from typing import Any
 
 from components import naming
+from components.image_settings import reported_version
 from components.monitoring.rules import PROBE_JOB, STORAGE_JOB
 from components.release import split_version
 from rollout.check_data import compare, key_counts, state_file
@@ -52,12 +53,13 @@ def check_tracks_ready(t: Target) -> Result:
 
 def intended_version(t: Target) -> str:
     """The version ``/api/server-config`` should report: the primary track's tag without
-    ``v`` (the app's compiled-in version), unless ``--expect-version`` says otherwise."""
+    ``v`` (the app's compiled-in version) or, for a release that compiles in another one, what
+    it reports (``REPORTED_VERSIONS``), unless ``--expect-version`` says otherwise."""
     if t.expect_version:
         return t.expect_version
     plan = t.settings().plan
     tag, _ = split_version(plan.track(plan.primary).version)
-    return tag.removeprefix("v")
+    return reported_version(tag)
 
 
 def _open(

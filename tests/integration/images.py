@@ -17,7 +17,8 @@ the tarballs and only re-loads them into the engine when it lacks them.
 - ``APP_SHIPPED_NODE``: the twin (100.1.2) built by ``docker/Dockerfile`` on ``BASE_SHIPPED_NODE``
   (built on demand by :func:`build_app_shipped_node`, not by :func:`build_all`).
 - ``APP_V1``, ``APP_V2``: the app twin (``tests/fixtures/app-twin``) built by the real
-  four-stage ``docker/Dockerfile`` on ``BASE``, Version 100.1.1 and 100.1.2.
+  four-stage ``docker/Dockerfile`` on ``BASE``, tags v100.1.1 and v100.1.2, reporting Version
+  100.1.0 (as the real v100.1.1 does: ``REPORTED_VERSIONS``) and 100.1.2.
 - ``APP_FAULTY``: the twin as a broken release (Version 100.1.3-faulty): every request but
   ``/login`` answers 500 (other modes through :func:`build_app`).
 - ``REDIS``: Debian's ``redis-server`` and ``redis-cli`` on a bare root filesystem, uid 999,
@@ -50,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components import image_defaults
+from components.image_settings import reported_version
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "docker" / "Dockerfile"
@@ -600,7 +602,7 @@ def build_all() -> dict[str, Path]:
     ensure_engine()
     with _lock():
         return {
-            APP_V1: build_app(APP_V1, "100.1.1"),
+            APP_V1: build_app(APP_V1, reported_version("v100.1.1")),
             APP_V2: build_app(APP_V2, "100.1.2"),
             APP_FAULTY: build_app(APP_FAULTY, "100.1.3-faulty", fault="errors"),
             REDIS: build_redis(),

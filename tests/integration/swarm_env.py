@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from components import release
+from components.image_settings import reported_version
 from components.swarm import preflight, traefik
 from components.swarm import spec as sw
 from tests import helpers
@@ -28,8 +29,9 @@ OWNER_PASSWORD = "owner-it-Pass-1"
 STORAGE_PASSWORD = "storage-it-Pass-2"
 #: The Version each twin build reports, and its image tag: the stable (blue) track runs OLD,
 #: the canary (green) track NEW.
-OLD, NEW = "100.1.1", "100.1.2"
-TAGS = {OLD: images.APP_V1.rsplit(":", 1)[1], NEW: images.APP_V2.rsplit(":", 1)[1]}
+OLD_TAG, NEW_TAG = images.APP_V1.rsplit(":", 1)[1], images.APP_V2.rsplit(":", 1)[1]
+OLD, NEW = reported_version(OLD_TAG), reported_version(NEW_TAG)
+TAGS = {OLD: OLD_TAG, NEW: NEW_TAG}
 
 
 def blue_green(active: str) -> dict[str, Any]:

@@ -420,7 +420,7 @@ def test_the_two_versions_report_their_version_and_each_build_rewrites_sw_js(
             versions[image] = request(app.port, "GET", "/api/server-config").json()["Version"]  # type: ignore[index]
         finally:
             app.remove()
-    assert versions == {images.APP_V1: "100.1.1", images.APP_V2: "100.1.2"}
+    assert versions == {images.APP_V1: "100.1.0", images.APP_V2: "100.1.2"}
     assert _file(images.APP_V1, "/app/public/sw.js") != _file(images.APP_V2, "/app/public/sw.js")
 
 

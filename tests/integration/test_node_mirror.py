@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from components.image_settings import reported_version
 from tests.conftest import skip_or_fail
 from tests.helpers import canary
 from tests.integration import node as node_host
@@ -40,7 +41,7 @@ pytestmark = pytest.mark.integration
 NAMESPACE = "moontv-mirror"
 HOST = "mirror.node.local"
 STABLE, CANARY, FAULTY = "v100.1.1", "v100.1.2", "v100.1.3-faulty"
-VERSION = {STABLE: "100.1.1", CANARY: "100.1.2", FAULTY: "100.1.3-faulty"}
+VERSION = {tag: reported_version(tag) for tag in (STABLE, CANARY, FAULTY)}
 PATH = load.SERVER_CONFIG
 PERCENT = 50
 SAMPLE = 1000

@@ -377,7 +377,7 @@ def test_given_the_deployed_node_then_check_pre_and_post_pass(node, deployed, tm
     assert code == 0, lines
     checks = by_name(post)
     assert checks["smoke"].reason.endswith(
-        "/api/server-config version 100.1.1 (x-moontv-canary: never)"
+        "/api/server-config version 100.1.0 (x-moontv-canary: never)"
     )
     assert checks["security"].status == checks["tracks-ready"].status == PASS
 

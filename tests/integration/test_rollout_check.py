@@ -153,7 +153,7 @@ def test_given_the_old_version_still_serving_then_smoke_fails_naming_both_versio
         code, checks = post(tmp_path, capsys, stack_config(), "--url", twin.url)
     assert code == 1
     assert checks["smoke"]["reason"] == (
-        "/api/server-config reports version 100.1.1, intended 100.1.2"
+        "/api/server-config reports version 100.1.0, intended 100.1.2"
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from components.image_settings import UPSTREAM_RELEASES, reported_version
 from rollout import check_post, check_pre
 from rollout.check import FAIL, PASS, SKIP, Result, Target, report, run_checks
 from rollout.check_data import compare
@@ -315,8 +316,15 @@ def test_given_the_intended_version_then_it_is_the_primary_tag_without_v():
             "blueGreen": {"active": "green", "blue": "v100.1.2", "green": "v100.1.1"},
         },
     )
-    assert check_post.intended_version(target(bg)) == "100.1.1"
+    assert check_post.intended_version(target(bg)) == "100.1.0"  # what v100.1.1 compiles in
     assert check_post.intended_version(target(bg, expect_version="9")) == "9"
+
+
+def test_given_each_shipped_release_tag_then_check_post_expects_the_version_it_reports():
+    """Pinned pairs, read from each release's image: v100.1.1 compiles in 100.1.0."""
+    assert {tag: reported_version(tag) for tag in UPSTREAM_RELEASES} == {
+        "v100.1.3": "100.1.3", "v100.1.2": "100.1.2", "v100.1.1": "100.1.0",
+        "v100.1.0": "100.1.0"}
 
 
 # --- running and reporting ----------------------------------------------------------------------
