@@ -697,6 +697,21 @@ def _mirror_checks(model: MoonTVSettings) -> list[str]:
     ]
 
 
+def _idle_colour_under_hpa(model: MoonTVSettings) -> list[str]:
+    """A colour scaled to 0 that the HorizontalPodAutoscaler would own after a switch."""
+    bg = model.release.blue_green
+    if (model.platform != "kubernetes" or not model.autoscaling.enabled or bg is None
+            or model.release.strategy != "blue-green" or not bg.scale_down_inactive):
+        return []
+    return [
+        f"{PREFIX}release.blueGreen.scaleDownInactive: cannot be true while "
+        f"{PREFIX}autoscaling.enabled is: a switch hands the colour at 0 replicas to the "
+        "HorizontalPodAutoscaler, which never scales a Deployment up from 0, so the switch would "
+        "move traffic to no pod; set scaleDownInactive false (the inactive colour keeps "
+        "previewReplicas) or turn autoscaling off"
+    ]
+
+
 def cross_checks(model: MoonTVSettings) -> list[str]:
     """Rules that span several keys or depend on the environment."""
     problems = []
@@ -711,7 +726,7 @@ def cross_checks(model: MoonTVSettings) -> list[str]:
             problems.append(f"{PREFIX}replicas: prod requires at least 3, got {model.replicas}")
     problems += ignored_keys(model) + _gateway_reference(model) + model.resources.problems()
     problems += _hosted_storage(model) + _owner_password(model) + _ephemeral_storage(model)
-    problems += _douban_proxies(model) + _mirror_checks(model)
+    problems += _douban_proxies(model) + _mirror_checks(model) + _idle_colour_under_hpa(model)
     missing = missing_receiver_secrets(model.monitoring.receivers, model.alert_receiver_urls or {})
     if missing:
         problems.append(

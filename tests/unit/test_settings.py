@@ -678,3 +678,17 @@ def test_given_a_private_package_then_image_pull_secret_is_a_secret_name_on_kube
         for p in swarm
     ), swarm
     assert settings.validate(with_(raw("staging"), "image.pullSecret", "ghcr-pull"))
+
+
+def test_given_autoscaling_then_a_colour_scaled_to_0_is_refused_naming_both_keys():
+    testing = raw("testing")
+    release = {"strategy": "blue-green", "blueGreen": {
+        "active": "blue", "blue": "v100.1.1", "green": "v100.1.2", "scaleDownInactive": True}}
+    found = problems({**testing, "release": release})
+    assert [p for p in found if "scaleDownInactive" in p] == [
+        "moontv:release.blueGreen.scaleDownInactive: cannot be true while "
+        "moontv:autoscaling.enabled is: a switch hands the colour at 0 replicas to the "
+        "HorizontalPodAutoscaler, which never scales a Deployment up from 0, so the switch would "
+        "move traffic to no pod; set scaleDownInactive false (the inactive colour keeps "
+        "previewReplicas) or turn autoscaling off"]
+    settings.validate({**testing, "release": release, "autoscaling": {"enabled": False}})
