@@ -138,12 +138,41 @@ class ResourceSettings(ConfigModel):
         ]
 
 
+class ScalingPolicy(ConfigModel):
+    """One HPA scaling policy: at most ``value`` pods (or percent) per ``periodSeconds``."""
+
+    type: Literal["Pods", "Percent"]
+    value: Annotated[int, int_range(1)]
+    period_seconds: Annotated[int, int_range(1, 1800)]
+
+
+class ScalingRules(ConfigModel):
+    """``autoscaling.behavior.scaleUp`` / ``scaleDown`` (the HPA's ``HPAScalingRules``)."""
+
+    stabilization_window_seconds: Annotated[int, int_range(0, 3600)] | None = None
+    select_policy: Literal["Max", "Min", "Disabled"] | None = None
+    policies: list[ScalingPolicy] | None = None
+
+
+class ScalingBehavior(ConfigModel):
+    """``autoscaling.behavior``: how fast the HPA scales each way (Kubernetes' defaults when
+    unset: up at once by 100 % or 4 pods per 15 s, down after a 300 s window)."""
+
+    scale_up: ScalingRules | None = None
+    scale_down: ScalingRules | None = None
+
+    def spec(self) -> dict[str, Any]:
+        """The HPA's ``spec.behavior`` (camelCase, unset keys left out)."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
 class AutoscalingSettings(ConfigModel):
     enabled: bool = False
     min_replicas: Annotated[int, int_range(1, 100)] = 2
     max_replicas: Annotated[int, int_range(1, 100)] = 5
     target_cpu: Annotated[int, int_range(1, 100)] = 70
     target_memory: Annotated[int, int_range(1, 100)] | None = None
+    behavior: ScalingBehavior | None = None
 
     @model_validator(mode="after")
     def _min_le_max(self) -> AutoscalingSettings:
@@ -547,8 +576,8 @@ def ignored_keys(model: MoonTVSettings) -> list[str]:
         rules.append((PROVIDER_IGNORES[c.traffic.provider],
                       f"is not read by the {c.traffic.provider} traffic provider: {remove}"))
         if not c.autoscaling.enabled:
-            rules.append((tuple(f"autoscaling.{k}" for k in
-                                ("minReplicas", "maxReplicas", "targetCpu", "targetMemory")),
+            rules.append((tuple(f"autoscaling.{k}" for k in ("minReplicas", "maxReplicas",
+                                "targetCpu", "targetMemory", "behavior")),
                           f"is read only when autoscaling.enabled is true: {remove}"))
         if not c.storage.backup.enabled:
             rules.append((tuple(f"storage.backup.{k}" for k in

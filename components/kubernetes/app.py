@@ -221,6 +221,8 @@ class MoonTVKubernetes(pulumi.ComponentResource):
                     "minReplicas": c.autoscaling.min_replicas,
                     "maxReplicas": c.autoscaling.max_replicas,
                     "metrics": metrics,
+                    **({"behavior": c.autoscaling.behavior.spec()}
+                       if c.autoscaling.behavior else {}),
                 },
                 opts=self._opts,
             )

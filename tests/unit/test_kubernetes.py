@@ -148,6 +148,24 @@ def test_given_prod_then_it_is_highly_available_and_digest_pinned(run):
     assert prod.kind("CronJob"), "prod backs up its storage"
 
 
+def test_given_autoscaling_behavior_then_the_hpa_carries_it_and_bad_values_name_the_key(run):
+    behavior = {"scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max",
+                            "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15}]},
+                "scaleDown": {"stabilizationWindowSeconds": 30}}
+    autoscaling = {"enabled": True, "minReplicas": 2, "maxReplicas": 6, "behavior": behavior}
+    staging = run("staging", {"moontv:autoscaling": autoscaling})
+    assert staging.kind("HorizontalPodAutoscaler")[0].inputs["spec"]["behavior"] == behavior
+    assert "behavior" not in run("staging").kind("HorizontalPodAutoscaler")[0].inputs["spec"]
+    bad = {**autoscaling, "behavior": {"scaleDown": {"policies": [
+        {"type": "Percent", "value": 50, "periodSeconds": 3600}]}}}
+    with pytest.raises(ConfigError) as exc:
+        settings.validate({**{k.split(":", 1)[1]: v for k, v in stack_config("staging").items()},
+                           "autoscaling": bad})
+    assert exc.value.problems == [
+        "moontv:autoscaling.behavior.scaleDown.policies.0.periodSeconds: must be an integer "
+        "1..1800, got 3600"]
+
+
 def test_given_dev_then_manifests_are_rendered_without_a_cluster(run):
     dev = run("dev")
     provider = dev.of_type("pulumi:providers:kubernetes")[0]
