@@ -78,8 +78,11 @@ def _one(
     tally: Tally,
     path: str = SERVER_CONFIG,
     label: Label = server_version,
+    due: float | None = None,
 ) -> None:
-    started = time.monotonic()
+    """One request, counted in ``tally``; its duration runs from ``due`` (when it was meant
+    to start) when given, so time spent waiting for a free worker counts too."""
+    started = time.monotonic() if due is None else due
     try:
         status, body = request(port, host, path, headers=headers)
         track = label(body)
@@ -109,6 +112,30 @@ def burst(
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         for _ in range(total):
             pool.submit(_one, port, host, headers, tally, path, label)
+    return tally
+
+
+def paced(
+    port: int,
+    host: str,
+    rate: float,
+    seconds: float,
+    path: str = SERVER_CONFIG,
+    label: Label = server_version,
+    workers: int = 32,
+) -> Tally:
+    """Open-loop load: one request every ``1/rate`` s for ``seconds``, whether or not earlier
+    ones have answered, as independent users send them. Latencies then show what a user waits
+    at that rate, rather than the queue a closed loop of busy workers builds on a small
+    machine; each is measured from the request's due time."""
+    tally = Tally()
+    total = int(rate * seconds)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        start = time.monotonic()
+        for i in range(total):
+            due = start + i / rate
+            time.sleep(max(0.0, due - time.monotonic()))
+            pool.submit(_one, port, host, None, tally, path, label, due)
     return tally
 
 
