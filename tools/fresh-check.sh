@@ -18,7 +18,9 @@ Runs, as a brand-new machine of the project's kind would:
                   MOONTV_TOOLCHAIN_CACHE (the cold toolchain build: about 40 min of both
                   cores), MOONTV_IMAGES_CACHE, MOONTV_CLUSTER_DIR, MOONTV_CI_DIR, Go's module
                   and build caches, pip's cache; PATH holds only the system directories, Go
-                  and Python 3.11
+                  and Python 3.11. Kept from the machine, as a new one has them: its
+                  certificate, proxy, pip and npm variables and its ~/.npmrc, ~/.gitconfig
+                  and Go env file (how it trusts and reaches the registries)
   4. make test    the same environment, with MOONTV_REQUIRE_ENGINE=1 (a skip fails, as in CI)
 Then prints the wall time of each phase, make test's time per group and its closing line, and
 PASSED or FAILED; exit status 0 only when both commands passed. Everything is logged to
@@ -70,12 +72,20 @@ run() {
 	((dry)) || "$@"
 }
 
-# The fresh machine's environment: nothing from this HOME, no cache of an earlier run.
+# The fresh machine's environment: no cache of an earlier run and nothing this HOME gained since
+# the machine started, but the machine's own settings, which a new machine has too: how it
+# trusts and reaches the registries (certificate bundles, proxies, pip's and npm's settings:
+# MACHINE_VARIABLES) and the user configuration it comes with (MACHINE_FILES: npm's and Go's
+# settings, git's identity).
 home=$dir/home
 python_dir=$(dirname "$(python3 -c 'import sys; print(sys.executable)')")
 go_dir=$(dirname "$(command -v go 2>/dev/null || echo /usr/local/go/bin/go)")
+MACHINE_VARIABLES='^([A-Z_]*CA_(BUNDLE|CERTS?|CERTS_FILE|CERTS_FILE_PATH|ROOTS_FILE_PATH|CAINFO)|SSL_CERT_(FILE|DIR)|NODE_EXTRA_CA_CERTS|PIP_(CERT|INDEX_URL|EXTRA_INDEX_URL|FIND_LINKS|DEFAULT_TIMEOUT|DISABLE_PIP_VERSION_CHECK|TRUSTED_HOST)|npm_config_[a-z_]+|(HTTP|HTTPS|NO|ALL)_PROXY|(http|https|no|all)_proxy)='
+MACHINE_FILES=(.npmrc .gitconfig .config/go/env .config/pip/pip.conf .pip/pip.conf)
+mapfile -t machine_variables < <(env | grep -E "$MACHINE_VARIABLES" | grep -v '^npm_config_cache=' || true)
 fresh_env=(
 	env -i "HOME=$home" "USER=${USER:-root}" "LANG=${LANG:-C.UTF-8}" "TERM=${TERM:-dumb}"
+	"${machine_variables[@]}"
 	"PATH=$python_dir:$go_dir:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	"XDG_CACHE_HOME=$home/.cache"
 	"MOONTV_TOOLCHAIN_CACHE=$home/.cache/moontv-toolchain"
@@ -129,6 +139,13 @@ leftovers() {
 
 clone() {
 	run mkdir -p "$home"
+	local file
+	for file in "${MACHINE_FILES[@]}"; do
+		if [[ -f $HOME/$file ]]; then
+			run mkdir -p "$(dirname "$home/$file")"
+			run cp "$HOME/$file" "$home/$file"
+		fi
+	done
 	run git clone --quiet --no-hardlinks "$ROOT" "$dir/src"
 	run git -C "$dir/src" checkout --quiet --detach "$commit"
 }
@@ -145,6 +162,7 @@ in_clone() {
 main() {
 	echo "fresh-check: commit $commit, directory $dir"
 	echo "fresh environment: ${fresh_env[*]:2}"
+	echo "machine settings kept: ${#machine_variables[@]} variables (${MACHINE_VARIABLES:0:60}…), files: ${MACHINE_FILES[*]}"
 	local result=PASSED status=0
 	((dry)) && result="DRY RUN (nothing ran)"
 	phase leftovers leftovers || { echo "fresh-check: could not clean up" >&2 && return 1; }
