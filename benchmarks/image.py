@@ -132,7 +132,7 @@ def image_figures(dockerfile: Path = images.DOCKERFILE) -> None:
         )
         try:
             cold = _build(context, dockerfile, cold_ref, "--no-cache")
-            app = context / "src" / "app.js"
+            app = context / "src" / "app" / "page.js"
             app.write_text(app.read_text() + f"// one-line source change {run}\n")
             warm = _build(context, dockerfile, warm_ref)
             base = layers(images.BASE, Path(tmp))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -421,6 +422,66 @@ def test_the_two_versions_report_their_version_and_each_build_rewrites_sw_js(
         finally:
             app.remove()
     assert versions == {images.APP_V1: "100.1.0", images.APP_V2: "100.1.2"}
+    assert _file(images.APP_V1, "/app/public/sw.js") != _file(images.APP_V2, "/app/public/sw.js")
+
+
+#: A ``/_next/static`` file an HTML page names (its ``?dpl=`` query, if any, left on).
+_ASSET = re.compile(r"/_next/static/[^\"'\s\\<>]+")
+
+
+def _assets(html: bytes) -> set[str]:
+    return set(_ASSET.findall(html.decode()))
+
+
+def test_two_builds_differ_in_the_assets_their_pages_name_as_two_lunatv_releases_do(
+    local_images: dict[str, Path],
+    redis: Redis,
+) -> None:
+    """Measured on two LunaTV releases: a page names per-build chunks (content hashes), so
+    some that one build names are 404 on the other; build ids and sw.js differ too."""
+    env = {
+        "USERNAME": OWNER,
+        "PASSWORD": PASSWORD,
+        "NEXT_PUBLIC_STORAGE_TYPE": "redis",
+        "REDIS_URL": redis.url,
+    }
+    apps = {image: Twin(image, env) for image in (images.APP_V1, images.APP_V2)}
+    try:
+        for app in apps.values():
+            app.wait_ready()
+        named: dict[str, set[str]] = {}
+        for image, app in apps.items():
+            cookie = auth_cookie(login(app))
+            pages = [request(app.port, "GET", p, cookie=cookie) for p in ("/login", "/", "/play")]
+            assert [page.status for page in pages] == [200, 200, 200]
+            per_page = [_assets(page.body) for page in pages]
+            assert all(len(assets) >= 4 for assets in per_page), per_page
+            named[image] = per_page[0]
+            for asset in set().union(*per_page):  # each build serves every file it names
+                assert request(app.port, "GET", asset).status == 200, (image, asset)
+        v1, v2 = (apps[images.APP_V1], apps[images.APP_V2])
+        only_v1 = {a for a in named[images.APP_V1] if request(v2.port, "GET", a).status == 404}
+        only_v2 = {a for a in named[images.APP_V2] if request(v1.port, "GET", a).status == 404}
+        assert only_v1 and only_v2, named
+        # The home page's "more" button imports a chunk that its HTML does not name.
+        lazy = {
+            image: docker(
+                "run", "--rm", "--network", "none", "--entrypoint", "grep", image,
+                "-rl", "lazy panel loaded", "/app/.next/static/chunks",
+            ).stdout.split()
+            for image in apps
+        }
+        for image, app in apps.items():
+            assert len(lazy[image]) == 1, lazy
+            path = lazy[image][0].replace("/app/.next/static/", "/_next/static/")
+            home = request(app.port, "GET", "/", cookie=auth_cookie(login(app)))
+            assert path not in {a.split("?")[0] for a in _assets(home.body)}
+            assert request(app.port, "GET", path).status == 200
+    finally:
+        for app in apps.values():
+            app.remove()
+    build_ids = {image: _file(image, "/app/.next/BUILD_ID") for image in apps}
+    assert build_ids[images.APP_V1] != build_ids[images.APP_V2]
     assert _file(images.APP_V1, "/app/public/sw.js") != _file(images.APP_V2, "/app/public/sw.js")
 
 

@@ -25,7 +25,7 @@ def test_given_the_same_sources_then_the_key_is_the_same(fixture_copy: Path) -> 
 
 def test_given_a_one_line_source_change_then_the_key_changes(fixture_copy: Path) -> None:
     before = images._tree_digest(fixture_copy)
-    app = fixture_copy / "src" / "app.js"
+    app = fixture_copy / "src" / "app" / "page.js"
     app.write_text(app.read_text() + "// changed\n")
     assert images._tree_digest(fixture_copy) != before
 
@@ -65,6 +65,6 @@ def test_given_a_bad_variant_then_build_app_says_what_is_accepted(
 
 
 def test_the_fault_modes_are_the_ones_the_twin_implements() -> None:
-    source = (images.APP_FIXTURE / "src" / "app.js").read_text()
+    source = (images.APP_FIXTURE / "src" / "middleware.js").read_text()
     for mode in images.FAULTS[1:]:
         assert f"FAULT === '{mode}'" in source
