@@ -120,11 +120,10 @@ leftovers() {
 		echo "fresh-check: test sessions (PIDs ${live[*]}) use the node; not stopping it (--force when they are done)" >&2
 		return 1
 	fi
-	run bash "$ROOT/tools/cluster.sh" node-down
-	run bash "$ROOT/tools/cluster.sh" kwok-down
-	run bash "$ROOT/tools/cluster.sh" swarm-down
-	if docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null | grep -qx active; then
-		run docker swarm leave --force
+	# The suite's images and build cache first: swarm-down stops a dockerd that swarm-up started,
+	# and a stopped engine keeps its images for the next run (which would then reuse them).
+	if ! docker info >/dev/null 2>&1 && command -v dockerd >/dev/null; then
+		run bash "$ROOT/tools/cluster.sh" swarm-up # starts dockerd; swarm-down below stops it
 	fi
 	if docker info >/dev/null 2>&1; then
 		local images
@@ -134,6 +133,12 @@ leftovers() {
 			run docker rmi --force $images
 		fi
 		run docker builder prune --all --force
+	fi
+	run bash "$ROOT/tools/cluster.sh" node-down
+	run bash "$ROOT/tools/cluster.sh" kwok-down
+	run bash "$ROOT/tools/cluster.sh" swarm-down
+	if docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null | grep -qx active; then
+		run docker swarm leave --force
 	fi
 }
 
