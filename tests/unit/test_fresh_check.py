@@ -13,8 +13,8 @@ from tests.conftest import ROOT
 SCRIPT = ROOT / "tools/fresh-check.sh"
 
 
-def dry_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MOONTV_CLUSTER_DIR": str(tmp_path / "cluster")}
+def dry_run(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MOONTV_CLUSTER_DIR": str(tmp_path / "cluster"), **extra}
     return subprocess.run(["bash", str(SCRIPT), "--dry-run", "--dir", str(tmp_path / "fresh"),
                            *args], capture_output=True, text=True, env=env, timeout=120,
                           check=False)
@@ -54,6 +54,20 @@ def test_dry_run_plans_cleanup_a_fresh_environment_and_the_two_commands(tmp_path
     for phase in ("leftovers", "clone", "make up", "make test", "total"):
         assert any(line.split()[:len(phase.split())] == phase.split() for line in out.splitlines()
                    if line.startswith("  ")), phase
+
+
+def test_the_machine_settings_a_new_machine_has_are_kept_and_nothing_else(tmp_path):
+    """How the machine trusts and reaches the registries is the machine's, not a cache: without
+    NODE_EXTRA_CA_CERTS, npm failed on the registry's certificate chain in a fresh HOME."""
+    out = dry_run(tmp_path, NODE_EXTRA_CA_CERTS="/etc/ca.pem", PIP_INDEX_URL="https://pypi.test/",
+                  https_proxy="http://127.0.0.1:3128", MOONTV_SOMETHING="x").stdout
+    line = next(line for line in out.splitlines() if line.startswith("fresh environment:"))
+    words = line.split(": ", 1)[1].split()
+    assert {"NODE_EXTRA_CA_CERTS=/etc/ca.pem", "PIP_INDEX_URL=https://pypi.test/",
+            "https_proxy=http://127.0.0.1:3128"} <= set(words)
+    assert not [w for w in words if w.startswith("MOONTV_SOMETHING")]
+    if (Path.home() / ".npmrc").is_file():
+        assert f"+ cp {Path.home() / '.npmrc'} {tmp_path / 'fresh' / 'home' / '.npmrc'}" in out
 
 
 def test_given_a_live_node_session_then_it_stops_nothing_unless_forced(tmp_path):
