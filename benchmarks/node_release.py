@@ -3,11 +3,12 @@
 127.0.0.1) and prints the figures they report.
 
 Figures: canary split error at weights 10 and 50 (1000 requests each), failed requests of the
-blue-green switch, switch-back and rolling change under load, weight edit to new split, a
+blue-green switch, switch-back and rolling change under load, of each strategy change (rolling,
+canary, blue-green, each way) and of the switch to a colour at 0, weight edit to new split, a
 never-ready version to `up` failing, and a faulty canary to weight 0 under `rollout auto`;
 mirroring: the canary's share of 1000 GETs at 50 % (at its pods and at the gateway), POSTs that
-reached it, p99 with and without mirroring, and user-facing failures while a faulty canary is
-stopped in the mirror step.
+reached it, p99 of open-loop GETs with and without mirroring, and user-facing failures while a
+faulty canary is stopped in the mirror step.
 """
 
 from __future__ import annotations
