@@ -52,11 +52,6 @@ UPSTREAM_RELEASES = ("v100.1.3", "v100.1.2", "v100.1.1", "v100.1.0")
 #: its ``v``: the v100.1.1 image compiles in 100.1.0 (measured on the image built from the tag).
 #: ``rollout check post`` expects these; ``--expect-version`` covers any other build.
 REPORTED_VERSIONS = {"v100.1.1": "100.1.0"}
-
-
-def reported_version(tag: str) -> str:
-    """What ``/api/server-config`` reports for an image built from release ``tag``."""
-    return REPORTED_VERSIONS.get(tag, tag.removeprefix("v"))
 DEFAULT_PLATFORMS = ("linux/amd64", "linux/arm64")
 #: The Linux platforms of ``pulumi_docker_build.Platform`` (a unit test keeps them in step).
 SUPPORTED_PLATFORMS = (
@@ -213,3 +208,8 @@ class ImageSettings(ConfigModel):
     def version(self) -> str:
         """The stable version string: ``tag`` or ``tag@sha256:…``."""
         return release_model.join_version(self.tag, self.digest)
+
+
+def reported_version(tag: str) -> str:
+    """What ``/api/server-config`` reports for an image built from release ``tag``."""
+    return REPORTED_VERSIONS.get(tag, tag.removeprefix("v"))

@@ -67,8 +67,8 @@ class MoonTVKubernetes(pulumi.ComponentResource):
     def __init__(self, name: str, args: MoonTVKubernetesArgs,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("moontv:kubernetes:MoonTV", name, None, opts)
-        self._args = args
         self._settings = s = args.settings
+        self._overrides = args.image_overrides or {}
         c = s.config
         child = pulumi.ResourceOptions(parent=self)
         if c.kubernetes.create_namespace:
@@ -130,18 +130,18 @@ class MoonTVKubernetes(pulumi.ComponentResource):
         # Traffic moves only to Ready capacity: the routes and the host Services wait for the
         # Deployments they point at (the provider awaits each rollout), and a track that goes
         # idle (a colour scaled to 0) is scaled down only once they point elsewhere.
-        serving = [t for t in s.plan.tracks if t.role != "idle"]
-        for track in serving:
-            self._track(name, track)
+        idle = [t for t in s.plan.tracks if t.role == "idle"]
+        for track in s.plan.tracks:
+            if track not in idle:
+                self._track(name, track)
         pointed = [*self._stable_services(name), *router_for(c.traffic.provider).declare(
             name,
             RouteArgs(namespace=self.namespace, table=s.plan.routes(c.traffic.host),
                       traffic=c.traffic, labels=naming.labels(s.stack, "traffic")),
             pulumi.ResourceOptions(parent=self, depends_on=list(self.deployments.values())),
         )]
-        for track in s.plan.tracks:
-            if track.role == "idle":
-                self._track(name, track, after=pointed)
+        for track in idle:
+            self._track(name, track, after=pointed)
         self._network_policies(name, storage)
         self.register_outputs({
             "namespace": self.namespace,
@@ -150,13 +150,11 @@ class MoonTVKubernetes(pulumi.ComponentResource):
         })
 
     def _image(self, track: Track) -> pulumi.Input[str]:
-        c = self._settings.config
-        overrides = self._args.image_overrides or {}
-        return overrides.get(track.version, image_ref(c.image.repository, track.version))
+        repository = self._settings.config.image.repository
+        return self._overrides.get(track.version, image_ref(repository, track.version))
 
     def _hpa_managed(self, track: Track) -> bool:
-        c = self._settings.config
-        return c.autoscaling.enabled and track.role == "primary"
+        return self._settings.config.autoscaling.enabled and track.role == "primary"
 
     def _track(self, name: str, track: Track, after: list[pulumi.Resource] | None = None) -> None:
         """The track's Deployment, Service, PDB and HPA; its Deployment waits for ``after``."""

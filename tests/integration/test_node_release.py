@@ -228,18 +228,26 @@ def test_given_weight_10_when_set_to_50_then_one_resource_changes_and_the_split_
     )
 
 
-def switch_under_load(release: Release, active: str, **extra: Any) -> load.Tally:
-    """Set blue-green ``active`` and run ``up`` inside ≥30 s of load; return the load's tally."""
-    release.set_release(blue_green(active, blue=STABLE, green=CANARY, **extra))
+def up_under_load(release: Release, at_least: float = 0.0) -> tuple[load.Tally, dict[str, int]]:
+    """Run ``up`` under load, from 3 s before it until 3 s after every old pod is gone and at
+    least ``at_least`` s in all; return the load's tally and ``up``'s changes."""
     with load.Continuous(
         release.port, HOST, concurrency=CONCURRENCY, path=PATH, label=load.server_version
     ) as traffic:
         started = time.monotonic()
         time.sleep(3)
-        assert release.up()
+        changed = release.up()
         wait_all_ready(release.node)
-        time.sleep(max(3.0, SWITCH_SECONDS - (time.monotonic() - started)))
-        return traffic.stop()
+        time.sleep(max(3.0, at_least - (time.monotonic() - started)))
+        return traffic.stop(), changed
+
+
+def switch_under_load(release: Release, active: str, **extra: Any) -> load.Tally:
+    """Set blue-green ``active`` and run ``up`` inside ≥30 s of load; return the load's tally."""
+    release.set_release(blue_green(active, blue=STABLE, green=CANARY, **extra))
+    tally, changed = up_under_load(release, SWITCH_SECONDS)
+    assert changed
+    return tally
 
 
 def call(
@@ -340,15 +348,8 @@ def test_given_rolling_when_the_version_changes_under_load_then_no_request_fails
     assert only_version(release.burst(100)) == VERSION[STABLE]
 
     release.set_release({"strategy": "rolling"}, image={**CONFIG["moontv:image"], "tag": CANARY})
-    with load.Continuous(
-        release.port, HOST, concurrency=CONCURRENCY, path=PATH, label=load.server_version
-    ) as traffic:
-        started = time.monotonic()
-        time.sleep(3)
-        assert release.up()
-        wait_all_ready(release.node)
-        time.sleep(max(3.0, SWITCH_SECONDS - (time.monotonic() - started)))
-        tally = traffic.stop()
+    tally, changed = up_under_load(release, SWITCH_SECONDS)
+    assert changed
     assert tally.failures == [], (len(tally.failures), tally.failures[:5])
     assert set(tally.tracks) == {VERSION[STABLE], VERSION[CANARY]}
     assert only_version(release.burst(100)) == VERSION[CANARY]
@@ -359,17 +360,10 @@ def test_given_rolling_when_the_version_changes_under_load_then_no_request_fails
 
 
 def change_under_load(release: Release, settings: dict[str, Any], tag: str) -> load.Tally:
-    """Set ``moontv:release`` (and the image tag) and run ``up`` under load, from 3 s before it
-    until 3 s after every old pod is gone (an ``up`` here takes 20-50 s)."""
+    """Set ``moontv:release`` (and the image tag) and run ``up`` under load (an ``up`` here
+    takes 20-50 s: no longer window is needed)."""
     release.set_release(settings, image={**CONFIG["moontv:image"], "tag": tag})
-    with load.Continuous(
-        release.port, HOST, concurrency=CONCURRENCY, path=PATH, label=load.server_version
-    ) as traffic:
-        time.sleep(3)
-        release.up()
-        wait_all_ready(release.node)
-        time.sleep(3)
-        return traffic.stop()
+    return up_under_load(release)[0]
 
 
 #: Every strategy change in each direction, and the switch to a colour scaled to 0, from the
