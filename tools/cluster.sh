@@ -17,6 +17,8 @@ Commands:
                needs; prints kubeconfig, context, gateway URL, Gateway and containerd socket
                (see tools/node.sh --help)
   node-down    stop it and remove every process, mount, bridge, chain and directory it made
+  node-clean   remove what an earlier node left when its processes went without node-down
+               (node-up does this first; a running node is left alone)
   node-import FILE…  import docker-archive image tarballs into the node's containerd
   node-default-storage on|off  make the node's StorageClass the default one, or not
   swarm-up     install Debian's docker.io if dockerd is missing, start dockerd if no daemon
@@ -227,10 +229,10 @@ swarm-down) swarm_down ;;
 status) status ;;
 -h | --help) usage ;;
 "") usage >&2 && exit 2 ;;
-node-up | node-down | node-status | node-import | node-default-storage | node-deps)
+node-up | node-down | node-clean | node-status | node-import | node-default-storage | node-deps)
 	command=${1#node-}
 	shift
 	exec bash "$ROOT/tools/node.sh" "$command" "$@"
 	;;
-*) die "unknown command '$1' (accepted: kwok-up, kwok-down, node-up, node-down, node-import, node-default-storage, swarm-up, swarm-down, status, --help)" ;;
+*) die "unknown command '$1' (accepted: kwok-up, kwok-down, node-up, node-down, node-clean, node-import, node-default-storage, swarm-up, swarm-down, status, --help)" ;;
 esac

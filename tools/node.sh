@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A real single-node Kubernetes cluster on this machine, from the toolchain's binaries and
 # Debian packages: pods run, Services route, DNS resolves, a Gateway routes, NetworkPolicies
-# are enforced. Called through tools/cluster.sh node-up | node-down | node-status | node-import.
+# are enforced. Called through tools/cluster.sh node-up | node-down | node-clean | node-status | node-import.
 set -euo pipefail
 
 usage() {
@@ -28,6 +28,9 @@ Commands:
   down         stop everything and remove every process, mount, network namespace, bridge,
                iptables chain and rule, ipset, cgroup, sysctl change and state directory that
                `up` made
+  clean        remove what an earlier node left when its processes went without `down`
+               (its state, the kernel settings it changed, its network); `up` does this first.
+               A running node is left alone
   status       say whether the node is running
   import FILE… import docker-archive tarballs into the node's containerd (namespace k8s.io)
   default-storage on|off
@@ -787,25 +790,15 @@ up() {
 	command -v kubectl >/dev/null || die "kubectl is not on PATH"
 	BIN=$(bin_dir)
 	need_binaries
-	if [[ -d $NODE_DIR ]]; then
-		if all_running && kctl get --raw /readyz >/dev/null 2>&1; then
-			echo "the node is already running"
-			DEADLINE=$(($(date +%s) + TIMEOUT))
-			update_traefik
-			report
-			return 0
-		fi
-		echo "a stopped or partial node is left in $NODE_DIR; removing it first"
-		down
+	if node_running; then
+		echo "the node is already running"
+		DEADLINE=$(($(date +%s) + TIMEOUT))
+		update_traefik
+		report
+		return 0
 	fi
 	deps
-	if ip link show "$BRIDGE" >/dev/null 2>&1 || iptables -w -t mangle -S "$GUARD_CHAIN" >/dev/null 2>&1; then
-		if curl -sk -o /dev/null --max-time 3 "https://$NODE_IP:$APISERVER_PORT/livez"; then
-			die "a node whose state is not in $NODE_DIR is running (another MOONTV_CLUSTER_DIR?); stop it with that setting"
-		fi
-		echo "removing the network leftovers of an earlier node"
-		clean_network
-	fi
+	clean
 	mkdir -p "$NODE_DIR" "$PIDS" "$LOGS"
 	set -E
 	trap 'fail node-up "a set-up step failed (line $LINENO)"' ERR
@@ -885,6 +878,36 @@ all_running() {
 	for c in "${COMPONENTS[@]}"; do
 		running "$c" || return 1
 	done
+}
+
+node_running() {
+	[[ -d $NODE_DIR ]] && all_running && kctl get --raw /readyz >/dev/null 2>&1
+}
+
+# What an earlier node left when its processes went without `down` (state in NODE_DIR, kernel
+# settings its kubelet changed, the bridge and chains): removed, restoring what that node saved,
+# so the machine is as it was before that node. A running node is left alone.
+clean() {
+	local removed=
+	command -v kubectl >/dev/null || die "kubectl is not on PATH"
+	if node_running; then
+		echo "the node is running: nothing to clean"
+		return 0
+	fi
+	if [[ -d $NODE_DIR ]]; then
+		echo "a stopped or partial node is left in $NODE_DIR; removing it first"
+		down
+		removed=1
+	fi
+	if ip link show "$BRIDGE" >/dev/null 2>&1 || iptables -w -t mangle -S "$GUARD_CHAIN" >/dev/null 2>&1; then
+		if curl -sk -o /dev/null --max-time 3 "https://$NODE_IP:$APISERVER_PORT/livez"; then
+			die "a node whose state is not in $NODE_DIR is running (another MOONTV_CLUSTER_DIR?); stop it with that setting"
+		fi
+		echo "removing the network leftovers of an earlier node"
+		clean_network
+		return 0
+	fi
+	[[ -n ${removed:-} ]] || echo "no earlier node left"
 }
 
 report() {
@@ -1138,6 +1161,7 @@ default_storage() {
 case ${1:-} in
 up) up ;;
 down) down ;;
+clean) clean ;;
 status) status ;;
 deps) deps ;;
 import)
@@ -1150,5 +1174,5 @@ import)
 default-storage) default_storage "${2:-}" ;;
 -h | --help) usage ;;
 "") usage >&2 && exit 2 ;;
-*) die "unknown command '$1' (accepted: up, down, status, import, default-storage, deps, --help)" ;;
+*) die "unknown command '$1' (accepted: up, down, clean, status, import, default-storage, deps, --help)" ;;
 esac

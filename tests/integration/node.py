@@ -104,13 +104,19 @@ def start(sessions: Sessions, run=cluster, footprint=None):  # type: ignore[no-u
     machine ``node-up`` installs nftables, conntrack and ipset itself, and a footprint taken
     before that sees no nftables tables at all (``nft`` is missing), so the tables a running
     dockerd owns would look left behind by the node.
+
+    It is also taken after ``node-clean`` removed what an earlier node left when its processes
+    were killed without ``node-down`` (a CI job that ended): that node's kubelet changed kernel
+    settings, and ``node-up`` restores them from that node's saved state before it starts, so a
+    footprint taken before would hold the earlier node's values.
     """
     with sessions.locked():
         sessions.join()
-        deps = run("node-deps")
-        if deps.returncode != 0:
-            sessions.leave()
-            return deps, {}, 0.0
+        for step in ("node-deps", "node-clean"):
+            prepared = run(step)
+            if prepared.returncode != 0:
+                sessions.leave()
+                return prepared, {}, 0.0
         baseline = (footprint or host_footprint)()
         started = time.monotonic()
         # Alone on the node, node-up may restart a part of it to update it (tools/node.sh).

@@ -1,4 +1,5 @@
-"""The node fixture's "machine before node-up" baseline on a fresh machine.
+"""The node fixture's "machine before node-up" baseline on a fresh machine, and on one where an
+earlier node was killed without ``node-down``.
 
 On a machine where nftables is not installed yet, ``node-up`` installs it (with conntrack and
 ipset). A baseline taken before that lists no nftables tables, so the tables a running dockerd
@@ -22,11 +23,15 @@ class FreshMachine:
     """dockerd runs (its nftables tables exist); nftables is not installed until node-deps or
     node-up installs the node's host packages."""
 
-    def __init__(self, up_rc: int = 0) -> None:
+    def __init__(self, up_rc: int = 0, earlier_node_left: bool = False) -> None:
         self.nft_installed = False
         self.node_running = False
         self.calls: list[str] = []
         self.up_rc = up_rc
+        # an earlier node killed without node-down: its kubelet's kernel settings, and the
+        # values before it in its saved state (restored by node-clean, or by node-up itself)
+        self.sysctls = {"kernel.panic": "10" if earlier_node_left else "1"}
+        self.saved = {"kernel.panic": "1"} if earlier_node_left else None
 
     def cluster(self, command: str,
                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -34,10 +39,16 @@ class FreshMachine:
         self.env = env
         if command in ("node-deps", "node-up"):
             self.nft_installed = True
+        if command in ("node-clean", "node-up") and self.saved:
+            self.sysctls, self.saved = self.saved, None
         if command == "node-up":
             self.node_running = self.up_rc == 0
+            if self.node_running:
+                self.saved, self.sysctls = self.sysctls, {"kernel.panic": "10"}
         elif command == "node-down":
             self.node_running = False
+            if self.saved:
+                self.sysctls, self.saved = self.saved, None
         return subprocess.CompletedProcess(["bash", "tools/cluster.sh", command], self.up_rc
                                            if command == "node-up" else 0, "", "")
 
@@ -45,7 +56,7 @@ class FreshMachine:
         tables = set(DOCKER_TABLES) if self.nft_installed else set()
         if self.node_running:
             tables.add("table ip kube-proxy")
-        return {"processes": set(), "nft tables": tables, "sysctls": {}}
+        return {"processes": set(), "nft tables": tables, "sysctls": dict(self.sysctls)}
 
 
 @pytest.fixture
@@ -61,8 +72,22 @@ def test_given_nft_not_installed_when_the_node_starts_then_the_baseline_sees_doc
     result, baseline, _ = node_host.start(sessions, run=machine.cluster,
                                           footprint=machine.footprint)
     assert result.returncode == 0
-    assert machine.calls == ["node-deps", "node-up"]
+    assert machine.calls == ["node-deps", "node-clean", "node-up"]
     assert baseline["nft tables"] == DOCKER_TABLES
+
+    machine.cluster("node-down")
+    assert node_host.leftovers(baseline, machine.footprint()) == {}
+
+
+def test_given_an_earlier_node_killed_without_node_down_then_the_baseline_is_before_it(
+    sessions,
+):
+    # the earlier node's kubelet set kernel.panic=10; its saved state holds the value before it
+    machine = FreshMachine(earlier_node_left=True)
+    result, baseline, _ = node_host.start(sessions, run=machine.cluster,
+                                          footprint=machine.footprint)
+    assert result.returncode == 0
+    assert baseline["sysctls"] == {"kernel.panic": "1"}
 
     machine.cluster("node-down")
     assert node_host.leftovers(baseline, machine.footprint()) == {}
@@ -72,7 +97,7 @@ def test_given_a_table_the_node_left_when_compared_then_it_is_reported(sessions)
     machine = FreshMachine()
     _, baseline, _ = node_host.start(sessions, run=machine.cluster, footprint=machine.footprint)
     assert node_host.leftovers(baseline, machine.footprint()) == {
-        "nft tables": ["table ip kube-proxy"]}
+        "nft tables": ["table ip kube-proxy"], "sysctls": {"kernel.panic": "1 -> 10"}}
 
 
 def test_given_node_up_fails_then_the_session_is_left(sessions):
