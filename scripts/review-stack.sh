@@ -91,7 +91,9 @@ if [[ $command != configure && -z ${PULUMI_CONFIG_PASSPHRASE+x} \
   die "set PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE) for review stacks" 2
 fi
 
-exists() { pulumi stack ls --json | grep -q "\"name\": \"$stack\""; }
+# Reads this stack alone: `pulumi stack ls` reads every stack's state, and on a shared backend
+# another pull request's `up` writing its state at that moment makes it fail ("error: EOF").
+exists() { pulumi stack --show-name --stack "$stack" >/dev/null 2>&1; }
 cfg() { pulumi config --stack "$stack" "$@"; }
 
 # Namespace moontv-pr-N and host pr-N.<preview domain>, from what the stack was copied from.

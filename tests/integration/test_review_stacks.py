@@ -145,6 +145,21 @@ def test_two_pull_requests_at_once_stay_apart(checkout: Checkout) -> None:
     assert checkout.stacks() == []
 
 
+def test_given_another_stack_half_written_then_a_review_stack_is_still_found(
+    checkout: Checkout,
+) -> None:
+    """Two pull requests' jobs share the backend: while one writes its state, the other must
+    still find its own stack (a listing of every stack read the half-written file: "EOF")."""
+    checkout.up(22)
+    subprocess.run(["pulumi", "stack", "init", "pr-21", "--non-interactive"], cwd=checkout.dir,
+                   env=checkout.env, check=True, capture_output=True)  # fmt: skip
+    [state] = [p for p in checkout.state.rglob("pr-21.json") if "history" not in p.parts]
+    state.write_text(state.read_text()[:20])  # the other job is writing it
+
+    assert checkout.run("url", "22").strip() == "https://pr-22.preview.moontv.example.com"
+    assert "pr-22 exists: updating it" in checkout.up(22)
+
+
 def test_configure_gives_a_pulumi_deployments_review_stack_its_namespace_and_host(
     checkout: Checkout,
 ) -> None:
