@@ -8,9 +8,10 @@
 test in a group is ``ci_group`` in tests/conftest.py, explained in tests/README.md) and, with
 ``--scope all``, ``tools/lint.sh`` beside them. Each writes its output (with its 15 slowest
 tests) to a log; when one ends its log is printed whole, so outputs never interleave. At the
-end: the wall time, outcome and counts per group, and one closing line ``N passed, N failed, N skipped`` (errors count as
-failed). Exit status 0 only when lint and every group passed; a group that collects no test
-fails. ``--phase`` adds a set-up phase measured by the caller (tools/test.sh) to the breakdown.
+end: the wall time, outcome and counts per group, and one closing line ``N passed, N failed,
+N skipped`` (errors count as failed). Exit status 0 only when lint and every group passed; a
+group that collects no test fails. ``--phase`` adds a set-up phase measured by the caller
+(tools/test.sh) to the breakdown.
 
 The breakdown is kept in $MOONTV_CI_DIR (default ${XDG_CACHE_HOME:-~/.cache}/moontv-ci):
 ``last/`` holds each group's log and ``summary.json``; ``history.jsonl`` gets one line per run.
