@@ -51,7 +51,7 @@ def require_tools(tools: tuple[str, ...] | list[str]) -> None:
 # in tests/README.md)
 
 #: Every group, in the order their results are printed.
-GROUPS = ("base", "node", "swarm")
+GROUPS = ("base", "node", "node-release", "swarm")
 
 
 def ci_group(item: pytest.Item) -> str:

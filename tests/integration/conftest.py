@@ -68,13 +68,30 @@ def node():
     with sessions.locked():
         sessions.leave()
         if not sessions.others():  # the last session out stops the node
-            node_host.cluster("node-down")
+            sessions.stop_node()
             sessions.dir.rmdir()
+
+
+def _is_teardown(item: pytest.Item) -> bool:
+    return "test_node_teardown" in item.nodeid
 
 
 def pytest_collection_modifyitems(items):
     """The node teardown test stops the session's node: run it after every other test."""
-    items.sort(key=lambda item: "test_node_teardown" in item.nodeid)
+    items.sort(key=_is_teardown)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """Node tests of several sessions (CI's node groups) run side by side on the one node: each
+    holds the node shared for its set-up, call and tear-down, and a ``node_exclusive`` test
+    holds it alone. The teardown test holds nothing: it waits for the other sessions to end."""
+    if "node" not in getattr(item, "fixturenames", ()) or _is_teardown(item):
+        yield
+        return
+    exclusive = item.get_closest_marker("node_exclusive") is not None
+    with node_host.Sessions().using(exclusive=exclusive):
+        yield
 
 
 @pytest.fixture(scope="session")

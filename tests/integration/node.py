@@ -48,11 +48,48 @@ class Sessions:
     it and stops the node only when no other live session holds one: the last one out stops
     it, whoever started it. Registering with node-up and checking with node-down happen under
     one lock, so a node is never stopped under a session that is starting to use it.
+
+    The session that started the node keeps the machine's footprint from before ``node-up``
+    (``baseline.json``) for the teardown test, whichever session runs it; ``stop_node`` drops it.
+    Sessions run their node tests side by side under ``using``: shared, or exclusive for a test
+    that changes the node for everyone.
     """
 
     def __init__(self) -> None:
         self.dir = STATE_ROOT / "node-sessions"
         self.lock_path = STATE_ROOT / "node-sessions.lock"
+        self.use_lock_path = STATE_ROOT / "node-use.lock"
+        self.baseline_path = STATE_ROOT / "node-baseline.json"
+
+    @contextlib.contextmanager
+    def using(self, exclusive: bool = False) -> Iterator[None]:
+        """Held around one node test (its set-up, call and tear-down)."""
+        self.use_lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.use_lock_path.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def save_baseline(self, baseline: dict[str, object]) -> None:
+        self.baseline_path.write_text(json.dumps(
+            {k: sorted(v) if isinstance(v, set) else v for k, v in baseline.items()}))
+
+    def saved_baseline(self) -> dict[str, object]:
+        """The footprint before a test session's ``node-up``; {} when no test session started
+        the running node (someone ran ``node-up`` by hand)."""
+        if not self.baseline_path.exists():
+            return {}
+        saved = json.loads(self.baseline_path.read_text())
+        return {k: v if isinstance(v, dict) else set(v) for k, v in saved.items()}
+
+    def stop_node(self) -> subprocess.CompletedProcess[str]:
+        """``node-down``, under ``locked``; forgets the baseline once the node is down."""
+        result = cluster("node-down")
+        if result.returncode == 0:
+            self.baseline_path.unlink(missing_ok=True)
+        return result
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -98,7 +135,8 @@ def cluster(*args: str, timeout: int = 900,
 
 def start(sessions: Sessions, run=cluster, footprint=None):  # type: ignore[no-untyped-def]
     """Join ``sessions`` and run ``node-up``; returns (node-up's result, the machine's footprint
-    before it, seconds node-up took).
+    before the node started, seconds node-up took). When the node was running already, the
+    footprint is the one the session that started it saved ({} if none did).
 
     The footprint is taken after ``node-deps`` installed the node's host packages: on a fresh
     machine ``node-up`` installs nftables, conntrack and ipset itself, and a footprint taken
@@ -123,6 +161,11 @@ def start(sessions: Sessions, run=cluster, footprint=None):  # type: ignore[no-u
         sole = "0" if sessions.others() else "1"
         result = run("node-up", env={"MOONTV_NODE_SOLE_USER": sole})
         seconds = time.monotonic() - started
+        if result.returncode == 0:
+            if "the node is already running" in result.stdout:
+                baseline = sessions.saved_baseline()
+            else:
+                sessions.save_baseline(baseline)
     if result.returncode != 0:
         sessions.leave()
     return result, baseline, seconds
@@ -154,8 +197,9 @@ class Node:
     gateway_failures: str = ""
     #: start to node Ready, seconds (as measured around node-up)
     start_seconds: float = 0.0
+    #: the machine before the node started ({} when no test session started it)
     baseline: dict[str, object] = field(default_factory=dict)
-    #: False when another session had started the node: it is left running at the end.
+    #: False when the node was running already (another session started it).
     owned: bool = True
     #: The API server's audit log ("" when the node runs without auditing).
     audit_log: str = ""
@@ -317,7 +361,7 @@ def with_auditing(node: Node) -> Node:
             skip_or_fail(f"the running node was started without API-server auditing (by an "
                          f"older tools/node.sh) and test sessions {others} use it; it gets "
                          "auditing when it is next started")
-        cluster("node-down")
+        cluster("node-down")  # the baseline stays: the machine before the node is the same
         started = time.monotonic()
         result = cluster("node-up")
     if result.returncode != 0:

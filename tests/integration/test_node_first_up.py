@@ -19,7 +19,8 @@ from tests.integration.test_node_engine import OWNER_PASSWORD, node_config, node
 
 __all__ = ["node_images"]  # the module fixture that imports the test images into the node
 
-pytestmark = pytest.mark.integration
+# The node's default StorageClass is switched off: no other node test may make a PVC meanwhile.
+pytestmark = [pytest.mark.integration, pytest.mark.node_exclusive]
 
 NAMESPACE = "moontv-first-up"
 CONFIG = stack_config("node", **{"moontv:namespace": NAMESPACE})

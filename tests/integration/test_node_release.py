@@ -46,7 +46,8 @@ from tests.integration.test_node_engine import (  # noqa: F401  (node_images is 
     node_images,
 )
 
-pytestmark = pytest.mark.integration
+# Its own CI group: it runs beside the other node tests, on the same node (tests/README.md).
+pytestmark = [pytest.mark.integration, pytest.mark.ci_group("node-release")]
 STACK = "node"
 NAMESPACE = "moontv-release"
 HOST = "release.node.local"
@@ -730,6 +731,7 @@ def api_server_stopped(seconds: float) -> Iterator[None]:
         pid_file.write_text(f"{started.pid}\n")
 
 
+@pytest.mark.node_exclusive  # the API server stops: no other node test runs meanwhile
 def test_given_the_api_server_stops_during_up_when_it_is_back_then_the_next_up_converges(
     release,
 ):

@@ -40,6 +40,7 @@ def item(path: str, fixtures: tuple[str, ...] = (), marker: str | None = None) -
     ("tests/unit/test_node_script.py", ("tmp_path",), None, "base"),
     ("tests/unit/test_swarm_spec.py", (), None, "base"),
     ("tests/integration/test_renovate_config.py", (), "swarm", "swarm"),
+    ("tests/integration/test_node_release.py", ("node",), "node-release", "node-release"),
 ])
 def test_the_group_follows_fixtures_file_names_and_the_marker(path, fixtures, marker, group):
     assert ci_group(item(path, fixtures, marker)) == group  # type: ignore[arg-type]
@@ -57,7 +58,10 @@ def test_every_collected_test_is_in_exactly_one_group():
     assert sum(len(ids) for ids in counts.values()) == len(union)
     assert all(counts.values()), {g: len(ids) for g, ids in counts.items()}
     # the file-name rule holds; tests elsewhere join node through the node fixture
-    assert all(i in counts["node"] for i in union if "/test_node_" in i)
+    assert all(i in counts["node"] for i in union
+               if "/test_node_" in i and "/test_node_release" not in i)
+    # test_node_release.py is its own group, beside node on the same node (its module marker)
+    assert {i for i in union if "/test_node_release" in i} == counts["node-release"]
     assert all(i in counts["swarm"] for i in union if "/test_swarm_" in i)
 
 

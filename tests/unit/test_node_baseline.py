@@ -117,3 +117,19 @@ def test_given_the_last_session_removed_the_lease_directory_while_waiting_then_j
             sessions.dir.rmdir()
         sessions.join()
     assert [p.name for p in sessions.dir.iterdir()] == [str(__import__("os").getpid())]
+
+
+def test_given_a_second_session_then_it_gets_the_baseline_of_the_session_that_started_it(
+    sessions,
+):
+    machine = FreshMachine()
+    _, first, _ = node_host.start(sessions, run=machine.cluster, footprint=machine.footprint)
+
+    def already_running(command, env=None):  # type: ignore[no-untyped-def]
+        done = machine.cluster(command, env)
+        out = "the node is already running\n" if command == "node-up" else ""
+        return subprocess.CompletedProcess(done.args, 0, out, "")
+
+    _, second, _ = node_host.start(node_host.Sessions(), run=already_running,
+                                   footprint=machine.footprint)
+    assert second == first and "table ip kube-proxy" not in second["nft tables"]
