@@ -73,16 +73,22 @@ class Sessions:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def save_baseline(self, baseline: dict[str, object]) -> None:
-        self.baseline_path.write_text(json.dumps(
-            {k: sorted(v) if isinstance(v, set) else v for k, v in baseline.items()}))
+        """Kept with the running node's identity (its etcd's PID): a node restarted by hand
+        since then does not get it."""
+        footprint = {k: sorted(v) if isinstance(v, set) else v for k, v in baseline.items()}
+        self.baseline_path.write_text(json.dumps({"node": _node_identity(),
+                                                  "footprint": footprint}))
 
     def saved_baseline(self) -> dict[str, object]:
-        """The footprint before a test session's ``node-up``; {} when no test session started
-        the running node (someone ran ``node-up`` by hand)."""
-        if not self.baseline_path.exists():
+        """The footprint before a test session's ``node-up`` of the running node; {} when no
+        test session started it (someone ran ``node-up`` by hand)."""
+        try:
+            saved = json.loads(self.baseline_path.read_text())
+        except (OSError, ValueError):
             return {}
-        saved = json.loads(self.baseline_path.read_text())
-        return {k: v if isinstance(v, dict) else set(v) for k, v in saved.items()}
+        if saved.get("node") != _node_identity():
+            return {}
+        return {k: v if isinstance(v, dict) else set(v) for k, v in saved["footprint"].items()}
 
     def stop_node(self) -> subprocess.CompletedProcess[str]:
         """``node-down``, under ``locked``; forgets the baseline once the node is down."""
@@ -131,6 +137,13 @@ def cluster(*args: str, timeout: int = 900,
     return subprocess.run(["bash", str(ROOT / "tools/cluster.sh"), *args], capture_output=True,
                           text=True, timeout=timeout, check=False,
                           env={**os.environ, **(env or {})})
+
+
+def _node_identity() -> str:
+    try:
+        return (STATE_DIR / "pids" / "etcd.pid").read_text().strip()
+    except OSError:
+        return ""
 
 
 def start(sessions: Sessions, run=cluster, footprint=None):  # type: ignore[no-untyped-def]
@@ -361,9 +374,11 @@ def with_auditing(node: Node) -> Node:
             skip_or_fail(f"the running node was started without API-server auditing (by an "
                          f"older tools/node.sh) and test sessions {others} use it; it gets "
                          "auditing when it is next started")
-        cluster("node-down")  # the baseline stays: the machine before the node is the same
+        cluster("node-down")
         started = time.monotonic()
         result = cluster("node-up")
+        if result.returncode == 0:  # the machine before the node is the same
+            sessions.save_baseline(node.baseline)
     if result.returncode != 0:
         raise AssertionError(f"node-up with auditing failed:\n{result.stdout}\n{result.stderr}")
     restarted = Node.parse(result.stdout, start_seconds=time.monotonic() - started,

@@ -62,7 +62,15 @@ class FreshMachine:
 @pytest.fixture
 def sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> node_host.Sessions:
     monkeypatch.setattr(node_host, "STATE_ROOT", tmp_path)
+    monkeypatch.setattr(node_host, "STATE_DIR", tmp_path / "node")
+    etcd_pid(tmp_path, "4242")
     return node_host.Sessions()
+
+
+def etcd_pid(root: Path, pid: str) -> None:
+    """The running node's identity, as node-up leaves it."""
+    (root / "node" / "pids").mkdir(parents=True, exist_ok=True)
+    (root / "node" / "pids" / "etcd.pid").write_text(pid + "\n")
 
 
 def test_given_nft_not_installed_when_the_node_starts_then_the_baseline_sees_dockers_tables(
@@ -133,3 +141,12 @@ def test_given_a_second_session_then_it_gets_the_baseline_of_the_session_that_st
     _, second, _ = node_host.start(node_host.Sessions(), run=already_running,
                                    footprint=machine.footprint)
     assert second == first and "table ip kube-proxy" not in second["nft tables"]
+
+
+def test_given_the_node_restarted_by_hand_since_then_the_saved_baseline_is_not_used(
+    sessions, tmp_path,
+):
+    machine = FreshMachine()
+    node_host.start(sessions, run=machine.cluster, footprint=machine.footprint)
+    etcd_pid(tmp_path, "5151")  # node-down, node-up by hand
+    assert sessions.saved_baseline() == {}
