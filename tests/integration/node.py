@@ -50,7 +50,8 @@ class Sessions:
     one lock, so a node is never stopped under a session that is starting to use it.
 
     The session that started the node keeps the machine's footprint from before ``node-up``
-    (``baseline.json``) for the teardown test, whichever session runs it; ``stop_node`` drops it.
+    (``node-baseline.json``) for the teardown test, whichever session runs it; ``stop_node``
+    drops it.
     Sessions run their node tests side by side under ``using``: shared, or exclusive for a test
     that changes the node for everyone.
     """
