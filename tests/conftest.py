@@ -75,7 +75,8 @@ def ci_group(item: pytest.Item) -> str:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("moontv")
     group.addoption("--ci-group", choices=GROUPS, default=None,
-                    help="run only the tests of this CI group (tests/README.md)")
+                    help="run only the tests of this CI group (tests/README.md); never a test "
+                    "marked bench")
     group.addoption("--ci-report", default=None, metavar="PATH",
                     help="write the session's outcome counts as JSON to PATH")
 
@@ -94,8 +95,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         group = ci_group(item)
         if group not in GROUPS:
             raise pytest.UsageError(f"{item.nodeid}: ci_group {group!r} is not one of {GROUPS}")
-    selected = [item for item in items if ci_group(item) == wanted]
-    deselected = [item for item in items if ci_group(item) != wanted]
+    def chosen(item: pytest.Item) -> bool:
+        return ci_group(item) == wanted and item.get_closest_marker("bench") is None
+
+    selected = [item for item in items if chosen(item)]
+    deselected = [item for item in items if not chosen(item)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = selected

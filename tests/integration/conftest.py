@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,8 +91,27 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
         yield
         return
     exclusive = item.get_closest_marker("node_exclusive") is not None
+    asked = time.monotonic()
     with node_host.Sessions().using(exclusive=exclusive):
+        NODE_WAITS[item.nodeid] = time.monotonic() - asked
         yield
+
+
+#: per node test, the seconds it waited for the node (another session's exclusive test, or the
+#: other sessions' tests while it asked to hold it alone)
+NODE_WAITS: dict[str, float] = {}
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How long this session's node tests waited for the other sessions (CI's node groups)."""
+    waits = {k: v for k, v in NODE_WAITS.items() if v >= 1}
+    if not waits:
+        return
+    longest = sorted(waits.items(), key=lambda kv: -kv[1])[:3]
+    terminalreporter.write_line(
+        f"node shared with other sessions: {len(waits)} tests waited {sum(waits.values()):.0f} s"
+        " in all; longest: " + ", ".join(f"{k.split('::')[-1][:60]} {v:.0f} s"
+                                          for k, v in longest))
 
 
 @pytest.fixture(scope="session")

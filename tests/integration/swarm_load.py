@@ -71,6 +71,12 @@ def server_version(body: str) -> str | None:
     return str(version) if version else None
 
 
+def _clock(monotonic: float) -> str:
+    """A ``time.monotonic()`` instant as wall-clock time (UTC, to 0.1 s)."""
+    wall = time.time() - (time.monotonic() - monotonic)
+    return time.strftime("%H:%M:%S", time.gmtime(wall)) + f".{int(wall * 10) % 10}"
+
+
 def _one(
     port: int,
     host: str,
@@ -90,6 +96,8 @@ def _one(
     except (OSError, http.client.HTTPException) as exc:
         outcome = f"{type(exc).__name__}: {exc}"
         track = None
+    if not (track and outcome == track):  # when, to match with the gateway's and node's logs
+        outcome += f" (started {_clock(started)}, {time.monotonic() - started:.1f} s)"
     with tally.lock:
         tally.durations.append(time.monotonic() - started)
         if track and outcome == track:

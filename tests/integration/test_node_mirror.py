@@ -238,6 +238,7 @@ def test_given_a_mirror_when_favourites_are_posted_then_none_reaches_the_canary(
 P99_RATE, P99_SECONDS, P99_ROUNDS = 40.0, 15.0, 2
 
 
+@pytest.mark.bench  # make bench-release
 def test_p99_with_and_without_mirroring(mirror):
     """A figure (make bench-release), not a timed assertion: p99 of open-loop GETs at a rate
     a user population sends (the machine's two cores are not saturated by the load itself),
@@ -255,7 +256,7 @@ def test_p99_with_and_without_mirroring(mirror):
         mirror.up()
     pooled = {}
     for percent, tallies in rounds.items():
-        assert all(t.failures == [] for t in tallies), [t.failures[:3] for t in tallies]
+        assert all(t.failures == [] for t in tallies), (percent, [t.failures[:3] for t in tallies])
         pooled[percent] = load.Tally(durations=[d for t in tallies for d in t.durations])
     p99_with, p99_without = pooled[PERCENT].percentile_ms(0.99), pooled[0].percentile_ms(0.99)
     per_round = {p: [round(t.percentile_ms(0.99), 1) for t in ts] for p, ts in rounds.items()}
