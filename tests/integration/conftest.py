@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from dataclasses import dataclass
@@ -82,19 +83,39 @@ def pytest_collection_modifyitems(items):
     items.sort(key=_is_teardown)
 
 
+def _node_hold(item: pytest.Item | None) -> bool | None:
+    """How a test holds the node: None (not at all), False (shared) or True (alone)."""
+    if item is None or "node" not in getattr(item, "fixturenames", ()) or _is_teardown(item):
+        return None
+    return item.get_closest_marker("node_exclusive") is not None
+
+
+#: the hold of the running node test; kept across consecutive ``node_exclusive`` tests
+_HELD: list[contextlib.ExitStack] = []
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     """Node tests of several sessions (CI's node groups) run side by side on the one node: each
     holds the node shared for its set-up, call and tear-down, and a ``node_exclusive`` test
-    holds it alone. The teardown test holds nothing: it waits for the other sessions to end."""
-    if "node" not in getattr(item, "fixturenames", ()) or _is_teardown(item):
+    holds it alone, kept until the session's last exclusive test in a row (so that another
+    session's test cannot come between them). The teardown test holds nothing: it waits for the
+    other sessions to end."""
+    exclusive = _node_hold(item)
+    if exclusive is None:
         yield
         return
-    exclusive = item.get_closest_marker("node_exclusive") is not None
-    asked = time.monotonic()
-    with node_host.Sessions().using(exclusive=exclusive):
+    if not _HELD:
+        asked = time.monotonic()
+        held = contextlib.ExitStack()
+        held.enter_context(node_host.Sessions().using(exclusive=exclusive))
         NODE_WAITS[item.nodeid] = time.monotonic() - asked
+        _HELD.append(held)
+    try:
         yield
+    finally:
+        if not (exclusive and _node_hold(nextitem)):
+            _HELD.pop().close()
 
 
 #: per node test, the seconds it waited for the node (another session's exclusive test, or the

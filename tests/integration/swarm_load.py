@@ -148,7 +148,12 @@ def paced(
 
 
 class Continuous:
-    """Load that runs until :meth:`stop` (or ``max_requests``), e.g. across a deploy."""
+    """Load that runs until :meth:`stop` (or ``max_requests``), e.g. across a deploy.
+
+    ``concurrency`` clients each send one request after the other; with ``rate`` (requests per
+    second, all clients together) each client keeps to its share of it, so the load leaves the
+    machine's cores to what it measures (a gap in service longer than ``1/rate`` s is still
+    seen); without it each sends as fast as answers come."""
 
     def __init__(
         self,
@@ -159,19 +164,26 @@ class Continuous:
         path: str = SERVER_CONFIG,
         label: Label = server_version,
         headers: dict[str, str] | None = None,
+        rate: float | None = None,
     ) -> None:
         self.tally = Tally()
         self._port, self._host = port, host
         self._path, self._label, self._headers = path, label, headers
         self._stop = threading.Event()
         self._budget = threading.Semaphore(max_requests)
+        self._interval = concurrency / rate if rate else 0.0
         self._threads = [
-            threading.Thread(target=self._run, daemon=True) for _ in range(concurrency)
+            threading.Thread(target=self._run, args=(i / rate if rate else 0.0,), daemon=True)
+            for i in range(concurrency)
         ]
 
-    def _run(self) -> None:
-        while not self._stop.is_set() and self._budget.acquire(blocking=False):
+    def _run(self, offset: float) -> None:
+        due = time.monotonic() + offset  # clients spread over one interval
+        while not self._stop.wait(max(0.0, due - time.monotonic())) and \
+                self._budget.acquire(blocking=False):
             _one(self._port, self._host, self._headers, self.tally, self._path, self._label)
+            # the next one is due an interval later; a client that fell behind does not burst
+            due = max(due + self._interval, time.monotonic() - self._interval)
 
     def __enter__(self) -> Self:
         for thread in self._threads:

@@ -289,7 +289,8 @@ def public_load(release: Release, tmp: Path) -> Iterator[tuple[str, load.Continu
                "static_configs": [{"targets": [metrics.netloc]}]}
     config = prometheus_objects.configuration(release.node, NAMESPACE, tmp, extra_jobs=[gateway])
     with prometheus_objects.running(config) as prometheus, load.Continuous(
-            release.port, HOST, concurrency=2, path=PATH, label=load.server_version) as users:
+            release.port, HOST, concurrency=2, path=PATH, label=load.server_version,
+            rate=30.0) as users:
         def scraped() -> bool:
             up = prometheus_objects.targets_up(prometheus)
             return any(k.startswith("gateway/") and h == "up" for k, h in up.items())

@@ -61,9 +61,14 @@ PATH = "/api/server-config"
 SAMPLE = 1000
 TOLERANCE = 0.05
 READY_TIMEOUT = 300
-#: Load during a switch: at least this many workers for at least this long.
+#: Load during a switch: at least this many clients, at this many requests/s in all, for at
+#: least this long (paced, so that the load does not take the cores the cluster needs; a gap in
+#: service of 10 ms is still seen).
 CONCURRENCY = 10
+RATE = 100.0
 SWITCH_SECONDS = 30.0
+#: Each of the public and the canary (header) load while ``rollout auto`` runs.
+MONITORED_RATE = 30.0
 
 #: Favourites saved through the stack's host, checked after each switch, rollback and restart.
 SAVED: list[str] = []
@@ -233,7 +238,8 @@ def up_under_load(release: Release, at_least: float = 0.0) -> tuple[load.Tally, 
     """Run ``up`` under load, from 3 s before it until 3 s after every old pod is gone and at
     least ``at_least`` s in all; return the load's tally and ``up``'s changes."""
     with load.Continuous(
-        release.port, HOST, concurrency=CONCURRENCY, path=PATH, label=load.server_version
+        release.port, HOST, concurrency=CONCURRENCY, path=PATH, label=load.server_version,
+        rate=RATE,
     ) as traffic:
         started = time.monotonic()
         time.sleep(3)
@@ -473,7 +479,8 @@ def monitored(release: Release, tmp: Path) -> Iterator[str]:
     with (
         prometheus_objects.running(config) as prometheus,
         load.Continuous(
-            release.port, HOST, concurrency=2, path=PATH, label=load.server_version
+            release.port, HOST, concurrency=2, path=PATH, label=load.server_version,
+            rate=MONITORED_RATE,
         ) as public,
         load.Continuous(
             release.port,
@@ -482,6 +489,7 @@ def monitored(release: Release, tmp: Path) -> Iterator[str]:
             path=PATH,
             label=load.server_version,
             headers={"x-moontv-canary": "always"},
+            rate=MONITORED_RATE,
         ) as canary_load,
     ):
         PUBLIC_LOAD["canary"] = canary_load.tally
