@@ -219,3 +219,14 @@ def targets_up(prometheus: str) -> dict[str, str]:
     with urllib.request.urlopen(f"{prometheus}/api/v1/targets", timeout=5) as response:
         active = json.load(response)["data"]["activeTargets"]
     return {f"{t['labels'].get('job')}/{t['labels'].get('instance')}": t["health"] for t in active}
+
+
+def traefik_requests(text: str, service: str, by: str) -> dict[str, float]:
+    """``traefik_service_requests_total`` of Traefik's ``service`` (e.g. ``moontv-canary@file``)
+    in a ``/metrics`` text, summed per value of the label ``by`` (``method``, ``code``)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("traefik_service_requests_total{") and f'service="{service}"' in line:
+            value = line.split(f'{by}="', 1)[1].split('"', 1)[0]
+            out[value] = out.get(value, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out

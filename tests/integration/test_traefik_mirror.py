@@ -30,6 +30,7 @@ from components.swarm import traefik
 from tests.conftest import skip_or_fail
 from tests.helpers import canary, free_port
 from tests.integration import node as node_host
+from tests.integration import prometheus_objects
 from tests.integration import swarm_load as load
 
 pytestmark = pytest.mark.integration
@@ -120,13 +121,7 @@ def running_traefik(tmp: Path, config: dict) -> Iterator[tuple[int, str, Path]]:
 def service_requests(metrics: str, service: str) -> dict[str, float]:
     """``traefik_service_requests_total`` of ``service`` by method."""
     with urllib.request.urlopen(metrics, timeout=10) as response:
-        text = response.read().decode()
-    out: Counter[str] = Counter()
-    for line in text.splitlines():
-        if line.startswith("traefik_service_requests_total{") and f'service="{service}"' in line:
-            method = line.split('method="', 1)[1].split('"', 1)[0]
-            out[method] += float(line.rsplit(" ", 1)[1])
-    return dict(out)
+        return prometheus_objects.traefik_requests(response.read().decode(), service, "method")
 
 
 def post(port: int, path: str) -> int:
