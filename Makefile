@@ -45,7 +45,7 @@ bench: setup ## Benchmarks (docs/performance.md): program under mocks, preview v
 bench-node: setup ## Real node figures: cold build of its binaries, start to Ready, stack up to Ready
 	source tools/env.sh || true; $(PY) -m benchmarks --node
 
-bench-release: setup ## Real node release figures: canary split, switch/rolling failures, rollback time, mirroring
+bench-release: setup ## Real node and Swarm release figures: canary split, switch/rolling failures, rollback time, mirroring
 	source tools/env.sh || true; $(PY) -m benchmarks.node_release
 
 bench-ci: setup ## The last `make test`'s breakdown: wall time, outcome and counts per group

@@ -103,12 +103,21 @@ def content_hash(text: str) -> str:
 
 
 def static_args() -> list[str]:
-    """Traefik static configuration as command-line flags (entry points, file provider, ping)."""
+    """Traefik static configuration as command-line flags (entry points, file provider, ping,
+    metrics).
+
+    The internal entry point (:data:`PING_PORT`, on the stack network only, never published)
+    answers the health check's ``/ping`` and Prometheus' ``/metrics``: per service, so each
+    track's requests, codes and durations, mirrored copies included under the mirror target's
+    service (``moontv-canary@file``), which is what ``rollout auto``'s gates read."""
     return [
         f"--entryPoints.{ENTRYPOINT}.address=:{EDGE_PORT}",
         f"--entryPoints.{ENTRYPOINT}.transport.lifeCycle.requestAcceptGraceTimeout=5s",
         f"--entryPoints.{PING_ENTRYPOINT}.address=:{PING_PORT}",
         f"--ping.entryPoint={PING_ENTRYPOINT}",
+        "--metrics.prometheus=true",
+        f"--metrics.prometheus.entryPoint={PING_ENTRYPOINT}",
+        "--metrics.prometheus.addServicesLabels=true",
         f"--providers.file.filename={DYNAMIC_FILE}",
         "--providers.file.watch=true",
         "--log.level=INFO",

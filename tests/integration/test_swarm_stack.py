@@ -7,7 +7,8 @@ locally: the LunaTV twin in two versions and Debian's redis (``local_images``), 
 its Go module (tests/fixtures/swarm-images). Each track runs its own version, told apart by
 ``/api/server-config``'s ``Version``. Requests go to 127.0.0.1.
 
-The tests run in order against one stack: blue-green → switch → canary 20 → rollback to 0.
+The tests run in order against one stack: blue-green → switch → canary 20 → rollback to 0 →
+mirror at 50 % → a faulty canary mirrored, then the mirror taken off.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from components.swarm import compose
+from components import naming
+from components.swarm import compose, traefik
 from components.swarm import spec as sw
 from tests.helpers import free_port
+from tests.integration import images, prometheus_objects
 from tests.integration import swarm_env as env
 from tests.integration import swarm_load as load
 
@@ -224,3 +227,90 @@ def test_given_a_mirror_at_50_then_half_the_gets_reach_the_canary_and_no_post(st
     assert abs(share - 0.50) <= CANARY_SHARE_TOLERANCE
     stored = env.redis_cli(stack.service("redis"), "HKEYS", f"u:{env.OWNER}:fav").split()
     assert sorted(k for k in stored if k.startswith("it+mirror-")) == sorted(keys)
+
+
+def edge_requests(stack: Stack, service: str) -> dict[str, float]:
+    """The edge's ``traefik_service_requests_total`` of ``service`` by code, read from its
+    internal metrics entry point inside its task (the port is never published)."""
+    text = env.docker("exec", env.container_of(stack.service("edge")), "wget", "-qO-",
+                      f"http://127.0.0.1:{traefik.PING_PORT}/metrics", timeout=30)
+    return prometheus_objects.traefik_requests(text, service, "code")
+
+
+def test_given_a_faulty_canary_mirrored_then_no_user_sees_it_and_the_edge_counts_its_errors(
+        stack):
+    """The mirror step's evidence on Swarm: the faulty twin answers every copy with 500, the
+    edge's per-service metrics count those answers for the canary (what ``rollout auto
+    --mirror`` gates on), and the users under load get every answer from stable. Then the
+    mirror is taken off under the same load (the operator's step after the gate stopped it)."""
+    faulty = env.canary(0)
+    faulty["canary"].update(version=images.APP_FAULTY.rsplit(":", 1)[1], mirror={"percent": 50})
+    stack.deploy(faulty)
+    canary_service = f"{naming.track_name('canary')}@file"
+    before = edge_requests(stack, canary_service)
+    with load.Continuous(stack.port, env.HOST, concurrency=2, rate=30.0) as users:
+        time.sleep(15)
+        mirrored = users.stop()
+    time.sleep(3)  # the last copies land after stable answered
+    after = edge_requests(stack, canary_service)
+    counted = {code: after[code] - before.get(code, 0.0) for code in after}
+    copies = sum(counted.values())
+    print(f"\nfaulty canary mirrored at 50% on Swarm: {mirrored.total} user GETs, "
+          f"{len(mirrored.failures)} failed, versions {mirrored.tracks}; the edge counted "
+          f"{copies:.0f} copies at the canary by code {counted}")
+    assert mirrored.failures == [], mirrored.failures[:5]
+    assert set(mirrored.tracks) == {OLD}  # no user got the faulty version's answer
+    assert abs(copies / mirrored.total - 0.50) <= 0.05, (copies, mirrored.total)
+    assert counted.get("500") == copies  # every copy failed, and was counted as such
+
+    with load.Continuous(stack.port, env.HOST, concurrency=2, rate=30.0) as users:
+        stack.deploy(env.canary(0))  # returns once the edge routes by the new configuration
+        off = sum(edge_requests(stack, canary_service).values())
+        time.sleep(10)
+        taken_off = users.stop()
+    time.sleep(3)
+    since = sum(edge_requests(stack, canary_service).values()) - off
+    print(f"mirror taken off under load: {taken_off.total} GETs, {len(taken_off.failures)} "
+          f"failed, versions {taken_off.tracks}; copies at the canary since: {since:.0f}")
+    assert taken_off.failures == [], taken_off.failures[:5]
+    assert set(taken_off.tracks) == {OLD}
+    assert since == 0
+
+
+#: The p99 comparison (as test_node_mirror.py's): open-loop GETs at this rate, one warm-up round
+#: with the mirror on that is not counted, then rounds alternated without and with it.
+P99_RATE, P99_SECONDS, P99_ROUNDS = 40.0, 15.0, 5
+
+
+@pytest.mark.bench  # make bench-release
+def test_p99_with_and_without_mirroring_on_swarm(stack):
+    """A figure, not a timed assertion: users' p99 through the edge with half the GETs copied to
+    the canary, against none, each condition pooled over its rounds."""
+    plain = env.canary(0)
+    mirrored = env.canary(0)
+    mirrored["canary"]["mirror"] = {"percent": 50}
+    stack.deploy(mirrored)
+    warm_up = load.paced(stack.port, env.HOST, P99_RATE, P99_SECONDS)
+    rounds: dict[int, list[load.Tally]] = {50: [], 0: []}
+    for percent in [0, 50] * P99_ROUNDS:
+        stack.deploy(mirrored if percent else plain)
+        rounds[percent].append(load.paced(stack.port, env.HOST, P99_RATE, P99_SECONDS))
+    stack.deploy(plain)
+    assert all(t.failures == [] for ts in rounds.values() for t in ts), \
+        [t.failures[:3] for ts in rounds.values() for t in ts]
+    p99_with, p99_without = (
+        load.Tally(durations=[d for t in rounds[p] for d in t.durations]).percentile_ms(0.99)
+        for p in (50, 0))
+    per_round = {p: [round(t.percentile_ms(0.99), 1) for t in ts] for p, ts in rounds.items()}
+    median = {p: load.Tally(durations=[d for t in ts for d in t.durations]).percentile_ms(0.5)
+              for p, ts in rounds.items()}
+    print(f"\n[swarm] p99 of {P99_ROUNDS * int(P99_RATE * P99_SECONDS)} GETs each at "
+          f"{P99_RATE:.0f}/s through the edge: {p99_with:.1f} ms with mirroring 50%, "
+          f"{p99_without:.1f} ms without ({p99_with / p99_without:.2f}x; per round "
+          f"{per_round[50]} with, {per_round[0]} without; warm-up round "
+          f"{warm_up.percentile_ms(0.99):.1f} ms; p50 {median[50]:.1f} ms with, "
+          f"{median[0]:.1f} ms without)")
+    print("[swarm] figures " + json.dumps({
+        "Swarm: p99 with mirroring 50% (ms)": round(p99_with, 1),
+        "Swarm: p99 without mirroring (ms)": round(p99_without, 1),
+        "Swarm: p99 with / without mirroring": round(p99_with / p99_without, 3)}))
