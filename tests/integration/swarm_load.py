@@ -15,7 +15,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Self
@@ -47,6 +47,17 @@ class Tally:
         if not ordered:
             return math.nan
         return 1000 * ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def pooled(tallies: Iterable[Tally]) -> Tally:
+    """One tally of every request of ``tallies`` (e.g. a condition's rounds): its percentiles
+    are over all the requests, not an average of the rounds' percentiles."""
+    out = Tally()
+    for tally in tallies:
+        out.tracks.update(tally.tracks)
+        out.failures += tally.failures
+        out.durations += tally.durations
+    return out
 
 
 def request(

@@ -257,10 +257,9 @@ def test_p99_with_and_without_mirroring(mirror):
     if mirror.config["moontv:release"] != mirrored():
         mirror.set_release(mirrored())
         mirror.up()
-    pooled = {}
-    for percent, tallies in rounds.items():
-        assert all(t.failures == [] for t in tallies), (percent, [t.failures[:3] for t in tallies])
-        pooled[percent] = load.Tally(durations=[d for t in tallies for d in t.durations])
+    pooled = {percent: load.pooled(tallies) for percent, tallies in rounds.items()}
+    assert all(p.failures == [] for p in pooled.values()), {k: p.failures[:3]
+                                                            for k, p in pooled.items()}
     p99_with, p99_without = pooled[PERCENT].percentile_ms(0.99), pooled[0].percentile_ms(0.99)
     per_round = {p: [round(t.percentile_ms(0.99), 1) for t in ts] for p, ts in rounds.items()}
     FIGURES["p99 with mirroring 50% (ms)"] = round(p99_with, 1)

@@ -296,14 +296,12 @@ def test_p99_with_and_without_mirroring_on_swarm(stack):
         stack.deploy(mirrored if percent else plain)
         rounds[percent].append(load.paced(stack.port, env.HOST, P99_RATE, P99_SECONDS))
     stack.deploy(plain)
-    assert all(t.failures == [] for ts in rounds.values() for t in ts), \
-        [t.failures[:3] for ts in rounds.values() for t in ts]
-    p99_with, p99_without = (
-        load.Tally(durations=[d for t in rounds[p] for d in t.durations]).percentile_ms(0.99)
-        for p in (50, 0))
+    pooled = {percent: load.pooled(tallies) for percent, tallies in rounds.items()}
+    assert all(p.failures == [] for p in pooled.values()), {k: p.failures[:3]
+                                                            for k, p in pooled.items()}
+    p99_with, p99_without = (pooled[p].percentile_ms(0.99) for p in (50, 0))
     per_round = {p: [round(t.percentile_ms(0.99), 1) for t in ts] for p, ts in rounds.items()}
-    median = {p: load.Tally(durations=[d for t in ts for d in t.durations]).percentile_ms(0.5)
-              for p, ts in rounds.items()}
+    median = {p: pooled[p].percentile_ms(0.5) for p in pooled}
     print(f"\n[swarm] p99 of {P99_ROUNDS * int(P99_RATE * P99_SECONDS)} GETs each at "
           f"{P99_RATE:.0f}/s through the edge: {p99_with:.1f} ms with mirroring 50%, "
           f"{p99_without:.1f} ms without ({p99_with / p99_without:.2f}x; per round "

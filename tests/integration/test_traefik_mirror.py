@@ -177,9 +177,7 @@ def test_given_a_mirror_at_50_then_traefik_copies_half_the_gets_and_no_write(tmp
     share = reached / SAMPLE
     assert all(t.failures == [] for ts in rounds.values() for t in ts)
     # each condition's p99 over all its rounds' requests (open loop: what users wait at a rate)
-    p99_with, p99_without = (
-        load.Tally(durations=[d for t in rounds[p] for d in t.durations]).percentile_ms(0.99)
-        for p in (50, 0))
+    p99_with, p99_without = (load.pooled(rounds[p]).percentile_ms(0.99) for p in (50, 0))
     per_round = {p: [round(t.percentile_ms(0.99), 1) for t in ts] for p, ts in rounds.items()}
     print(f"\n[traefik-mirror] {reached} of {SAMPLE} GETs copied to the canary ({share:.3f}); "
           f"0 of 50 POSTs; Traefik counted for moontv-canary@file: {counted}; "

@@ -65,3 +65,16 @@ def test_given_a_failing_answer_then_the_failure_says_when_it_started(port):
     assert all(re.fullmatch(r"HTTP 503: 'no available server' \(started "
                             r"\d\d:\d\d:\d\d\.\d, \d+\.\d s\)", f) for f in tally.failures), \
         tally.failures
+
+
+def test_pooled_rounds_give_percentiles_over_all_their_requests():
+    quick = load.Tally(durations=[0.010] * 99, failures=["a"])
+    slow = load.Tally(durations=[0.010] * 89 + [0.500] * 10)
+    quick.tracks["v1"], slow.tracks["v2"] = 99, 99
+    pooled = load.pooled([quick, slow])
+    assert len(pooled.durations) == 198 and pooled.failures == ["a"]
+    assert pooled.tracks == {"v1": 99, "v2": 99}
+    # 10 slow of 198 is over 1 %: the pooled p99 is slow, though one round's p99 is quick
+    assert quick.percentile_ms(0.99) == 10.0 and pooled.percentile_ms(0.99) == 500.0
+    assert pooled.percentile_ms(0.5) == 10.0
+    assert quick.durations == [0.010] * 99  # the rounds are left as they were
