@@ -22,6 +22,9 @@ from typing import Self
 
 TIMEOUT = 5.0
 SERVER_CONFIG = "/api/server-config"
+#: Requests per second of users' load beside a release step that is judged on it (``rollout
+#: auto``'s gates, a mirror's copies): enough to be counted, leaving the two cores to the step.
+USERS_RATE = 30.0
 Label = Callable[[str], str | None]
 
 
@@ -107,12 +110,13 @@ def _one(
     except (OSError, http.client.HTTPException) as exc:
         outcome = f"{type(exc).__name__}: {exc}"
         track = None
-    if not (track and outcome == track):  # when, to match with the gateway's and node's logs
+    answered = bool(track) and outcome == track
+    if not answered:  # when, to match with the gateway's and node's logs
         outcome += f" (started {_clock(started)}, {time.monotonic() - started:.1f} s)"
     with tally.lock:
         tally.durations.append(time.monotonic() - started)
-        if track and outcome == track:
-            tally.tracks[track] += 1
+        if answered:
+            tally.tracks[outcome] += 1
         else:
             tally.failures.append(outcome)
 

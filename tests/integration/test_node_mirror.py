@@ -292,7 +292,7 @@ def public_load(release: Release, tmp: Path) -> Iterator[tuple[str, load.Continu
     config = prometheus_objects.configuration(release.node, NAMESPACE, tmp, extra_jobs=[gateway])
     with prometheus_objects.running(config) as prometheus, load.Continuous(
             release.port, HOST, concurrency=2, path=PATH, label=load.server_version,
-            rate=30.0) as users:
+            rate=load.USERS_RATE) as users:
         def scraped() -> bool:
             up = prometheus_objects.targets_up(prometheus)
             return any(k.startswith("gateway/") and h == "up" for k, h in up.items())

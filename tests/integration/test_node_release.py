@@ -67,8 +67,6 @@ READY_TIMEOUT = 300
 CONCURRENCY = 10
 RATE = 100.0
 SWITCH_SECONDS = 30.0
-#: Each of the public and the canary (header) load while ``rollout auto`` runs.
-MONITORED_RATE = 30.0
 
 #: Favourites saved through the stack's host, checked after each switch, rollback and restart.
 SAVED: list[str] = []
@@ -480,7 +478,7 @@ def monitored(release: Release, tmp: Path) -> Iterator[str]:
         prometheus_objects.running(config) as prometheus,
         load.Continuous(
             release.port, HOST, concurrency=2, path=PATH, label=load.server_version,
-            rate=MONITORED_RATE,
+            rate=load.USERS_RATE,
         ) as public,
         load.Continuous(
             release.port,
@@ -489,7 +487,7 @@ def monitored(release: Release, tmp: Path) -> Iterator[str]:
             path=PATH,
             label=load.server_version,
             headers={"x-moontv-canary": "always"},
-            rate=MONITORED_RATE,
+            rate=load.USERS_RATE,
         ) as canary_load,
     ):
         PUBLIC_LOAD["canary"] = canary_load.tally

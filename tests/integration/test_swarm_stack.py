@@ -248,7 +248,7 @@ def test_given_a_faulty_canary_mirrored_then_no_user_sees_it_and_the_edge_counts
     stack.deploy(faulty)
     canary_service = f"{naming.track_name('canary')}@file"
     before = edge_requests(stack, canary_service)
-    with load.Continuous(stack.port, env.HOST, concurrency=2, rate=30.0) as users:
+    with load.Continuous(stack.port, env.HOST, concurrency=2, rate=load.USERS_RATE) as users:
         time.sleep(15)
         mirrored = users.stop()
     time.sleep(3)  # the last copies land after stable answered
@@ -263,7 +263,7 @@ def test_given_a_faulty_canary_mirrored_then_no_user_sees_it_and_the_edge_counts
     assert abs(copies / mirrored.total - 0.50) <= 0.05, (copies, mirrored.total)
     assert counted.get("500") == copies  # every copy failed, and was counted as such
 
-    with load.Continuous(stack.port, env.HOST, concurrency=2, rate=30.0) as users:
+    with load.Continuous(stack.port, env.HOST, concurrency=2, rate=load.USERS_RATE) as users:
         stack.deploy(env.canary(0))  # returns once the edge routes by the new configuration
         off = sum(edge_requests(stack, canary_service).values())
         time.sleep(10)
