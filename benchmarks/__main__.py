@@ -81,7 +81,7 @@ def engine(runs: int) -> None:
         real.canary_step(ws, max(runs, 5))  # a small difference: more runs
 
 
-NODE_STEPS = ("node", "coredns", "kube-router", "traefik")
+NODE_STEPS = ("node", "coredns", "kube-router", "traefik", "metrics-server")
 
 
 def node_figures() -> None:

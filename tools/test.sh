@@ -29,7 +29,7 @@ timed() {
 }
 
 step "toolchain: the pieces the tests run (cached after the first build; make toolchain builds all)"
-timed toolchain bash tools/toolchain.sh --only pulumi,python,kubernetes,kwok,etcd,kube,docker-build,docker,node,coredns,kube-router,traefik
+timed toolchain bash tools/toolchain.sh --only pulumi,python,kubernetes,kwok,etcd,kube,docker-build,docker,node,coredns,kube-router,traefik,metrics-server
 # shellcheck source=/dev/null
 source tools/env.sh || true # returns 1 while the core toolchain is incomplete
 

@@ -20,7 +20,8 @@ Options:
   -h, --help     show this help
 
 Steps: pulumi python kubernetes random kwok etcd kube docker-build docker
-       node coredns kube-router traefik   (the real single-node cluster of tools/cluster.sh)
+       node coredns kube-router traefik metrics-server
+                                          (the real single-node cluster of tools/cluster.sh)
 Provider versions follow the Python SDK pins (pulumi-plugin.json in ./venv, else
 requirements.txt). Build logs: <cache>/<key>/logs/<step>.log; build times:
 <cache>/<key>/build-times.tsv (step, version, wall seconds, finished at, CPU seconds).
@@ -48,11 +49,14 @@ COREDNS_VERSION=1.15.0
 # The only github.com/cloudnativelabs/kube-router/v2 version the Go module proxy serves.
 # renovate: datasource=go depName=github.com/cloudnativelabs/kube-router/v2
 KUBE_ROUTER_VERSION=2.1.0
+# renovate: datasource=go depName=sigs.k8s.io/metrics-server
+METRICS_SERVER_VERSION=0.8.0
 # The only github.com/pulumi/pulumi-kubernetes/provider/v4 version the proxy serves; used when
 # the pinned version itself is not served.
 KUBERNETES_PROVIDER_FALLBACK=v4.0.0-20260115033456-f47bc2d6f199
 
-ALL_STEPS=(pulumi python kubernetes random kwok etcd kube docker-build docker node coredns kube-router traefik)
+ALL_STEPS=(pulumi python kubernetes random kwok etcd kube docker-build docker node coredns kube-router traefik
+	metrics-server)
 # The steps whose versions make up the cache key. Steps added later are versioned by their stamps
 # only, so that adding one does not move the cache (and rebuild everything) to a new key.
 KEY_STEPS=(pulumi python kubernetes random kwok etcd kube docker-build docker)
@@ -94,6 +98,7 @@ load_versions() {
 	VERSION[node]=$KUBE_VERSION
 	VERSION[coredns]=$COREDNS_VERSION
 	VERSION[kube-router]=$KUBE_ROUTER_VERSION
+	VERSION[metrics-server]=$METRICS_SERVER_VERSION
 	VERSION[traefik]=$(sed -n 's/^VERSION="${TRAEFIK_VERSION:-v\([^}]*\)}"$/\1/p' "$ROOT/tools/traefik.sh")
 	[[ -n ${VERSION[traefik]} ]] || die "cannot read the pinned Traefik version from tools/traefik.sh"
 }
@@ -112,7 +117,7 @@ step_bins() {
 	etcd) echo etcd ;;
 	kube) echo kube-apiserver kube-controller-manager kube-scheduler ;;
 	node) echo kubelet kube-proxy ;;
-	coredns | kube-router | traefik) echo "$1" ;;
+	coredns | kube-router | traefik | metrics-server) echo "$1" ;;
 	esac
 }
 
@@ -421,6 +426,12 @@ build_kube_router() {
 		"-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=v$1"
 }
 
+# metrics-server (the resource metrics API behind `kubectl top`), run by the node as a host process.
+build_metrics_server() {
+	go_command metrics-server "sigs.k8s.io/metrics-server@v$1" sigs.k8s.io/metrics-server/cmd/metrics-server \
+		"-X k8s.io/client-go/pkg/version.gitVersion=v$1"
+}
+
 # Traefik (the Gateway API implementation of the real node and the Swarm edge): tools/traefik.sh
 # builds and caches it; the toolchain links it.
 build_traefik() {
@@ -576,7 +587,7 @@ main() {
 		mkdir -p "$BIN" "$KEYDIR/stamps"
 		for s in "${ALL_STEPS[@]}"; do
 			if step_built "$s"; then state=built; else state=missing; fi
-			printf '%-13s %-12s %-8s %s\n' "$s" "$(step_version "$s")" "$state" "$(step_bins "$s")"
+			printf '%-15s %-12s %-8s %s\n' "$s" "$(step_version "$s")" "$state" "$(step_bins "$s")"
 		done
 		exit 0
 	fi
