@@ -13,15 +13,20 @@ Commands:
                kube-apiserver, kube-controller-manager, kube-scheduler, containerd (its own
                root, state and socket; a running dockerd is not touched), kubelet, kube-proxy
                (iptables), CoreDNS (host process, cluster names only), kube-router (NetworkPolicy
-               only) and Traefik (Gateway API, plus its own CRDs for what the Gateway provider
-               lacks, e.g. a mirroring TraefikService; one Gateway, listener on 127.0.0.1:PORT);
+               only), Traefik (Gateway API, plus its own CRDs for what the Gateway provider
+               lacks, e.g. a mirroring TraefikService; one Gateway, listener on 127.0.0.1:PORT)
+               and metrics-server (host process on the node's address, behind the APIService
+               v1beta1.metrics.k8s.io: `kubectl top` works once it has scraped the kubelet twice,
+               within 2 x 10 s);
                install the Gateway API, Traefik and Prometheus Operator CRDs and a StorageClass
                with local volumes. On a running node started by an older `up` whose Traefik
                lacks the CRD provider: installs what it needs and restarts Traefik alone, when
                MOONTV_NODE_SOLE_USER=1 (no one else uses the node), else says so and leaves it. Waits until the node is Ready (bounded); on failure names the component,
                prints the tail of its log and tears down what it started. Prints
                "kubeconfig: …", "context: …", "gateway: http://127.0.0.1:PORT",
-               "gateway-ref: NAMESPACE/NAME", "containerd: SOCKET".
+               "gateway-ref: NAMESPACE/NAME", "containerd: SOCKET", "metrics-api: APISERVICE"
+               (not for a node an older node-up started without metrics-server: that one is
+               left as it is; it gets metrics-server when it is next started).
                Auditing: the API server records who changed what (Metadata level, writes
                outside the system namespaces) in $MOONTV_CLUSTER_DIR/node/logs/audit.log; up
                prints "audit-log: FILE" (not for a node an older node-up started without it).
@@ -105,6 +110,12 @@ PROXY_METRICS_PORT=20249
 COREDNS_READY_PORT=20181
 ROUTER_HEALTH_PORT=20244
 TRAEFIK_PING_PORT=20280
+# metrics-server serves on the node's address (the API server reaches it through the
+# EndpointSlice of its Service): https://NODE_IP:METRICS_SERVER_PORT.
+METRICS_SERVER_PORT=20443
+METRICS_API=v1beta1.metrics.k8s.io
+# How often metrics-server scrapes the kubelet (10 s is its minimum); `kubectl top` needs two.
+METRICS_RESOLUTION=10s
 # renovate: datasource=go depName=sigs.k8s.io/gateway-api
 GATEWAY_API_MODULE=sigs.k8s.io/gateway-api@v1.6.3
 # The newest prometheus-operator module version the Go module proxy serves.
@@ -119,7 +130,7 @@ HOST_DIRS=(/var/log/containers /var/log/pods /var/lib/cni /run/netns /run/contai
 	/etc/cni /opt/cni /usr/libexec/kubernetes /etc/kubernetes)
 # Process start order; stopped in reverse.
 COMPONENTS=(etcd containerd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy
-	coredns kube-router traefik)
+	coredns kube-router traefik metrics-server)
 
 die() {
 	echo "node: $*" >&2
@@ -184,11 +195,11 @@ bin_dir() {
 need_binaries() {
 	local b missing=()
 	for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy coredns \
-		kube-router traefik; do
+		kube-router traefik metrics-server; do
 		[[ -x $BIN/$b ]] || missing+=("$b")
 	done
 	((${#missing[@]} == 0)) ||
-		die "missing from $BIN: ${missing[*]}; run: bash tools/toolchain.sh --only etcd,kube,node,coredns,kube-router,traefik"
+		die "missing from $BIN: ${missing[*]}; run: bash tools/toolchain.sh --only etcd,kube,node,coredns,kube-router,traefik,metrics-server"
 }
 
 kctl() {
@@ -271,9 +282,7 @@ wait_ready() {
 pki() {
 	local d=$NODE_DIR/pki
 	mkdir -p "$d"
-	openssl ecparam -name prime256v1 -genkey -noout -out "$d/ca.key" 2>/dev/null
-	openssl req -x509 -new -key "$d/ca.key" -subj /CN=moontv-node-ca -days 30 -out "$d/ca.crt" \
-		-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+	ca ca moontv-node-ca
 	openssl ecparam -name prime256v1 -genkey -noout -out "$d/sa.key" 2>/dev/null
 	openssl ec -in "$d/sa.key" -pubout -out "$d/sa.pub" 2>/dev/null
 	cert apiserver kube-apiserver "" serverAuth \
@@ -288,8 +297,16 @@ pki() {
 	cert coredns moontv-node:coredns "" clientAuth
 	cert kube-router moontv-node:kube-router "" clientAuth
 	cert traefik moontv-node:traefik "" clientAuth
+	# The aggregation layer: the API server proxies to metrics-server as front-proxy-client (its
+	# own CA, as requestheader authentication wants); metrics-server serves under its Service's name.
+	ca front-proxy-ca moontv-node-front-proxy-ca
+	CA=front-proxy-ca cert front-proxy-client front-proxy-client "" clientAuth
+	cert metrics-server-serving metrics-server.kube-system.svc "" serverAuth \
+		"DNS:metrics-server.kube-system.svc,IP:$NODE_IP"
+	cert metrics-server moontv-node:metrics-server "" clientAuth
 	local name
-	for name in admin controller-manager scheduler kubelet kube-proxy coredns kube-router traefik; do
+	for name in admin controller-manager scheduler kubelet kube-proxy coredns kube-router traefik \
+		metrics-server; do
 		kubeconfig "$name"
 	done
 	cp "$NODE_DIR/admin.kubeconfig" "$KUBECONFIG_PATH"
@@ -299,9 +316,17 @@ pki() {
 	fi
 }
 
-# cert NAME CN O EXTENDED_KEY_USAGE [SUBJECT_ALT_NAMES]
+# ca NAME CN: a self-signed CA, $NODE_DIR/pki/NAME.{crt,key}.
+ca() {
+	local d=$NODE_DIR/pki
+	openssl ecparam -name prime256v1 -genkey -noout -out "$d/$1.key" 2>/dev/null
+	openssl req -x509 -new -key "$d/$1.key" -subj "/CN=$2" -days 30 -out "$d/$1.crt" \
+		-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+}
+
+# cert NAME CN O EXTENDED_KEY_USAGE [SUBJECT_ALT_NAMES]: signed by the CA $CA (default: ca).
 cert() {
-	local d=$NODE_DIR/pki name=$1 cn=$2 o=$3 eku=$4 sans=${5:-} subj
+	local d=$NODE_DIR/pki name=$1 cn=$2 o=$3 eku=$4 sans=${5:-} subj ca=${CA:-ca}
 	subj="/CN=$cn"
 	[[ -z $o ]] || subj+="/O=$o"
 	openssl ecparam -name prime256v1 -genkey -noout -out "$d/$name.key" 2>/dev/null
@@ -312,7 +337,7 @@ cert() {
 		echo "extendedKeyUsage=$eku"
 		[[ -z $sans ]] || echo "subjectAltName=$sans"
 	} >"$d/$name.ext"
-	openssl x509 -req -in "$d/$name.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+	openssl x509 -req -in "$d/$name.csr" -CA "$d/$ca.crt" -CAkey "$d/$ca.key" -CAcreateserial \
 		-days 30 -extfile "$d/$name.ext" -out "$d/$name.crt" 2>/dev/null
 	rm -f "$d/$name.csr" "$d/$name.ext"
 }
@@ -622,6 +647,7 @@ rules:
   verbs: [get, list, watch, create, update]
 EOF
 	traefik_access
+	metrics_server_access
 	local who
 	for who in coredns kube-router; do
 		kctl apply -f - >/dev/null <<EOF
@@ -695,6 +721,122 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "moontv-
 subjects:
 - {apiGroup: rbac.authorization.k8s.io, kind: User, name: "moontv-node:traefik"}
 EOF
+}
+
+# metrics_server_access: what metrics-server's user may do (upstream's manifests/base/rbac.yaml,
+# bound to its client certificate's user instead of a service account): read pods and nodes and
+# the kubelets' metrics, read the API server's front-proxy CA and delegate authentication and
+# authorization to it; and who may read the metrics (system:aggregated-metrics-reader, aggregated
+# into view, edit and admin).
+metrics_server_access() {
+	kctl apply -f - >/dev/null <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: "system:aggregated-metrics-reader"
+  labels:
+    rbac.authorization.k8s.io/aggregate-to-view: "true"
+    rbac.authorization.k8s.io/aggregate-to-edit: "true"
+    rbac.authorization.k8s.io/aggregate-to-admin: "true"
+rules:
+- apiGroups: [metrics.k8s.io]
+  resources: [pods, nodes]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:metrics-server"}
+rules:
+- apiGroups: [""]
+  resources: [nodes/metrics]
+  verbs: [get]
+- apiGroups: [""]
+  resources: [pods, nodes]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "system:metrics-server"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:metrics-server"}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "moontv-node:metrics-server"}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "metrics-server:system:auth-delegator"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:auth-delegator"}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "moontv-node:metrics-server"}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: metrics-server-auth-reader, namespace: kube-system}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: extension-apiserver-authentication-reader}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "moontv-node:metrics-server"}
+EOF
+}
+
+# metrics_api: the Service of metrics-server (no selector: its EndpointSlice names the host
+# process on the node's address) and the APIService that the API server proxies
+# /apis/metrics.k8s.io/v1beta1 to, checking metrics-server's certificate against the node's CA.
+# Registered only once metrics-server answers: an unavailable aggregated API fails discovery,
+# and with it namespace deletion.
+metrics_api() {
+	kctl apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Service
+metadata: {name: metrics-server, namespace: kube-system, labels: {app.kubernetes.io/name: metrics-server}}
+spec:
+  ports:
+  - {name: https, port: 443, protocol: TCP, targetPort: $METRICS_SERVER_PORT, appProtocol: https}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: metrics-server
+  namespace: kube-system
+  labels:
+    kubernetes.io/service-name: metrics-server
+    endpointslice.kubernetes.io/managed-by: moontv-node
+addressType: IPv4
+ports:
+- {name: https, port: $METRICS_SERVER_PORT, protocol: TCP, appProtocol: https}
+endpoints:
+- addresses: [$NODE_IP]
+  conditions: {ready: true}
+  nodeName: $NODE_NAME
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: $METRICS_API}
+spec:
+  service: {name: metrics-server, namespace: kube-system, port: 443}
+  group: metrics.k8s.io
+  version: v1beta1
+  caBundle: $(base64 -w0 "$NODE_DIR/pki/ca.crt")
+  groupPriorityMinimum: 100
+  versionPriority: 100
+EOF
+}
+
+start_metrics_server() {
+	local p=$NODE_DIR/pki kubeconfig=$NODE_DIR/metrics-server.kubeconfig
+	start metrics-server "$BIN/metrics-server" --kubeconfig "$kubeconfig" \
+		--authentication-kubeconfig "$kubeconfig" --authorization-kubeconfig "$kubeconfig" \
+		--bind-address "$NODE_IP" --secure-port "$METRICS_SERVER_PORT" \
+		--tls-cert-file "$p/metrics-server-serving.crt" --tls-private-key-file "$p/metrics-server-serving.key" \
+		--kubelet-certificate-authority "$p/ca.crt" --kubelet-preferred-address-types InternalIP \
+		--kubelet-use-node-status-port --metric-resolution "$METRICS_RESOLUTION" \
+		--kubelet-request-timeout 5s --profiling=false
+}
+
+wait_metrics_server() {
+	wait_ready metrics-server "live" \
+		curl -sf --cacert "$NODE_DIR/pki/ca.crt" "https://$NODE_IP:$METRICS_SERVER_PORT/livez"
+	metrics_api
+	wait_ready metrics-server "serving $METRICS_API (APIService Available)" \
+		kctl wait --for=condition=Available "apiservice/$METRICS_API" --timeout=2s
 }
 
 # The Go module of the Traefik binary the node runs (it ships the CRDs of Traefik's resources).
@@ -794,6 +936,9 @@ up() {
 		echo "the node is already running"
 		DEADLINE=$(($(date +%s) + TIMEOUT))
 		update_traefik
+		[[ -f $PIDS/metrics-server.pid ]] ||
+			echo "metrics-server: not running (the node was started by an older node-up, whose API" \
+				"server lacks the aggregation layer); it starts with the next node-up after node-down"
 		report
 		return 0
 	fi
@@ -828,7 +973,12 @@ up() {
 		--kubelet-preferred-address-types InternalIP,Hostname \
 		--allow-privileged=true --enable-admission-plugins NodeRestriction --profiling=false \
 		--audit-policy-file "$NODE_DIR/audit-policy.yaml" --audit-log-path "$AUDIT_LOG" \
-		--audit-log-maxsize 100 --audit-log-maxbackup 1
+		--audit-log-maxsize 100 --audit-log-maxbackup 1 \
+		--requestheader-client-ca-file "$p/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \
+		--requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+		--requestheader-extra-headers-prefix X-Remote-Extra- \
+		--proxy-client-cert-file "$p/front-proxy-client.crt" --proxy-client-key-file "$p/front-proxy-client.key" \
+		--enable-aggregator-routing=true
 	wait_ready etcd "healthy" curl -sf "http://127.0.0.1:$ETCD_PORT/health"
 	wait_ready containerd "answering on $SOCK" ctr -a "$SOCK" version
 	import_images "$NODE_DIR/pause/pause.tar"
@@ -853,6 +1003,7 @@ up() {
 		--hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --v 1
 	start kube-proxy "$BIN/kube-proxy" --config "$NODE_DIR/kube-proxy.yaml"
 	start coredns "$BIN/coredns" -conf "$NODE_DIR/Corefile"
+	start_metrics_server
 	crds
 	gateway
 	start_traefik
@@ -869,6 +1020,7 @@ up() {
 	wait_ready coredns "ready" curl -sf "http://127.0.0.1:$COREDNS_READY_PORT/ready"
 	wait_ready kube-router "healthy" curl -sf "http://127.0.0.1:$ROUTER_HEALTH_PORT/healthz"
 	wait_traefik
+	wait_metrics_server
 	echo "node ready in $(($(date +%s) - started))s"
 	report
 }
@@ -876,6 +1028,8 @@ up() {
 all_running() {
 	local c
 	for c in "${COMPONENTS[@]}"; do
+		# a node started by an older node-up has no metrics-server (nor the aggregation layer)
+		[[ $c == metrics-server && ! -f $PIDS/$c.pid ]] && continue
 		running "$c" || return 1
 	done
 }
@@ -919,6 +1073,8 @@ report() {
 	echo "storage-class: $STORAGE_CLASS"
 	echo "gateway-metrics: http://127.0.0.1:$TRAEFIK_PING_PORT/metrics"
 	echo "gateway-failures: $LOGS/gateway-failures.log"
+	# A node started by an older node-up runs without metrics-server: then no metrics-api line.
+	[[ ! -f $PIDS/metrics-server.pid ]] || echo "metrics-api: $METRICS_API"
 	# A node started by an older node-up runs without auditing: then no audit-log line.
 	if tr '\0' ' ' <"/proc/$(cat "$PIDS/kube-apiserver.pid")/cmdline" 2>/dev/null | grep -q -- --audit-log-path; then
 		echo "audit-log: $AUDIT_LOG"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 
 import pytest
@@ -109,3 +110,67 @@ traefik_access
     script = SCRIPT.read_text()
     config = script.split('cat >"$NODE_DIR/traefik.yaml"')[1]
     assert "  kubernetesCRD: {safeNaming: false}\n" in config
+
+
+def test_given_the_node_config_then_metrics_server_reads_the_kubelets_and_anyone_may_be_granted_top(
+        tmp_path):
+    result = run(tmp_path, """
+kctl() { cat >&2; }  # what would be applied
+metrics_server_access
+""")
+    assert result.returncode == 0, result.stderr
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(result.stderr)}
+    scraper = docs[("ClusterRole", "system:metrics-server")]
+    assert {"apiGroups": [""], "resources": ["nodes/metrics"], "verbs": ["get"]} in scraper["rules"]
+    reader = docs[("ClusterRole", "system:aggregated-metrics-reader")]
+    assert reader["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    for key in (("ClusterRoleBinding", "system:metrics-server"),
+                ("ClusterRoleBinding", "metrics-server:system:auth-delegator"),
+                ("RoleBinding", "metrics-server-auth-reader")):
+        assert docs[key]["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                                          "name": "moontv-node:metrics-server"}]
+    assert docs[("RoleBinding", "metrics-server-auth-reader")]["roleRef"]["name"] == \
+        "extension-apiserver-authentication-reader"
+
+
+def test_given_the_metrics_api_then_it_points_at_the_host_process_and_verifies_its_certificate(
+        tmp_path):
+    result = run(tmp_path, """
+mkdir -p "$NODE_DIR/pki" && echo "the node CA" >"$NODE_DIR/pki/ca.crt"
+kctl() { cat >&2; }
+metrics_api
+""")
+    assert result.returncode == 0, result.stderr
+    docs = {d["kind"]: d for d in yaml.safe_load_all(result.stderr)}
+    service, slice_, api = docs["Service"], docs["EndpointSlice"], docs["APIService"]
+    assert "selector" not in service["spec"]
+    assert service["spec"]["ports"][0]["name"] == slice_["ports"][0]["name"] == "https"
+    assert slice_["metadata"]["labels"]["kubernetes.io/service-name"] == "metrics-server"
+    assert slice_["endpoints"][0]["addresses"] == ["10.244.0.1"]
+    assert slice_["ports"][0]["port"] == 20443
+    assert api["metadata"]["name"] == "v1beta1.metrics.k8s.io"
+    assert api["spec"]["service"] == {"name": "metrics-server", "namespace": "kube-system",
+                                      "port": 443}
+    assert base64.b64decode(api["spec"]["caBundle"]) == b"the node CA\n"
+    assert "insecureSkipTLSVerify" not in api["spec"]
+
+
+@pytest.mark.parametrize("with_metrics_server", [False, True])
+def test_given_a_node_from_an_older_up_without_metrics_server_then_it_still_counts_as_running(
+        tmp_path, with_metrics_server):
+    started = 'start metrics-server sleep 30' if with_metrics_server else ''
+    result = run(tmp_path, f"""
+for c in "${{COMPONENTS[@]}}"; do
+    [[ $c == metrics-server ]] || start "$c" sleep 30
+done
+{started}
+all_running && echo "all running"
+report | grep metrics-api || echo "no metrics-api line"
+kill -9 $(cat "$PIDS"/*.pid)
+""")
+    assert result.returncode == 0, result.stderr
+    assert "all running" in result.stdout
+    if with_metrics_server:
+        assert "metrics-api: v1beta1.metrics.k8s.io" in result.stdout
+    else:
+        assert "no metrics-api line" in result.stdout
