@@ -52,8 +52,9 @@ def kwok():
 def node():
     """A real single-node Kubernetes cluster (tools/cluster.sh node-up): pods run, Services
     route, CoreDNS resolves, kube-router enforces NetworkPolicies, Traefik serves one Gateway on
-    127.0.0.1. Shared with other test sessions on this machine: the last one out stops it (or
-    the teardown test, which runs last, when no other session uses the node)."""
+    127.0.0.1, metrics-server serves ``kubectl top``. Shared with other test sessions on this
+    machine: the last one out stops it (or the teardown test, which runs last, when no other
+    session uses the node)."""
     if not node_host.privileged():
         skip_or_fail("the real node needs root or passwordless sudo (bridge, iptables, mounts)")
     missing = node_host.missing_binaries()

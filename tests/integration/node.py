@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from components.quantity import parse_quantity
 from tests.conftest import ROOT, skip_or_fail
 
 STATE_ROOT = Path(os.environ.get("MOONTV_CLUSTER_DIR", Path.home() / ".cache/moontv-cluster"))
@@ -31,7 +32,7 @@ STATE_DIR = STATE_ROOT / "node"
 BRIDGE = "moontv0"
 POD_CIDR_PREFIX = "10.244.0."
 NODE_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet",
-                 "kube-proxy", "coredns", "kube-router", "traefik")
+                 "kube-proxy", "coredns", "kube-router", "traefik", "metrics-server")
 #: Kernel settings the node changes and must restore (ip_forward stays on while dockerd runs).
 SYSCTLS = ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables", "vm.overcommit_memory",
            "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops", "kernel.keys.root_maxkeys",
@@ -217,6 +218,9 @@ class Node:
     owned: bool = True
     #: The API server's audit log ("" when the node runs without auditing).
     audit_log: str = ""
+    #: The APIService of the resource metrics (``kubectl top``); "" when the node runs without
+    #: metrics-server (started by an older node-up).
+    metrics_api: str = ""
 
     @classmethod
     def parse(cls, stdout: str, **extra: object) -> Node:
@@ -227,7 +231,8 @@ class Node:
                    storage_class=info["storage-class"],
                    gateway_metrics=info.get("gateway-metrics", ""),
                    gateway_failures=info.get("gateway-failures", ""),
-                   audit_log=info.get("audit-log", ""), **extra)  # type: ignore[arg-type]
+                   audit_log=info.get("audit-log", ""), metrics_api=info.get("metrics-api", ""),
+                   **extra)  # type: ignore[arg-type]
 
     def audit_records(self) -> list[dict[str, Any]]:
         """Every record of the API server's audit log so far (JSON lines)."""
@@ -309,9 +314,45 @@ class Node:
                 f"origin-duration={int(entry.get('OriginDuration', 0)) / 1e6:.0f}ms")
         return lines
 
+    def top(self, what: str, namespace: str | None = None) -> dict[str, Usage]:
+        """``kubectl top pods|nodes``: usage by name (pods by ``NAMESPACE/NAME`` when
+        ``namespace`` is None, i.e. ``-A``); empty while the metrics API has none yet."""
+        scope = [] if what == "nodes" else ["-n", namespace] if namespace else ["-A"]
+        return parse_top(self.kubectl("top", what, *scope, "--no-headers", check=False))
+
     def wait_pod_ready(self, namespace: str, pod: str, timeout: int = 120) -> None:
         self.kubectl("wait", "-n", namespace, "--for=condition=Ready", f"pod/{pod}",
                      f"--timeout={timeout}s", timeout=timeout + 30)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What ``kubectl top`` reports for a pod or node."""
+
+    cpu_cores: float
+    memory_bytes: int
+
+
+def parse_top(text: str) -> dict[str, Usage]:
+    """The rows of ``kubectl top … --no-headers``: ``NAME CPU MEMORY`` (pods, one namespace),
+    ``NAMESPACE NAME CPU MEMORY`` (pods, ``-A``: keyed ``NAMESPACE/NAME``) or ``NAME CPU CPU%
+    MEMORY MEMORY%`` (nodes). CPU in cores (``3m`` is 0.003), memory in bytes."""
+    found = {}
+    for line in text.splitlines():
+        cols = line.split()
+        if len(cols) == 3:
+            name, cpu, memory = cols
+        elif len(cols) == 4:
+            name, cpu, memory = f"{cols[0]}/{cols[1]}", cols[2], cols[3]
+        elif len(cols) == 5:
+            name, cpu, memory = cols[0], cols[1], cols[3]
+        else:
+            continue
+        try:
+            found[name] = Usage(float(parse_quantity(cpu)), int(parse_quantity(memory)))
+        except ValueError:
+            continue  # a header or a message, not a row
+    return found
 
 
 def unsettled(node: Node, namespace: str) -> list[str]:

@@ -1,5 +1,6 @@
 """The real single node itself: pods run, Services route, CoreDNS resolves Service names, the
-Gateway on 127.0.0.1 splits traffic by weight, kube-router enforces NetworkPolicies.
+Gateway on 127.0.0.1 splits traffic by weight, kube-router enforces NetworkPolicies,
+metrics-server serves ``kubectl top``.
 
 Only a static busybox image (written by hand, no registry) runs here, so these tests depend on
 nothing but the node.
@@ -11,16 +12,21 @@ import collections
 import copy
 import http.client
 import json
+import time
 from typing import Any
 
 import pytest
 
+from tests.conftest import skip_or_fail
 from tests.integration import node as node_host
 
 pytestmark = pytest.mark.integration
 NAMESPACE = "node-smoke"
 IMAGE = "moontv.local/busybox:1"
 HOST = "smoke.node.local"
+#: metrics-server scrapes the kubelet every 10 s and needs two scrapes of a pod for its CPU rate;
+#: the rest is slack for a loaded machine.
+TOP_TIMEOUT = 60
 
 
 def web(name: str) -> list[dict[str, Any]]:
@@ -124,3 +130,25 @@ def test_given_the_node_when_pods_run_then_they_are_on_the_bridge_network(smoke)
     pods = json.loads(smoke.kubectl("get", "pods", "-n", NAMESPACE, "-o", "json"))["items"]
     assert pods
     assert all(p["status"]["podIP"].startswith(node_host.POD_CIDR_PREFIX) for p in pods)
+
+
+def test_given_a_running_pod_when_kubectl_top_then_it_reports_its_cpu_and_memory(smoke):
+    if not smoke.metrics_api:
+        skip_or_fail("the running node was started without metrics-server (by an older "
+                     "tools/node.sh); it gets it when it is next started")
+    started = time.monotonic()
+    found = node_host.wait_until(
+        lambda: smoke.top("pods", NAMESPACE).get("client"), TOP_TIMEOUT, interval=2)
+    seconds = time.monotonic() - started
+    assert found, (f"no metrics for pod client after {TOP_TIMEOUT}s:\n"
+                   + smoke.kubectl("top", "pods", "-n", NAMESPACE, check=False)
+                   + smoke.kubectl("get", "apiservice", "v1beta1.metrics.k8s.io", "-o", "yaml",
+                                   check=False))
+    print(f"\nkubectl top pods: client {found} after {seconds:.1f}s")
+    assert found.memory_bytes > 0 and found.cpu_cores >= 0
+    every = smoke.top("pods")  # kubectl top pods -A
+    assert {f"{NAMESPACE}/web-a", f"{NAMESPACE}/client"} <= {
+        name.rsplit("-", 2)[0] if name.startswith(f"{NAMESPACE}/web-") else name
+        for name in every}, every
+    nodes = node_host.wait_until(lambda: smoke.top("nodes"), TOP_TIMEOUT, interval=2)
+    assert nodes and nodes["moontv-node"].cpu_cores > 0 and nodes["moontv-node"].memory_bytes > 0
