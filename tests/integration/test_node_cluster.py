@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from components.quantity import parse_quantity
 from tests.conftest import skip_or_fail
 from tests.integration import node as node_host
 
@@ -144,11 +145,18 @@ def test_given_a_running_pod_when_kubectl_top_then_it_reports_its_cpu_and_memory
                    + smoke.kubectl("top", "pods", "-n", NAMESPACE, check=False)
                    + smoke.kubectl("get", "apiservice", "v1beta1.metrics.k8s.io", "-o", "yaml",
                                    check=False))
-    print(f"\nkubectl top pods: client {found} after {seconds:.1f}s")
-    assert found.memory_bytes > 0 and found.cpu_cores >= 0
+    print(f"\nkubectl top pods: client {found} after {seconds:.1f}s "
+          f"(node-up took {smoke.start_seconds:.1f}s)")
+    # kubectl top rounds memory down to Mi (a sleeping busybox shows 0Mi): the API has bytes.
+    usage = json.loads(smoke.kubectl(
+        "get", "--raw", f"/apis/metrics.k8s.io/v1beta1/namespaces/{NAMESPACE}/pods/client"))
+    [container] = usage["containers"]
+    assert parse_quantity(container["usage"]["memory"]) > 0, usage
+    assert parse_quantity(container["usage"]["cpu"]) >= 0, usage
     every = smoke.top("pods")  # kubectl top pods -A
     assert {f"{NAMESPACE}/web-a", f"{NAMESPACE}/client"} <= {
         name.rsplit("-", 2)[0] if name.startswith(f"{NAMESPACE}/web-") else name
         for name in every}, every
     nodes = node_host.wait_until(lambda: smoke.top("nodes"), TOP_TIMEOUT, interval=2)
     assert nodes and nodes["moontv-node"].cpu_cores > 0 and nodes["moontv-node"].memory_bytes > 0
+    print(smoke.kubectl("top", "pods", "-A") + smoke.kubectl("top", "nodes"))
