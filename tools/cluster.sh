@@ -13,8 +13,9 @@ Commands:
                and Prometheus Operator CRDs; prints the kubeconfig path and context name
   kwok-down    delete the kwok cluster and stop its processes
   node-up      start a real single-node Kubernetes cluster (pods run, Services route, DNS,
-               NetworkPolicies, a Traefik Gateway on 127.0.0.1); installs the host packages it
-               needs; prints kubeconfig, context, gateway URL, Gateway and containerd socket
+               NetworkPolicies, a Traefik Gateway on 127.0.0.1, kubectl top); installs the host
+               packages it needs; prints kubeconfig, context, gateway URL, Gateway, containerd
+               socket and metrics APIService
                (see tools/node.sh --help)
   node-down    stop it and remove every process, mount, bridge, chain and directory it made
   node-clean   remove what an earlier node left when its processes went without node-down

@@ -21,7 +21,8 @@ Commands:
                install the Gateway API, Traefik and Prometheus Operator CRDs and a StorageClass
                with local volumes. On a running node started by an older `up` whose Traefik
                lacks the CRD provider: installs what it needs and restarts Traefik alone, when
-               MOONTV_NODE_SOLE_USER=1 (no one else uses the node), else says so and leaves it. Waits until the node is Ready (bounded); on failure names the component,
+               MOONTV_NODE_SOLE_USER=1 (no one else uses the node), else says so and leaves it. Waits until the node is Ready and the metrics API
+               Available (bounded); on failure names the component,
                prints the tail of its log and tears down what it started. Prints
                "kubeconfig: …", "context: …", "gateway: http://127.0.0.1:PORT",
                "gateway-ref: NAMESPACE/NAME", "containerd: SOCKET", "metrics-api: APISERVICE"
