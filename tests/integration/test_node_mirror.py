@@ -242,8 +242,9 @@ def test_p99_with_and_without_mirroring(mirror):
     of each condition is over all its rounds' requests.
 
     The first round, with the mirror on, warms both tracks up and is reported apart: a
-    Next.js server's first requests load its route code and compile it (the canary's while it
-    answers its first copies), which the steady state compared here does not include."""
+    Next.js server's first requests load and compile its route code (the canary's while it
+    answers its first copies; the likely cause of the slow first rounds of earlier runs), which
+    the steady state compared here does not include."""
     warm_up = load.paced(mirror.port, HOST, P99_RATE, P99_SECONDS, path=PATH)
     assert warm_up.failures == [], warm_up.failures[:3]
     FIGURES["p99 of the warm-up round, mirroring 50% (ms)"] = round(warm_up.percentile_ms(0.99), 1)
