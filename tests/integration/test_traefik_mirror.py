@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import subprocess
 import threading
 import time
 import urllib.request
@@ -27,10 +26,8 @@ import yaml
 
 from components import release
 from components.swarm import traefik
-from tests.conftest import skip_or_fail
-from tests.helpers import canary, free_port
-from tests.integration import node as node_host
-from tests.integration import prometheus_objects
+from tests.helpers import canary
+from tests.integration import local_traefik, prometheus_objects
 from tests.integration import swarm_load as load
 
 pytestmark = pytest.mark.integration
@@ -90,32 +87,11 @@ def dynamic(percent: int, backends: dict[str, Backend]) -> dict:
 
 @contextlib.contextmanager
 def running_traefik(tmp: Path, config: dict) -> Iterator[tuple[int, str, Path]]:
-    binary = node_host.bin_dir() / "traefik"
-    if not binary.exists():
-        skip_or_fail(f"{binary} is not built (tools/toolchain.sh --only traefik)")
-    dynamic_file = tmp / "dynamic.yml"
-    dynamic_file.write_text(yaml.safe_dump(config))
-    port, metrics = free_port(), free_port()
-    args = [str(binary), f"--entryPoints.{traefik.ENTRYPOINT}.address=127.0.0.1:{port}",
-            f"--entryPoints.metrics.address=127.0.0.1:{metrics}",
-            "--metrics.prometheus.entryPoint=metrics",
-            "--metrics.prometheus.addServicesLabels=true",
-            f"--providers.file.filename={dynamic_file}", "--providers.file.watch=true",
-            "--log.level=INFO"]
-    log = tmp / "traefik.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        def ready() -> bool:
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                return load.request(port, HOST, "/")[0] == 200
-            return False
+    def ready(ports: dict[str, int]) -> bool:
+        return load.request(ports[traefik.ENTRYPOINT], HOST, "/")[0] == 200
 
-        assert node_host.wait_until(ready, 30, interval=0.3), log.read_text()[-2000:]
-        yield port, f"http://127.0.0.1:{metrics}/metrics", dynamic_file
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with local_traefik.running(tmp, config, [traefik.ENTRYPOINT], ready) as edge:
+        yield edge.ports[traefik.ENTRYPOINT], edge.metrics, edge.dynamic_file
 
 
 def service_requests(metrics: str, service: str) -> dict[str, float]:
