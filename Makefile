@@ -5,7 +5,7 @@ STACK ?= dev
 VENV := venv
 PY := $(VENV)/bin/python
 
-.PHONY: help setup preview up destroy test unit integration lint bench bench-node bench-release bench-ci toolchain cluster-up cluster-down clean
+.PHONY: help setup preview up destroy test unit integration lint bench bench-node bench-release bench-browser bench-ci toolchain cluster-up cluster-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ bench-node: setup ## Real node figures: cold build of its binaries, start to Rea
 
 bench-release: setup ## Real node and Swarm release figures: canary split, switch/rolling failures, rollback time, mirroring
 	source tools/env.sh || true; $(PY) -m benchmarks.node_release
+
+bench-browser: setup ## Browser figures: broken page loads per 100 (Chromium) behind a weighted split, per page and weight
+	source tools/env.sh || true; $(PY) -m benchmarks.browser
 
 bench-ci: setup ## The last `make test`'s breakdown: wall time, outcome and counts per group
 	$(PY) tools/ci_groups.py report
