@@ -201,9 +201,13 @@ class Tab:
                             + ", ".join(r.url for r in self._inflight))
 
     def _result(self, url: str, status: int | None, started: float) -> PageLoad:
-        version = self.page.evaluate(
-            "s => { const e = document.querySelector(s); return e && e.dataset.version || null; }",
-            VERSION)
+        version = None
+        try:
+            version = self.page.evaluate(
+                "s => (document.querySelector(s) || {dataset: {}}).dataset.version || null",
+                VERSION)
+        except PlaywrightError as exc:  # e.g. the page crashed or navigated away meanwhile
+            self._errors.append(f"harness: {exc}".splitlines()[0])
         seen = {f.url for f in self._failed}
         errors = self._errors + [text for where, text in self._echoes if where not in seen]
         load = PageLoad(url, status, self._requests, tuple(self._failed), tuple(errors),
