@@ -4,21 +4,10 @@
 # against (e.g. the node teardown's "as before node-up") already has them.
 set -euo pipefail
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then
-  echo "Usage: tools/test-deps.sh   (installs redis-server, prometheus, blackbox exporter, redis exporter, alertmanager, docker.io, busybox, nodejs, npm, debootstrap, apache2-utils (ab), chromium when missing, Playwright (PyPI, the requirements-dev.txt pin) into ./venv when it lacks it, then the real node's host packages: tools/node.sh deps, then Renovate from the npm registry: tools/renovate.sh --install)"
+  echo "Usage: tools/test-deps.sh   (installs redis-server, prometheus, blackbox exporter, redis exporter, alertmanager, docker.io, busybox, nodejs, npm, debootstrap, apache2-utils (ab), chromium (the browser tests drive it with Playwright, which make setup installs from requirements-dev.txt) when missing, then the real node's host packages: tools/node.sh deps, then Renovate from the npm registry: tools/renovate.sh --install)"
   exit 0
 fi
 bash "$(dirname "${BASH_SOURCE[0]}")/node.sh" deps
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# The browser tests drive Debian's chromium (above) with Playwright from PyPI, never a browser
-# download; `make setup` installs the pin with requirements-dev.txt, this only fills a gap.
-playwright() {
-  local python="$root/venv/bin/python" pin
-  [[ -x $python ]] || return 0
-  "$python" -c 'import playwright' 2>/dev/null && return 0
-  pin=$(grep -E '^playwright==' "$root/requirements-dev.txt")
-  echo "installing: $pin (into venv)"
-  "$python" -m pip install --quiet "$pin"
-}
 declare -A wanted=(
   [redis-server]=redis-server
   [prometheus]=prometheus
@@ -40,7 +29,6 @@ for binary in "${!wanted[@]}"; do
 done
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "test packages present"
-  playwright
   bash "$(dirname "${BASH_SOURCE[0]}")/renovate.sh" --install
   exit 0
 fi
@@ -55,5 +43,4 @@ for service in redis-server prometheus prometheus-blackbox-exporter prometheus-r
   pkill -x "${service}" >/dev/null 2>&1 || true
 done
 echo "installed: ${missing[*]}"
-playwright
 bash "$(dirname "${BASH_SOURCE[0]}")/renovate.sh" --install
