@@ -19,6 +19,8 @@ the tarballs and only re-loads them into the engine when it lacks them.
 - ``APP_V1``, ``APP_V2``: the app twin (``tests/fixtures/app-twin``) built by the real
   four-stage ``docker/Dockerfile`` on ``BASE``, tags v100.1.1 and v100.1.2, reporting Version
   100.1.0 (as the real v100.1.1 does: ``REPORTED_VERSIONS``) and 100.1.2.
+- ``APP_V2_CARRY``: ``APP_V2`` built with ``PREVIOUS_IMAGE=APP_V1`` (skew protection: it also
+  serves v100.1.1's own static files); built on demand by :func:`build_app_carrying`.
 - ``APP_FAULTY``: the twin as a broken release (Version 100.1.3-faulty): every request but
   ``/login`` answers 500 (other modes through :func:`build_app`).
 - ``REDIS``: Debian's ``redis-server`` and ``redis-cli`` on a bare root filesystem, uid 999,
@@ -71,6 +73,7 @@ APP_REPOSITORY = "moontv.local/lunatv-twin"
 APP_V1 = f"{APP_REPOSITORY}:v100.1.1"
 APP_V2 = f"{APP_REPOSITORY}:v100.1.2"
 APP_FAULTY = f"{APP_REPOSITORY}:v100.1.3-faulty"
+APP_V2_CARRY = f"{APP_REPOSITORY}:v100.1.2-carry"
 APP_SHIPPED_NODE = f"{APP_REPOSITORY}:v100.1.2-node{SHIPPED_NODE.split('.')[0]}"
 REDIS = "moontv.local/redis:debian"
 REDIS_EXPORTER = "moontv.local/redis-exporter:debian"
@@ -409,9 +412,17 @@ def build_app_shipped_node() -> Path:
     return build_app(APP_SHIPPED_NODE, "100.1.2", base=BASE_SHIPPED_NODE)
 
 
-def build_app(ref: str, version: str, fault: str = "none", base: str = BASE) -> Path:
+def build_app_carrying() -> Path:
+    """:data:`APP_V2_CARRY`: the twin at 100.1.2 carrying :data:`APP_V1`'s static files."""
+    build_app(APP_V1, reported_version("v100.1.1"))
+    return build_app(APP_V2_CARRY, "100.1.2", previous=APP_V1)
+
+
+def build_app(ref: str, version: str, fault: str = "none", base: str = BASE,
+              previous: str | None = None) -> Path:
     """The app twin at ``version`` built by docker/Dockerfile on ``base`` (:data:`BASE` or
-    :data:`BASE_SHIPPED_NODE`); ``fault``: one of :data:`FAULTS`."""
+    :data:`BASE_SHIPPED_NODE`); ``fault``: one of :data:`FAULTS`; ``previous``: an image in the
+    engine whose own static files the build carries (``PREVIOUS_IMAGE``)."""
     if fault not in FAULTS:
         raise ImageBuildError(f"fault must be one of {', '.join(FAULTS)}, got {fault!r}")
     if not re.fullmatch(r"[0-9A-Za-z.+-]+", version):
@@ -432,7 +443,9 @@ def build_app(ref: str, version: str, fault: str = "none", base: str = BASE) -> 
         DOCKERIGNORE.read_bytes(),
         version,
         fault,
+        *([previous, _engine_key(previous) or ""] if previous else []),
     )
+    carry = ("--build-arg", f"PREVIOUS_IMAGE={previous}") if previous else ()
 
     def build() -> None:
         with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
@@ -459,6 +472,7 @@ def build_app(ref: str, version: str, fault: str = "none", base: str = BASE) -> 
                 f"BASE_IMAGE={base}",
                 "--build-arg",
                 f"VERSION={version}",
+                *carry,
                 log_name=_slug(ref),
             )
 

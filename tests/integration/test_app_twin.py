@@ -638,6 +638,47 @@ def test_after_a_complete_switch_an_open_tab_navigates_on_but_its_lazy_chunk_is_
     assert "Loading chunk" in error, error
 
 
+def test_carrying_the_previous_release_an_open_tab_loads_its_lazy_chunk_after_a_switch(
+    local_images: dict[str, Path], chromium: browser.Browser
+) -> None:
+    """Skew protection for files: the new version built with ``PREVIOUS_IMAGE`` set to the old
+    one (docker/Dockerfile) also serves the old build's own static files. Tabs opened on the old
+    version, the router switched to the new one: the open page's lazy chunk, asked for by the
+    old build's name, loads; a navigation gets the new build. The image lists only its own
+    build's files (``.next/static-files.txt``), so the next release carries one release back."""
+    images.build_app_carrying()
+    with browser.twin_split(images.APP_V1, images.APP_V2_CARRY, {"switch": 0}) as split:
+        url = split.url("switch")
+        stable, canary = split.versions["stable"], split.versions["canary"]
+        context = chromium.context(_cookies(url))
+        try:
+            opened = [chromium.open(f"{url}/", context) for _ in range(2)]
+            for _, load in opened:
+                assert not load.broken and load.version == stable, load.summary()
+            split.switch("switch", 100)
+            lazy = opened[0][0].click(browser.MORE)
+            panel = opened[0][0].page.inner_text(browser.LAZY_PANEL)
+            navigated = opened[1][0].goto(f"{url}/")
+        finally:
+            context.close()
+    print(f"\n[browser] after (previous release carried), a tab opened before a switch: lazy "
+          f"chunk {lazy.summary()}; navigation {navigated.summary()}")
+    assert not lazy.broken and lazy.requests == 1, lazy.summary()
+    assert panel == f"lazy panel loaded (v{stable})", panel
+    assert not navigated.broken and navigated.version == canary, navigated.summary()
+
+    def listed(image: str) -> set[str]:
+        out = docker("run", "--rm", "--network", "none", "--entrypoint", "cat", image,
+                     "/app/.next/static-files.txt").stdout
+        return set(out.split())
+
+    old_only = listed(images.APP_V1) - listed(images.APP_V2)
+    assert old_only and listed(images.APP_V2_CARRY) == listed(images.APP_V2), sorted(old_only)
+    present = docker("run", "--rm", "--network", "none", "--entrypoint", "ls", "-d",
+                     images.APP_V2_CARRY, *(f"/app/{f}" for f in sorted(old_only)))
+    assert len(present.stdout.split()) == len(old_only), present.stdout
+
+
 # --- storage and exporter images ----------------------------------------------------------------
 
 
