@@ -320,7 +320,9 @@ def test_given_image_build_config_when_up_then_the_engine_builds_loads_and_deplo
     context = tmp_path / "app"
     shutil.copytree(FIXTURE, context)
     repository = f"moontv.local/engine-build-{run_id}"
-    sha = run_id[:7]  # hex
+    # hex, and never read as a number: Pulumi's YAML reads an unquoted 6243e00 as a float, and
+    # PyYAML (YAML 1.1) writes it unquoted
+    sha = f"a{run_id[:6]}"
     build = {
         "context": str(context),
         "dockerfile": str(DOCKERFILE),
