@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
@@ -55,6 +55,11 @@ DIGEST_PATTERN = r"sha256:[0-9a-f]{64}"
 _TAG = re.compile(TAG_PATTERN)
 _VERSION = re.compile(rf"({TAG_PATTERN})(?:@({DIGEST_PATTERN}))?")
 _COOKIE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: An RFC 6265 cookie-name (an RFC 2616 token) without the backquote, which Traefik's rule syntax
+#: uses as its string delimiter.
+_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_|~-]{1,64}")
+#: The default name of the track affinity cookie (``release.affinity.cookie``).
+AFFINITY_COOKIE = "moontv-track"
 
 TAG_ACCEPTED = (
     "an image tag (at most 128 letters, digits, '_', '.' and '-', not starting with '.' or '-')"
@@ -176,6 +181,29 @@ def _cookie(value: object) -> object:
     return value
 
 
+def _token(value: object) -> object:
+    if not (isinstance(value, str) and _TOKEN.fullmatch(value)):
+        raise config_error(
+            "must be a cookie name: an RFC 6265 token of 1 to 64 characters (letters, digits and "
+            "! # $ % & ' * + - . ^ _ | ~; no space, no separator such as ( ) < > @ , ; : \\ \" "
+            "/ [ ] ? = { } and no backquote)", got=value)
+    return value
+
+
+class AffinitySettings(ConfigModel):
+    """``moontv:release.affinity``: track affinity of the canary split. A browser without the
+    cookie is split by weight and told (``Set-Cookie``) which track served it; a browser with
+    it stays on that track while the track takes default traffic. On by default with strategy
+    canary (the only strategy that splits default traffic between two versions)."""
+
+    enabled: bool = True
+    cookie: Annotated[str, BeforeValidator(_token)] = AFFINITY_COOKIE
+    #: ``Secure`` on the cookie: set it when the host is served over HTTPS only (the Gateway's
+    #: listener, or a TLS proxy in front of Swarm's edge, holds the certificate; this program
+    #: cannot see it). A browser drops a Secure cookie that comes over plain HTTP.
+    secure: bool = False
+
+
 class CanarySettings(ConfigModel):
     """``moontv:release.canary``."""
 
@@ -242,10 +270,28 @@ class ReleaseSettings(ConfigModel):
     strategy: Strategy = "rolling"
     canary: CanarySettings | None = None
     blue_green: BlueGreenSettings | None = None
+    affinity: AffinitySettings | None = None
     last_decision: Decision | None = None
 
     @model_validator(mode="after")
     def _strategy_has_what_it_needs(self) -> ReleaseSettings:
+        if self.affinity is not None and self.strategy != "canary":
+            raise config_error(
+                f"is read only by strategy canary, not {self.strategy}: "
+                + ("blue-green sends all default traffic to the active colour, and a switch "
+                   "(or a switch back) must move every browser at once, so there is no split "
+                   "to keep a browser on one side of; " if self.strategy == "blue-green" else
+                   "rolling runs one track; ")
+                + "remove affinity or use strategy canary", "affinity")
+        affinity = self.affinity or AffinitySettings()
+        canary_cookie = self.canary.cookie if self.canary else None
+        if self.strategy == "canary" and affinity.enabled and canary_cookie == affinity.cookie:
+            where = ("affinity", "cookie") if self.affinity else ("canary", "cookie")
+            raise config_error(
+                f"{canary_cookie!r} is both canary.cookie (which forces a track with the values "
+                "always/never) and the track affinity cookie release.affinity.cookie (which "
+                "names the track that served, and would overwrite it): give them different "
+                "names", *where, got=canary_cookie)
         if self.strategy == "rolling":
             for key, section in (("canary", self.canary), ("blueGreen", self.blue_green)):
                 if section is not None and section.mirror is not None:
@@ -303,6 +349,8 @@ class ReleasePlan:
     cookie: str | None  # optional canary cookie name
     #: Copies of the public host's read requests for the release candidate, or None.
     mirror: Mirror | None = None
+    #: Track affinity of the public host's split (its ``pinned`` tracks are set per route).
+    affinity: Affinity | None = None
 
     def track(self, name: str) -> Track:
         return next(t for t in self.tracks if t.name == name)
@@ -318,9 +366,15 @@ class ReleasePlan:
         overrides = [Override(kind, name, value, track) for kind, name in kinds if name
                      for value, track in sorted(self.header_routes.items())]
         forced = {o.track for o in overrides}
-        public = Route("public", naming.PRIMARY_SERVICE, host, tuple(overrides), tuple(
-            Backend(t.name, t.weight) for t in self.tracks if t.weight > 0 or t.name in forced),
-            self.mirror)
+        backends = tuple(Backend(t.name, t.weight) for t in self.tracks
+                         if t.weight > 0 or t.name in forced)
+        affinity = self.affinity
+        if affinity is not None:
+            weighted = tuple(b.track for b in backends if b.weight)
+            # With one weighted track every request without an override goes there anyway.
+            affinity = replace(affinity, pinned=weighted if len(weighted) > 1 else ())
+        public = Route("public", naming.PRIMARY_SERVICE, host, tuple(overrides), backends,
+                       self.mirror, affinity)
         routes = [public]
         if self.preview:
             routes.append(Route("preview", naming.PREVIEW_SERVICE, f"preview.{host}", (),
@@ -349,9 +403,52 @@ class Override:
 
     @property
     def pattern(self) -> str:
-        """A regular expression on the whole ``Cookie`` header (RE2 and Go syntax; it holds
-        whether the implementation matches it in full or in part)."""
-        return rf"(^|.*;\s*){re.escape(self.name)}={re.escape(self.value)}(;.*|$)"
+        """A regular expression on the whole ``Cookie`` header (:func:`cookie_pattern`)."""
+        return cookie_pattern(self.name, self.value)
+
+
+def cookie_pattern(name: str, value: str) -> str:
+    """A regular expression on the whole ``Cookie`` header that holds when cookie ``name`` is
+    ``value`` (RE2 and Go syntax; it holds whether the implementation matches it in full or in
+    part)."""
+    return rf"(^|.*;\s*){re.escape(name)}={re.escape(value)}(;.*|$)"
+
+
+@dataclass(frozen=True)
+class Affinity:
+    """Track affinity of a host's default traffic (no override).
+
+    Every answer of the weighted split, and of the mirror that stands in for it at weight 0,
+    sets the cookie ``cookie=<track>`` with :attr:`attributes` (a session cookie: no Max-Age).
+    A request whose cookie names one of ``pinned`` goes to that track whatever the weights, so
+    a weight step moves only browsers without the cookie; a cookie naming any other track (one
+    that left the split, e.g. the canary after a rollback) is ignored and replaced. Overrides
+    (header, canary cookie) come first and set no cookie.
+
+    ``pinned`` holds the tracks with a weight above 0 when there are two or more; with one,
+    every request goes to it anyway (and a cookie rule would outrank a mirror's)."""
+
+    cookie: str
+    secure: bool
+    pinned: tuple[str, ...] = ()
+    path: str = "/"
+    same_site: Literal["Lax"] = "Lax"
+    http_only: bool = True
+
+    @property
+    def attributes(self) -> str:
+        """``Path=/; SameSite=Lax; HttpOnly`` (and ``; Secure``)."""
+        flags = ["HttpOnly"] if self.http_only else []
+        flags += ["Secure"] if self.secure else []
+        return "; ".join([f"Path={self.path}", f"SameSite={self.same_site}", *flags])
+
+    def set_cookie(self, track: str) -> str:
+        """The ``Set-Cookie`` value that answers from ``track`` carry."""
+        return f"{self.cookie}={track}; {self.attributes}"
+
+    def pattern(self, track: str) -> str:
+        """The ``Cookie`` header match of the browsers that stay on ``track``."""
+        return cookie_pattern(self.cookie, track)
 
 
 @dataclass(frozen=True)
@@ -374,6 +471,7 @@ class Route:
     overrides: tuple[Override, ...]  # in precedence order
     backends: tuple[Backend, ...]  # the first one also answers the blocked paths
     mirror: Mirror | None = None  # copies of read requests to the release candidate
+    affinity: Affinity | None = None  # the cookie that keeps a browser on its track
 
 
 @dataclass(frozen=True)
@@ -397,7 +495,10 @@ def plan(release: ReleaseSettings, stable_version: str, replicas: int) -> Releas
         if problem is not None:
             raise ReleaseError(f"stable version: {problem}, got {show(stable_version)}")
     if release.strategy == "canary":
-        return _canary(release.canary or CanarySettings(), stable_version, replicas)
+        settings = release.affinity or AffinitySettings()
+        affinity = Affinity(settings.cookie, settings.secure) if settings.enabled else None
+        return replace(_canary(release.canary or CanarySettings(), stable_version, replicas),
+                       affinity=affinity)
     if release.strategy == "blue-green":
         assert release.blue_green is not None  # guaranteed by ReleaseSettings
         return _blue_green(release.blue_green, replicas)

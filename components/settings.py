@@ -726,6 +726,40 @@ def _mirror_checks(model: MoonTVSettings) -> list[str]:
     ]
 
 
+def _affinity_checks(model: MoonTVSettings) -> list[str]:
+    """Track affinity where the chosen traffic provider cannot keep a browser on its track."""
+    c = model
+    if c.platform != "kubernetes" or c.traffic.provider != "nginx" or c.plan.affinity is None:
+        return []
+    default = "" if is_set(c, "release.affinity") else " (on by default with strategy canary)"
+    return [
+        f"{PREFIX}release.affinity.enabled: track affinity{default} cannot be rendered by the "
+        "nginx traffic provider: ingress-nginx sets no cookie naming the track that served "
+        "(canary-by-cookie only reads a cookie whose value is always or never, which nothing "
+        "sets; a per-backend Set-Cookie needs snippet annotations that default controllers "
+        "refuse and canary Ingresses ignore), and its session-affinity cookie pins a pod, not a "
+        "track, so a browser changes version whenever that pod is replaced; set "
+        "release.affinity.enabled false (a page load may then mix versions while the canary "
+        "weight is between 1 and 99) or use traffic.provider gateway"
+    ]
+
+
+#: ingress-nginx's end: what ``preview`` and ``up`` say while a stack still uses it.
+NGINX_RETIRED = (
+    f"{PREFIX}traffic.provider: nginx renders for ingress-nginx, which its maintainers retired "
+    "in March 2026 (no further releases or security fixes); it cannot keep a browser on its "
+    "track (release.affinity) nor mirror read requests only: move to traffic.provider gateway "
+    "(Gateway API, the default)"
+)
+
+
+def warnings(model: MoonTVSettings) -> list[str]:
+    """What a valid stack is told on every preview and up."""
+    if model.platform == "kubernetes" and model.traffic.provider == "nginx":
+        return [NGINX_RETIRED]
+    return []
+
+
 def _idle_colour_under_hpa(model: MoonTVSettings) -> list[str]:
     """A colour scaled to 0 that the HorizontalPodAutoscaler would own after a switch."""
     bg = model.release.blue_green
@@ -756,6 +790,7 @@ def cross_checks(model: MoonTVSettings) -> list[str]:
     problems += ignored_keys(model) + _gateway_reference(model) + model.resources.problems()
     problems += _hosted_storage(model) + _owner_password(model) + _ephemeral_storage(model)
     problems += _douban_proxies(model) + _mirror_checks(model) + _idle_colour_under_hpa(model)
+    problems += _affinity_checks(model)
     missing = missing_receiver_secrets(model.monitoring.receivers, model.alert_receiver_urls or {})
     if missing:
         problems.append(
@@ -905,6 +940,8 @@ def load() -> Settings:
         raise ConfigError(placeholders)
     for message in placeholders:  # a preview still shows what would be deployed
         pulumi.log.warn(f"{message} (`up` refuses it)")
+    for message in warnings(config):
+        pulumi.log.warn(message)
     cfg = pulumi.Config(NAMESPACE)
     storage_url = cfg.get_secret("storageUrl") if config.storage.is_hosted else None
     token = cfg.get_secret("storageToken") if config.storage.kind == "upstash" else None

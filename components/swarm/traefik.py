@@ -12,6 +12,12 @@ Swarm service labels cannot express traffic weights, so the routing lives in a T
 * with a mirror, router ``<route>-mirror`` (the mirrored read methods only, above the weighted
   router and below the overrides) → service ``<route>-mirror`` of type mirroring: answered by the
   mirror's source track, ``percent`` % copied to the candidate; writes never match it;
+* with track affinity, the weighted service's sticky cookie (``sticky.cookie``: the table's
+  cookie name, ``Path=/``, ``SameSite=Lax``, ``HttpOnly``, ``Secure`` as the table says) keeps a
+  browser on the track that first served it while that track is in the split; its value is
+  Traefik's hash of the track's service name, not the name. A mirror then answers through the
+  weighted service (at weight 0 its only entry is the mirror's source), so a read sets the
+  cookie as a write does;
 * every track service passes the original Host header (the m3u8 proxy builds URLs from it) and
   retries a failed connection on another task.
 
@@ -27,7 +33,7 @@ from typing import Any
 import yaml
 
 from components import app_facts, naming
-from components.release import Route, RouteTable
+from components.release import Affinity, Route, RouteTable
 
 EDGE_PORT = 80
 ENTRYPOINT = "web"
@@ -50,6 +56,13 @@ def _router(route: Route, rule: str, service: str, kind: str, *middlewares: str)
     }
 
 
+def sticky(affinity: Affinity) -> dict[str, Any]:
+    """A weighted service's ``sticky`` section for the table's affinity."""
+    return {"cookie": {"name": affinity.cookie, "path": affinity.path,
+                       "sameSite": affinity.same_site.lower(), "httpOnly": affinity.http_only,
+                       "secure": affinity.secure}}
+
+
 def dynamic_config(table: RouteTable) -> dict[str, Any]:
     """The Traefik dynamic configuration (``http`` section) for ``table``."""
     blocked = " || ".join(f"Path(`{p}`) || PathPrefix(`{p.rstrip('/')}/`)" for p in table.blocked)
@@ -64,6 +77,8 @@ def dynamic_config(table: RouteTable) -> dict[str, Any]:
             services[route.name] = {"weighted": {"services": [
                 {"name": naming.track_name(b.track), "weight": b.weight}
                 for b in route.backends if b.weight]}}
+            if route.affinity:
+                services[route.name]["weighted"]["sticky"] = sticky(route.affinity)
         routers[route.name] = _router(route, "", default, "route")
         routers[f"{route.name}-blocked"] = _router(
             route, f"({blocked})", naming.track_name(first.track), "blocked", NOT_FOUND)
@@ -77,8 +92,9 @@ def dynamic_config(table: RouteTable) -> dict[str, Any]:
             name = naming.resource_name(route.name, "mirror")
             methods = " || ".join(f"Method(`{method}`)" for method in m.methods)
             routers[name] = _router(route, f"({methods})", name, "mirror")
+            answers = route.name if route.affinity else naming.track_name(m.source)
             services[name] = {"mirroring": {
-                "service": naming.track_name(m.source), "mirrorBody": False,
+                "service": answers, "mirrorBody": False,
                 "mirrors": [{"name": naming.track_name(m.track), "percent": m.percent}]}}
             tracks |= {m.source, m.track}
         tracks |= {b.track for b in route.backends} | {o.track for o in route.overrides}

@@ -75,7 +75,9 @@ def test_given_a_stack_the_deployer_runs_then_it_registers_nothing_cluster_scope
 
 EXTERNAL_URL = "redis://db.example.com:6379"
 VARIANTS = [
-    ("staging", {"moontv:traffic": {"host": "tv.example.com", "provider": "nginx"}}),
+    ("staging", {"moontv:traffic": {"host": "tv.example.com", "provider": "nginx"},
+                 "moontv:release": {"strategy": "canary", "affinity": {"enabled": False},
+                                    "canary": {"version": "v100.1.2", "weight": 0}}}),
     ("staging", {"moontv:monitoring": {"enabled": False}}),
     ("staging", {"moontv:autoscaling": {"enabled": False}, "moontv:replicas": 3}),
     ("staging", {"moontv:autoscaling": {"enabled": False}, "moontv:replicas": 1}),

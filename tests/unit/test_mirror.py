@@ -88,7 +88,7 @@ def test_given_blue_green_scaled_down_then_mirroring_is_refused():
 
 
 def test_given_the_nginx_provider_then_mirroring_is_refused_with_the_reason():
-    problems = stack_problems(release=canary(0, mirror=MIRROR),
+    problems = stack_problems(release={**canary(0, mirror=MIRROR), "affinity": {"enabled": False}},
                               traffic={"host": HOST, "provider": "nginx"})
     assert len(problems) == 1
     assert problems[0].startswith(
@@ -213,7 +213,7 @@ def test_given_the_standard_implementation_then_the_rule_carries_a_request_mirro
                     {"path": {"type": "PathPrefix", "value": "/"}, "method": "HEAD"}],
         "filters": [{"type": "RequestMirror", "requestMirror": {
             "backendRef": {"kind": "Service", "name": "moontv-canary", "port": 80},
-            "percent": 25}}],
+            "percent": 25}}, STABLE_COOKIE],
         "backendRefs": [{"kind": "Service", "name": "moontv-stable", "port": 80}]}
     assert run.kind("TraefikService") == []
 
@@ -223,13 +223,29 @@ def test_given_traefik_then_the_rule_names_a_mirroring_traefik_service_created_b
     (rule,) = [rule for rule in rules if rule["backendRefs"][0].get("kind") == "TraefikService"]
     assert rule["backendRefs"] == [
         {"group": "traefik.io", "kind": "TraefikService", "name": "moontv-mirror"}]
-    assert "filters" not in rule
+    assert "filters" not in rule  # blue-green: no track affinity
     service = run.named("TraefikService", "moontv-mirror")
     assert service.inputs["apiVersion"] == "traefik.io/v1alpha1"
     assert service.inputs["spec"] == {"mirroring": {
         "kind": "Service", "name": "moontv-green", "port": 80, "mirrorBody": False,
         "mirrors": [{"kind": "Service", "name": "moontv-blue", "port": 80, "percent": 40}]}}
     assert service.inputs["metadata"]["namespace"] == "moontv-dev"
+
+
+#: What an answer of the stable track carries with track affinity (on by default for canary).
+STABLE_COOKIE = {"type": "ResponseHeaderModifier", "responseHeaderModifier": {"add": [
+    {"name": "Set-Cookie", "value": "moontv-track=stable; Path=/; SameSite=Lax; HttpOnly"}]}}
+
+
+def test_given_a_canary_mirror_on_traefik_then_its_answers_set_the_track_cookie_too():
+    """At weight 0 the mirror rule answers the reads the weighted rule would: they tell the
+    browser its track as the writes do (a rule filter: Traefik drops a backendRef's filters on a
+    TraefikService)."""
+    rules, _ = route_of("traefik", canary(0, mirror=MIRROR))
+    (rule,) = [rule for rule in rules if rule["backendRefs"][0].get("kind") == "TraefikService"]
+    assert rule["filters"] == [STABLE_COOKIE]
+    assert rules[-1]["backendRefs"][0]["filters"] == [STABLE_COOKIE]
+    assert "filters" not in rules[-1]["backendRefs"][1]  # the canary at weight 0 answers none
 
 
 def test_given_no_mirror_then_the_rules_are_as_before():
@@ -259,9 +275,13 @@ def swarm_pick(config: dict[str, Any], method: str, headers: dict[str, str] | No
 def test_given_a_mirror_on_swarm_then_reads_are_mirrored_and_writes_go_to_the_weights():
     config = traefik.dynamic_config(table(canary(0, mirror={"percent": 50})))
     services = config["http"]["services"]
+    # answered through the weighted service (its only entry: stable), whose sticky cookie
+    # tells a browser its track on reads as on writes
     assert services["moontv-mirror"] == {"mirroring": {
-        "service": "moontv-stable", "mirrorBody": False,
+        "service": "moontv", "mirrorBody": False,
         "mirrors": [{"name": "moontv-canary", "percent": 50}]}}
+    assert services["moontv"]["weighted"]["services"] == [{"name": "moontv-stable",
+                                                          "weight": 100}]
     assert swarm_pick(config, "GET") == swarm_pick(config, "HEAD") == "moontv-mirror"
     for method in ("POST", "PUT", "PATCH", "DELETE"):
         assert swarm_pick(config, method) == "moontv"

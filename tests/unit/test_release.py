@@ -162,7 +162,7 @@ def test_given_bad_plan_arguments_then_release_error(
             [
                 (
                     "moontv:release.weight: unknown key; accepted keys: "
-                    "strategy, canary, blueGreen, lastDecision"
+                    "strategy, canary, blueGreen, affinity, lastDecision"
                 )
             ],
         ),

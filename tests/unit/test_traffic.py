@@ -9,7 +9,7 @@ import json
 import pytest
 
 from components import app_facts
-from components.release import ReleasePlan, parse, plan
+from components.release import AFFINITY_COOKIE, ReleasePlan, cookie_pattern, parse, plan
 from tests.helpers import both_colours, canary
 from tests.program import Run, Then, given
 
@@ -36,12 +36,20 @@ def nginx() -> dict:
     return {"host": "tv.example.com", "provider": "nginx"}
 
 
+def without_affinity(release: dict) -> dict:
+    """``release`` with track affinity off (what the nginx provider requires)."""
+    return {**release, "affinity": {"enabled": False}}
+
+
 @pytest.mark.parametrize("weight", [0, 25, 50, 100])
 def test_given_canary_weight_when_run_then_the_route_sends_that_share_to_canary(weight):
     then = given("dev").with_release(canary(weight)).run()
     then.then_weights(stable=100 - weight, canary=weight)
-    assert overrides(then) == {(HEADER, "always"): "moontv-canary",
-                               (HEADER, "never"): "moontv-stable"}
+    expected = {(HEADER, "always"): "moontv-canary", (HEADER, "never"): "moontv-stable"}
+    if 0 < weight < 100:  # two tracks share the default traffic: a browser keeps its track
+        expected |= {("cookie", cookie_pattern(AFFINITY_COOKIE, track)): f"moontv-{track}"
+                     for track in ("stable", "canary")}
+    assert overrides(then) == expected
 
 
 def test_given_a_canary_cookie_when_run_then_the_header_rules_come_before_the_cookie_rules():
@@ -49,8 +57,10 @@ def test_given_a_canary_cookie_when_run_then_the_header_rules_come_before_the_co
     headers = [h for rule in rules(then)[1:-1] for m in rule["matches"] for h in m["headers"]]
     assert [(h["name"], h["type"]) for h in headers] == [
         (HEADER, "Exact"), (HEADER, "Exact"),
-        ("cookie", "RegularExpression"), ("cookie", "RegularExpression")]
+        ("cookie", "RegularExpression"), ("cookie", "RegularExpression"),
+        ("cookie", "RegularExpression"), ("cookie", "RegularExpression")]  # then affinity
     assert headers[2]["value"] == r"(^|.*;\s*)moontv_canary=always(;.*|$)"
+    assert headers[4]["value"] == r"(^|.*;\s*)moontv\-track=stable(;.*|$)"
 
 
 def test_given_blue_green_preview_when_run_then_the_preview_host_has_its_own_route():
@@ -64,7 +74,8 @@ def test_given_blue_green_preview_when_run_then_the_preview_host_has_its_own_rou
 
 @pytest.mark.parametrize("weight", [0, 50, 100])
 def test_given_nginx_and_canary_weight_when_run_then_the_canary_ingress_carries_it(weight):
-    run = given("dev").with_traffic(**nginx()).with_release(canary(weight)).run().run
+    run = given("dev").with_traffic(**nginx()).with_release(
+        without_affinity(canary(weight))).run().run
     main = run.named("Ingress", "moontv")
     ann = run.named("Ingress", "moontv-canary").inputs["metadata"]["annotations"]
     assert ann == {f"{ANNOTATION}/canary": "true", f"{ANNOTATION}/canary-weight": str(weight),
@@ -114,8 +125,9 @@ def _by_name(run: Run) -> dict[str, str]:
 @pytest.mark.parametrize("provider", [{}, nginx()])
 def test_when_only_the_weight_changes_then_only_the_route_changes(provider):
     stack = given("dev").with_traffic(**provider)
-    a = _by_name(stack.with_release(canary(10)).run().run)
-    b = _by_name(stack.with_release(canary(25)).run().run)
+    off = without_affinity if provider else dict
+    a = _by_name(stack.with_release(off(canary(10))).run().run)
+    b = _by_name(stack.with_release(off(canary(25))).run().run)
     assert a.keys() == b.keys()
     changed = sorted(k for k in a if a[k] != b[k])
     assert len(changed) == 1, changed

@@ -10,6 +10,14 @@ they are never copied). With ``traffic.gateway.implementation: standard`` it car
 with that filter with 500) its backend is a ``TraefikService`` of type mirroring. A method match
 outranks header matches in Gateway API's precedence, so with a mirror each override rule also
 matches per mirrored method, and a forced track stays forced.
+
+Track affinity (Flagger's ``sessionAffinity`` with ``primaryCookieName`` works the same way):
+each weighted ``backendRef`` carries its own ``ResponseHeaderModifier`` that adds the
+``Set-Cookie`` naming its track (and the mirror rule, which stands in for the weighted rule at
+weight 0, adds the one of the track that answers), and one rule per pinned track, after the
+overrides, matches a ``Cookie`` header naming it. Gateway API breaks a precedence tie by rule
+order, so an override beats a cookie rule; a cookie rule beats the weighted rule by its header
+match.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import pulumi_kubernetes as k8s
 
 from components import naming
 from components.kubernetes.traffic import SERVICE_PORT, RouteArgs, service
-from components.release import Mirror, Override, Route, RouteTable
+from components.release import Affinity, Mirror, Override, Route, RouteTable
 
 API_VERSION = "gateway.networking.k8s.io/v1"
 TRAEFIK_API_VERSION = "traefik.io/v1alpha1"
@@ -45,6 +53,15 @@ def _header(override: Override) -> dict[str, str]:
     return {"type": "RegularExpression", "name": "cookie", "value": override.pattern}
 
 
+def set_cookie(affinity: Affinity | None, track: str) -> list[dict[str, Any]]:
+    """The filters that tell a browser ``track`` served it (none without affinity). ``add``,
+    not ``set``: the app's own cookies (``auth`` at login) stay in the answer."""
+    if affinity is None:
+        return []
+    header = {"name": "Set-Cookie", "value": affinity.set_cookie(track)}
+    return [{"type": "ResponseHeaderModifier", "responseHeaderModifier": {"add": [header]}}]
+
+
 def mirror_name(route: Route) -> str:
     """The TraefikService that mirrors ``route`` (implementation ``traefik``)."""
     return naming.resource_name(route.name, "mirror")
@@ -57,12 +74,28 @@ def _methods(mirror: Mirror | None) -> list[dict[str, Any]]:
 
 def _mirror_rule(route: Route, mirror: Mirror, implementation: str) -> dict[str, Any]:
     matches = [{**_prefix("/"), **method} for method in _methods(mirror)]
+    # A rule filter: Traefik drops a backendRef's filters on a TraefikService.
+    cookie = set_cookie(route.affinity, mirror.source)
     if implementation == "traefik":
         ref = {"group": TRAEFIK_GROUP, "kind": "TraefikService", "name": mirror_name(route)}
-        return {"matches": matches, "backendRefs": [ref]}
+        return {"matches": matches, **({"filters": cookie} if cookie else {}),
+                "backendRefs": [ref]}
     copy = {"backendRef": _backend(naming.track_name(mirror.track)), "percent": mirror.percent}
-    return {"matches": matches, "filters": [{"type": "RequestMirror", "requestMirror": copy}],
+    return {"matches": matches,
+            "filters": [{"type": "RequestMirror", "requestMirror": copy}, *cookie],
             "backendRefs": [_backend(naming.track_name(mirror.source))]}
+
+
+def _weighted(route: Route) -> list[dict[str, Any]]:
+    refs = []
+    for b in route.backends:
+        ref = _backend(service(route, b), b.weight)
+        # a backend at weight 0 answers no request of this rule
+        filters = set_cookie(route.affinity, b.track) if b.weight else []
+        if filters:
+            ref["filters"] = filters
+        refs.append(ref)
+    return refs
 
 
 def route_rules(route: Route, table: RouteTable,
@@ -77,10 +110,17 @@ def route_rules(route: Route, table: RouteTable,
         match = {**_prefix("/"), "headers": [_header(o)]}
         rules.append({"matches": [{**match, **m} for m in _methods(route.mirror)] + [match],
                       "backendRefs": [_backend(naming.track_name(o.track))]})
+    pinned = route.affinity.pinned if route.affinity else ()
+    for track in pinned:
+        assert route.affinity is not None
+        cookie = {"type": "RegularExpression", "name": "cookie",
+                  "value": route.affinity.pattern(track)}
+        match = {**_prefix("/"), "headers": [cookie]}
+        rules.append({"matches": [{**match, **m} for m in _methods(route.mirror)] + [match],
+                      "backendRefs": [_backend(naming.track_name(track))]})
     if route.mirror:
         rules.append(_mirror_rule(route, route.mirror, implementation))
-    rules.append({"matches": [_prefix("/")],
-                  "backendRefs": [_backend(service(route, b), b.weight) for b in route.backends]})
+    rules.append({"matches": [_prefix("/")], "backendRefs": _weighted(route)})
     return rules
 
 

@@ -39,6 +39,8 @@ class NginxRouter:
     def declare(self, name: str, args: RouteArgs,
                 opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         t, table = args.traffic, args.table
+        if any(route.affinity for route in table.routes):  # settings refuse it first, in words
+            raise ValueError("the nginx provider cannot render track affinity")
         made: list[pulumi.Resource] = []
         annotations: dict[str, str] = {}
         tls: list[k8s.networking.v1.IngressTLSArgsDict] = []
