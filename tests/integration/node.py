@@ -432,7 +432,8 @@ def with_auditing(node: Node) -> Node:
 def gateway_request(gateway: str, host: str, method: str, path: str, body: Any = None,
                     cookie: str | None = None) -> tuple[int, dict[str, str], bytes]:
     """One HTTP request through the node's Gateway (``http://127.0.0.1:PORT``) for ``host``:
-    status, headers (lower-case names) and body. ``body`` is sent as JSON."""
+    status, headers (lower-case names; a repeated one, such as ``set-cookie``, holds its values
+    one per line) and body. ``body`` is sent as JSON."""
     parsed = urllib.parse.urlsplit(gateway)
     conn = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=15)
     headers = {"Host": host, **({"Cookie": cookie} if cookie else {})}
@@ -443,9 +444,22 @@ def gateway_request(gateway: str, host: str, method: str, path: str, body: Any =
     try:
         conn.request(method, path, body=data, headers=headers)
         response = conn.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+        headers: dict[str, str] = {}
+        for name, value in response.getheaders():
+            key = name.lower()
+            headers[key] = f"{headers[key]}\n{value}" if key in headers else value
+        return response.status, headers, response.read()
     finally:
         conn.close()
+
+
+def cookie(headers: dict[str, str], name: str = "auth") -> str:
+    """``name=value`` of the cookie ``name`` that a :func:`gateway_request` answer sets (the
+    app's ``auth`` at login; the track affinity cookie may be set beside it)."""
+    found = [line.split(";", 1)[0].strip() for line in headers.get("set-cookie", "").splitlines()
+             if line.split("=", 1)[0].strip() == name]
+    assert len(found) == 1, headers.get("set-cookie")
+    return found[0]
 
 def busybox_image(out: Path, ref: str = "moontv.local/busybox:1") -> Path:
     """A one-file image holding Debian's static busybox (runs as nobody)."""

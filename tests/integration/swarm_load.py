@@ -10,6 +10,7 @@ track). Every request has a timeout, the total is bounded, and workers are plain
 from __future__ import annotations
 
 import http.client
+import http.cookies
 import json
 import math
 import threading
@@ -63,17 +64,25 @@ def pooled(tallies: Iterable[Tally]) -> Tally:
     return out
 
 
-def request(
+def exchange(
     port: int, host: str, path: str = "/", headers: dict[str, str] | None = None
-) -> tuple[int, str]:
-    """One GET through the edge on a fresh connection; returns (status, body)."""
+) -> tuple[int, http.client.HTTPMessage, str]:
+    """One GET through the edge on a fresh connection; returns (status, headers, body)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
     try:
         conn.request("GET", path, headers={"Host": host, "Connection": "close", **(headers or {})})
         response = conn.getresponse()
-        return response.status, response.read().decode(errors="replace")
+        return response.status, response.msg, response.read().decode(errors="replace")
     finally:
         conn.close()
+
+
+def request(
+    port: int, host: str, path: str = "/", headers: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """One GET through the edge on a fresh connection; returns (status, body)."""
+    status, _, body = exchange(port, host, path, headers)
+    return status, body
 
 
 def server_version(body: str) -> str | None:
@@ -210,6 +219,133 @@ class Continuous:
         for thread in self._threads:
             thread.join(timeout=2 * TIMEOUT)
         return self.tally
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --- browser sessions (track affinity) ----------------------------------------------------------
+
+
+def set_cookie(headers: http.client.HTTPMessage, name: str) -> str | None:
+    """The ``Set-Cookie`` header of an answer that sets cookie ``name`` (None: none does; two
+    are an error)."""
+    found = [value for value in headers.get_all("Set-Cookie") or []
+             if value.split("=", 1)[0].strip() == name]
+    assert len(found) <= 1, found
+    return found[0] if found else None
+
+
+def cookie_attributes(header: str) -> dict[str, str | bool]:
+    """The attributes of one ``Set-Cookie`` header that are set, in lower case (``path``,
+    ``samesite``, ``httponly``, ``secure``, ``max-age``, ``expires``, ``domain``)."""
+    jar: http.cookies.SimpleCookie = http.cookies.SimpleCookie()
+    jar.load(header)
+    (morsel,) = jar.values()
+    return {key: value for key, value in morsel.items() if value}
+
+
+@dataclass
+class Browser:
+    """One browser session: the affinity cookie it holds (``name=value``, "" before the first
+    answer) and what answered each of its requests, in order."""
+
+    cookie: str = ""
+    served: list[str] = field(default_factory=list)
+    #: every ``Set-Cookie`` of the affinity cookie it was sent
+    set_cookies: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def first(self) -> str | None:
+        return self.served[0] if self.served else None
+
+    @property
+    def switched(self) -> bool:
+        """Whether two of its requests were answered by different versions."""
+        return len(set(self.served)) > 1
+
+
+def browse(port: int, host: str, browsers: list[Browser], cookie: str, requests_each: int = 1,
+           concurrency: int = 10, path: str = SERVER_CONFIG,
+           label: Label = server_version) -> None:
+    """Each of ``browsers`` sends ``requests_each`` requests one after the other with the cookie
+    it holds, and keeps the one an answer sets, as a browser does; the browsers run side by
+    side on ``concurrency`` workers."""
+
+    def one(browser: Browser) -> None:
+        for _ in range(requests_each):
+            headers = {"Cookie": browser.cookie} if browser.cookie else {}
+            try:
+                status, answer, body = exchange(port, host, path, headers)
+            except (OSError, http.client.HTTPException) as exc:
+                browser.failures.append(f"{type(exc).__name__}: {exc}")
+                continue
+            served = label(body)
+            if status != 200 or not served:
+                browser.failures.append(f"HTTP {status}: {body[:80]!r}")
+                continue
+            browser.served.append(served)
+            header = set_cookie(answer, cookie)
+            if header is not None:
+                browser.set_cookies.append(header)
+                browser.cookie = header.split(";", 1)[0].strip()
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for browser in browsers:
+            pool.submit(one, browser)
+
+
+def new_sessions(port: int, host: str, count: int, cookie: str,
+                 concurrency: int = 10) -> list[Browser]:
+    """``count`` browsers without a cookie, each after its first answer."""
+    browsers = [Browser() for _ in range(count)]
+    browse(port, host, browsers, cookie, concurrency=concurrency)
+    return browsers
+
+
+def first_share(browsers: list[Browser], served: str) -> float:
+    """The share of ``browsers`` whose first answer came from ``served``."""
+    firsts = [b.first for b in browsers if b.first]
+    return firsts.count(served) / len(firsts) if firsts else 0.0
+
+
+def cookie_values(browsers: list[Browser]) -> dict[str, set[str]]:
+    """The affinity cookie value each browser's first answer set -> the versions of those first
+    answers (one each when the cookie names what served)."""
+    out: dict[str, set[str]] = {}
+    for browser in browsers:
+        if browser.set_cookies and browser.first:
+            value = browser.set_cookies[0].split(";", 1)[0].split("=", 1)[1]
+            out.setdefault(value, set()).add(browser.first)
+    return out
+
+
+class Browsing:
+    """``browsers`` keep browsing (one request each per round, with their cookies) until
+    :meth:`stop`, e.g. across a weight step."""
+
+    def __init__(self, port: int, host: str, browsers: list[Browser], cookie: str,
+                 concurrency: int = 4) -> None:
+        self.rounds = 0
+        self._stop = threading.Event()
+
+        def run() -> None:
+            while not self._stop.is_set():
+                browse(port, host, browsers, cookie, concurrency=concurrency)
+                self.rounds += 1
+
+        self._thread = threading.Thread(target=run, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> int:
+        """Stop after the round under way; returns the rounds completed."""
+        self._stop.set()
+        self._thread.join(timeout=120)
+        return self.rounds
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

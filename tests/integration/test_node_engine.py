@@ -150,7 +150,7 @@ def test_given_the_gateway_when_logging_in_as_owner_then_a_favourite_is_saved_an
     status, headers, body = request(node, "POST", "/api/login",
                                     {"username": OWNER, "password": OWNER_PASSWORD})
     assert status == 200, body
-    cookie = headers["set-cookie"].split(";", 1)[0]
+    cookie = node_host.cookie(headers)
     assert cookie.startswith("auth=")
 
     status, _, _ = request(node, "GET", "/api/favorites")

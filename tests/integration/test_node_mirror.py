@@ -198,7 +198,7 @@ def test_given_a_mirror_when_favourites_are_posted_then_none_reaches_the_canary(
     status, headers, body = call(mirror, "POST", "/api/login",
                                  {"username": OWNER, "password": OWNER_PASSWORD})
     assert status == 200, body
-    cookie = headers["set-cookie"].split(";", 1)[0]
+    cookie = node_host.cookie(headers)
     keys = [f"mirror+{i}" for i in range(WRITES)]
     for key in keys:
         favourite = {"title": key, "source_name": "mirror", "year": "2026", "cover": "",

@@ -245,7 +245,7 @@ def login(node) -> str:
         node, "POST", "/api/login", {"username": OWNER, "password": OWNER_PASSWORD}
     )
     assert status == 200, body
-    return headers["set-cookie"].split(";", 1)[0]
+    return node_host.cookie(headers)
 
 
 def favourites(node, cookie: str) -> dict[str, Any]:

@@ -269,7 +269,7 @@ def login(release: Release) -> str:
         release, "POST", "/api/login", {"username": OWNER, "password": OWNER_PASSWORD}
     )
     assert status == 200, body
-    return headers["set-cookie"].split(";", 1)[0]
+    return node_host.cookie(headers)
 
 
 def save_favourite(release: Release, key: str) -> None:

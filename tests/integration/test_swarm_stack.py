@@ -7,8 +7,9 @@ locally: the LunaTV twin in two versions and Debian's redis (``local_images``), 
 its Go module (tests/fixtures/swarm-images). Each track runs its own version, told apart by
 ``/api/server-config``'s ``Version``. Requests go to 127.0.0.1.
 
-The tests run in order against one stack: blue-green → switch → canary 20 → rollback to 0 →
-mirror at 50 % → a faulty canary mirrored, then the mirror taken off.
+The tests run in order against one stack: blue-green → switch → canary 20 → track affinity at
+10, a step to 50 with sessions browsing → rollback to 0 → mirror at 50 % → a faulty canary
+mirrored, then the mirror taken off.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from components import naming
+from components.release import AFFINITY_COOKIE
 from components.swarm import compose, traefik
 from components.swarm import spec as sw
 from tests.helpers import free_port
@@ -156,6 +158,70 @@ def test_given_canary_then_the_header_pins_a_track(stack):
     assert never.tracks == {OLD: 30}
 
 
+#: Track affinity: new sessions per weight, sessions kept browsing, requests each.
+NEW_SESSIONS, HELD, REQUESTS_EACH = 1000, 200, 5
+#: Sessions opened at weight 10, kept across the step to 50 and the rollback.
+OPENED: list[load.Browser] = []
+
+
+def new_sessions(stack: Stack, weight: int) -> tuple[list[load.Browser], float]:
+    """1000 browsers without the cookie: the canary's share of their first answers is within
+    5 % of ``weight``, and each got the sticky cookie (one value per track) with the
+    attributes of the route table's affinity."""
+    browsers = load.new_sessions(stack.port, env.HOST, NEW_SESSIONS, AFFINITY_COOKIE)
+    assert [f for b in browsers for f in b.failures] == []
+    share = load.first_share(browsers, NEW)
+    assert abs(share - weight / 100) <= CANARY_SHARE_TOLERANCE, share
+    assert all(len(b.set_cookies) == 1 for b in browsers)
+    values = load.cookie_values(browsers)  # Traefik's hash of the track's service name
+    assert sorted(map(sorted, values.values())) == [[NEW], [OLD]], values
+    attributes = {json.dumps(load.cookie_attributes(b.set_cookies[0]), sort_keys=True)
+                  for b in browsers}
+    assert [json.loads(a) for a in attributes] == [
+        {"httponly": True, "path": "/", "samesite": "Lax"}]  # a session cookie, not Secure
+    return browsers, share
+
+
+def held(browsers: list[load.Browser]) -> list[load.Browser]:
+    """Up to ``HELD`` of ``browsers``, the canary's first."""
+    return sorted(browsers, key=lambda b: b.first != NEW)[:HELD]
+
+
+def switched(browsers: list[load.Browser]) -> int:
+    return sum(1 for b in browsers if b.switched)
+
+
+def test_given_weight_10_then_new_sessions_split_and_a_session_keeps_its_track(stack):
+    stack.deploy(env.canary(10))
+    browsers, share = new_sessions(stack, 10)
+    OPENED.extend(held(browsers))
+    load.browse(stack.port, env.HOST, OPENED, AFFINITY_COOKIE, requests_each=REQUESTS_EACH)
+    assert [f for b in OPENED for f in b.failures] == []
+    assert switched(OPENED) == 0
+    assert all(len(b.set_cookies) == 1 for b in OPENED)  # the cookie holds: no new one
+    print(f"\n[swarm] affinity at weight 10: {share:.3f} of {NEW_SESSIONS} new sessions started "
+          f"on the canary (cookie {browsers[0].set_cookies[0]!r}); {HELD} sessions "
+          f"({sum(b.first == NEW for b in OPENED)} on the canary) x {1 + REQUESTS_EACH} "
+          f"requests: {switched(OPENED)} switched track")
+
+
+def test_given_sessions_browsing_when_the_weight_steps_from_10_to_50_then_none_switches(stack):
+    with load.Browsing(stack.port, env.HOST, OPENED, AFFINITY_COOKIE) as browsing:
+        stack.deploy(env.canary(50))  # returns once the edge routes by the new configuration
+        rounds = browsing.stop()
+    load.browse(stack.port, env.HOST, OPENED, AFFINITY_COOKIE)  # once more, after the step
+    assert [f for b in OPENED for f in b.failures] == []
+    assert rounds >= 1 and switched(OPENED) == 0
+    browsers, share = new_sessions(stack, 50)
+    later = held(browsers)
+    load.browse(stack.port, env.HOST, later, AFFINITY_COOKIE, requests_each=REQUESTS_EACH)
+    assert switched(later) == 0 and [f for b in later for f in b.failures] == []
+    print(f"\n[swarm] affinity step 10 -> 50 with {HELD} sessions browsing across it ({rounds} "
+          f"rounds, {sum(len(b.served) for b in OPENED)} requests): {switched(OPENED)} "
+          f"switched track; at 50: {share:.3f} of {NEW_SESSIONS} new sessions on the canary, "
+          f"{HELD} of them x {1 + REQUESTS_EACH} requests: {switched(later)} switched")
+
+
 def test_when_rolled_back_to_weight_0_under_load_then_all_traffic_is_stable(stack):
     apps = [stack.service("stable"), stack.service("canary")]
     before = env.running_containers(apps)
@@ -171,6 +237,14 @@ def test_when_rolled_back_to_weight_0_under_load_then_all_traffic_is_stable(stac
     assert tally.failures == []
     assert after.tracks == {OLD: 200}
     assert env.redis_cli(stack.service("redis"), "GET", "moontv:it:key") == "kept"
+    # the canary left the split: its sessions' cookie no longer holds, stable answers them
+    on_canary = [b for b in OPENED if b.served and b.served[-1] == NEW]
+    assert on_canary
+    load.browse(stack.port, env.HOST, on_canary, AFFINITY_COOKIE, requests_each=2)
+    assert [f for b in on_canary for f in b.failures] == []
+    assert all(b.served[-2:] == [OLD, OLD] and len(b.set_cookies) == 2 for b in on_canary)
+    print(f"after the rollback: {len(on_canary)} canary sessions answered by stable, "
+          "their cookie replaced")
 
 
 def canary_requests(stack: Stack) -> list[str]:
