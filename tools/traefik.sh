@@ -24,7 +24,9 @@ if [[ $# -gt 0 ]]; then
   exit 2
 fi
 
-if [[ -x "$BIN" ]] && "$BIN" version 2>/dev/null | grep -q "${VERSION#v}"; then
+# The output is read whole: `| grep -q` may close the pipe before traefik has written its last
+# line, and under pipefail its SIGPIPE would count as "not built" and rebuild it (minutes).
+if [[ -x "$BIN" ]] && [[ "$("$BIN" version 2>/dev/null)" == *"${VERSION#v}"* ]]; then
   echo "traefik $VERSION already built"
   echo "$BIN"
   exit 0
