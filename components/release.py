@@ -10,8 +10,9 @@
 
 :func:`plan` turns the settings into a :class:`ReleasePlan` both platforms render; its
 :meth:`ReleasePlan.routes` is the provider-neutral :class:`RouteTable` that Gateway API, nginx and
-Traefik only render (hosts, blocked paths, header and cookie overrides, weighted backends, and the
-mirror that copies read requests to a release candidate no user is sent to yet). Staging,
+Traefik only render (hosts, blocked paths, header and cookie overrides, weighted backends, the
+track affinity cookie that keeps a browser on the track that first served it, and the mirror that
+copies read requests to a release candidate no user is sent to yet). Staging,
 promotion, rollback, abort and switching are edits of the raw config mapping (:func:`stage`,
 :func:`set_weight`, :func:`promote`, :func:`rollback`, :func:`abort`, :func:`switch`): each
 validates its input and returns the new mapping, so the operator CLI only writes what this
