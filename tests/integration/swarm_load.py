@@ -327,6 +327,7 @@ class Browsing:
 
     def __init__(self, port: int, host: str, browsers: list[Browser], cookie: str,
                  concurrency: int = 4) -> None:
+        assert browsers, "no browser to keep browsing"
         self.rounds = 0
         self._stop = threading.Event()
 

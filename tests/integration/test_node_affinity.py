@@ -147,6 +147,7 @@ def test_given_a_login_when_the_split_answers_then_the_app_cookie_and_the_track_
 
 def test_given_sessions_browsing_when_the_weight_steps_from_10_to_50_then_none_switches(
         affinity):
+    assert len(OPENED) == HELD  # opened at weight 10 by the test before
     with load.Browsing(affinity.port, HOST, OPENED, AFFINITY_COOKIE) as browsing:
         affinity.set_release(canary(50, CANARY))
         affinity.up()

@@ -174,7 +174,7 @@ def new_sessions(stack: Stack, weight: int) -> tuple[list[load.Browser], float]:
     assert abs(share - weight / 100) <= CANARY_SHARE_TOLERANCE, share
     assert all(len(b.set_cookies) == 1 for b in browsers)
     values = load.cookie_values(browsers)  # Traefik's hash of the track's service name
-    assert sorted(map(sorted, values.values())) == [[NEW], [OLD]], values
+    assert sorted(map(sorted, values.values())) == sorted([[NEW], [OLD]]), values
     attributes = {json.dumps(load.cookie_attributes(b.set_cookies[0]), sort_keys=True)
                   for b in browsers}
     assert [json.loads(a) for a in attributes] == [
@@ -206,6 +206,7 @@ def test_given_weight_10_then_new_sessions_split_and_a_session_keeps_its_track(s
 
 
 def test_given_sessions_browsing_when_the_weight_steps_from_10_to_50_then_none_switches(stack):
+    assert len(OPENED) == HELD  # opened at weight 10 by the test before
     with load.Browsing(stack.port, env.HOST, OPENED, AFFINITY_COOKIE) as browsing:
         stack.deploy(env.canary(50))  # returns once the edge routes by the new configuration
         rounds = browsing.stop()
