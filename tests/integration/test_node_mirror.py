@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from components.image_settings import reported_version
+from components.release import AFFINITY_COOKIE
 from tests.conftest import skip_or_fail
 from tests.helpers import canary
 from tests.integration import node as node_host
@@ -155,8 +156,10 @@ def test_given_a_mirror_then_each_route_answers_a_real_request(mirror):
     refs = [ref for rule in route["spec"]["rules"] for ref in rule["backendRefs"]]
     assert [r["name"] for r in refs if r.get("kind") == "TraefikService"] == ["moontv-mirror"]
     for method in ("GET", "HEAD"):  # the mirror rule
-        status, _, body = call(mirror, method, PATH)
+        status, headers, body = call(mirror, method, PATH)
         assert status == 200, (method, body[:200])
+        # it answers for the weighted rule, so it tells a browser its track as that rule does
+        assert node_host.cookie(headers, AFFINITY_COOKIE) == f"{AFFINITY_COOKIE}=stable"
         if method == "GET":
             assert version_of(body) == VERSION[STABLE]
     status, _, _ = call(mirror, "POST", "/api/login", {"username": OWNER,
