@@ -246,7 +246,7 @@ def cookie_attributes(header: str) -> dict[str, str | bool]:
 
 
 @dataclass
-class Browser:
+class Session:
     """One browser session: the affinity cookie it holds (``name=value``, "" before the first
     answer) and what answered each of its requests, in order."""
 
@@ -266,14 +266,14 @@ class Browser:
         return len(set(self.served)) > 1
 
 
-def browse(port: int, host: str, browsers: list[Browser], cookie: str, requests_each: int = 1,
+def browse(port: int, host: str, browsers: list[Session], cookie: str, requests_each: int = 1,
            concurrency: int = 10, path: str = SERVER_CONFIG,
            label: Label = server_version) -> None:
     """Each of ``browsers`` sends ``requests_each`` requests one after the other with the cookie
     it holds, and keeps the one an answer sets, as a browser does; the browsers run side by
     side on ``concurrency`` workers."""
 
-    def one(browser: Browser) -> None:
+    def one(browser: Session) -> None:
         for _ in range(requests_each):
             headers = {"Cookie": browser.cookie} if browser.cookie else {}
             try:
@@ -297,20 +297,20 @@ def browse(port: int, host: str, browsers: list[Browser], cookie: str, requests_
 
 
 def new_sessions(port: int, host: str, count: int, cookie: str,
-                 concurrency: int = 10) -> list[Browser]:
+                 concurrency: int = 10) -> list[Session]:
     """``count`` browsers without a cookie, each after its first answer."""
-    browsers = [Browser() for _ in range(count)]
+    browsers = [Session() for _ in range(count)]
     browse(port, host, browsers, cookie, concurrency=concurrency)
     return browsers
 
 
-def first_share(browsers: list[Browser], served: str) -> float:
+def first_share(browsers: list[Session], served: str) -> float:
     """The share of ``browsers`` whose first answer came from ``served``."""
     firsts = [b.first for b in browsers if b.first]
     return firsts.count(served) / len(firsts) if firsts else 0.0
 
 
-def cookie_values(browsers: list[Browser]) -> dict[str, set[str]]:
+def cookie_values(browsers: list[Session]) -> dict[str, set[str]]:
     """The affinity cookie value each browser's first answer set -> the versions of those first
     answers (one each when the cookie names what served)."""
     out: dict[str, set[str]] = {}
@@ -325,7 +325,7 @@ class Browsing:
     """``browsers`` keep browsing (one request each per round, with their cookies) until
     :meth:`stop`, e.g. across a weight step."""
 
-    def __init__(self, port: int, host: str, browsers: list[Browser], cookie: str,
+    def __init__(self, port: int, host: str, browsers: list[Session], cookie: str,
                  concurrency: int = 4) -> None:
         assert browsers, "no browser to keep browsing"
         self.rounds = 0

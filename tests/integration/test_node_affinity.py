@@ -44,7 +44,7 @@ TOLERANCE = 0.05
 READY_TIMEOUT = 300
 FIGURES: dict[str, Any] = {}
 #: Sessions opened at weight 10, kept for the next tests.
-OPENED: list[load.Browser] = []
+OPENED: list[load.Session] = []
 
 
 def stack_config(node, release: dict[str, Any]) -> dict[str, Any]:
@@ -75,15 +75,15 @@ def affinity(node, node_images, tmp_path_factory):  # noqa: F811
         stack.destroy()
 
 
-def sessions(release: Release, count: int = NEW_SESSIONS) -> list[load.Browser]:
+def sessions(release: Release, count: int = NEW_SESSIONS) -> list[load.Session]:
     return load.new_sessions(release.port, HOST, count, AFFINITY_COOKIE)
 
 
-def browse(release: Release, browsers: list[load.Browser], each: int = REQUESTS_EACH) -> None:
+def browse(release: Release, browsers: list[load.Session], each: int = REQUESTS_EACH) -> None:
     load.browse(release.port, HOST, browsers, AFFINITY_COOKIE, requests_each=each)
 
 
-def assert_new_sessions(browsers: list[load.Browser], weight: int) -> float:
+def assert_new_sessions(browsers: list[load.Session], weight: int) -> float:
     """No failure, the canary's share of first answers within the tolerance of ``weight``, and
     each browser told the track that served it, with the specified attributes."""
     assert [f for b in browsers for f in b.failures] == []
@@ -99,14 +99,14 @@ def assert_new_sessions(browsers: list[load.Browser], weight: int) -> float:
     return share
 
 
-def held_sample(browsers: list[load.Browser]) -> list[load.Browser]:
+def held_sample(browsers: list[load.Session]) -> list[load.Session]:
     """Up to :data:`HELD` sessions, the canary's first (there are fewer of them)."""
     on_canary = [b for b in browsers if b.first == VERSION[CANARY]]
     on_stable = [b for b in browsers if b.first == VERSION[STABLE]]
     return (on_canary + on_stable)[:HELD]
 
 
-def switched(browsers: list[load.Browser]) -> int:
+def switched(browsers: list[load.Session]) -> int:
     return sum(1 for b in browsers if b.switched)
 
 
@@ -191,7 +191,7 @@ def test_given_a_rollback_to_0_then_the_canary_sessions_go_back_to_stable_with_a
     assert on_canary
 
     def rolled_back() -> bool:
-        probe = [load.Browser(cookie=f"{AFFINITY_COOKIE}=canary") for _ in range(5)]
+        probe = [load.Session(cookie=f"{AFFINITY_COOKIE}=canary") for _ in range(5)]
         browse(affinity, probe, 1)
         return all(b.served == [VERSION[STABLE]] for b in probe)
 

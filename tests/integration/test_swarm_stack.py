@@ -161,10 +161,10 @@ def test_given_canary_then_the_header_pins_a_track(stack):
 #: Track affinity: new sessions per weight, sessions kept browsing, requests each.
 NEW_SESSIONS, HELD, REQUESTS_EACH = 1000, 200, 5
 #: Sessions opened at weight 10, kept across the step to 50 and the rollback.
-OPENED: list[load.Browser] = []
+OPENED: list[load.Session] = []
 
 
-def new_sessions(stack: Stack, weight: int) -> tuple[list[load.Browser], float]:
+def new_sessions(stack: Stack, weight: int) -> tuple[list[load.Session], float]:
     """1000 browsers without the cookie: the canary's share of their first answers is within
     5 % of ``weight``, and each got the sticky cookie (one value per track) with the
     attributes of the route table's affinity."""
@@ -182,12 +182,12 @@ def new_sessions(stack: Stack, weight: int) -> tuple[list[load.Browser], float]:
     return browsers, share
 
 
-def held(browsers: list[load.Browser]) -> list[load.Browser]:
+def held(browsers: list[load.Session]) -> list[load.Session]:
     """Up to ``HELD`` of ``browsers``, the canary's first."""
     return sorted(browsers, key=lambda b: b.first != NEW)[:HELD]
 
 
-def switched(browsers: list[load.Browser]) -> int:
+def switched(browsers: list[load.Session]) -> int:
     return sum(1 for b in browsers if b.switched)
 
 
