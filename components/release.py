@@ -204,6 +204,14 @@ class AffinitySettings(ConfigModel):
     #: cannot see it). A browser drops a Secure cookie that comes over plain HTTP.
     secure: bool = False
 
+    @model_validator(mode="after")
+    def _read_only_when_enabled(self) -> AffinitySettings:
+        unread = [f for f in ("cookie", "secure") if f in self.model_fields_set]
+        if not self.enabled and unread:
+            raise config_error("is read only when affinity.enabled is true: remove it",
+                               unread[0])
+        return self
+
 
 class CanarySettings(ConfigModel):
     """``moontv:release.canary``."""

@@ -60,6 +60,11 @@ def test_given_another_strategy_then_there_is_no_affinity(release):
     assert r.plan(r.parse(release), "v1", 2).affinity is None
 
 
+def test_given_affinity_disabled_then_a_cookie_setting_is_refused_not_ignored():
+    assert release_problems(with_affinity(canary(10), enabled=False, secure=True)) == [
+        "moontv:release.affinity.secure: is read only when affinity.enabled is true: remove it"]
+
+
 def test_given_affinity_disabled_then_the_table_has_none():
     assert all(route.affinity is None
                for route in table(with_affinity(canary(10), enabled=False)).routes)
