@@ -41,9 +41,16 @@ def kubernetes(s: Settings, overrides: dict[str, pulumi.Output[str]]) -> pulumi.
             pulumi.log.warn(warning)
         if ready.problems:
             raise ConfigError(ready.problems)
+    live = None
+    if not c.kubernetes.render_dir:  # what runs now sizes the tracks at a release event
+        from components.kubernetes import capacity
+
+        live, problem = capacity.read(c.kubernetes, c.namespace, s.stack)
+        if problem:
+            pulumi.log.warn(problem)
     opts = pulumi.ResourceOptions(providers=[provider("kubernetes", c.kubernetes)])
-    app = MoonTVKubernetes("moontv", MoonTVKubernetesArgs(settings=s, image_overrides=overrides),
-                           opts=opts)
+    app = MoonTVKubernetes("moontv", MoonTVKubernetesArgs(settings=s, image_overrides=overrides,
+                                                          live=live), opts=opts)
     if c.monitoring.enabled:
         monitoring = Monitoring("moontv-monitoring", MonitoringArgs(
             namespace=c.namespace, tracks=s.plan.tracks, settings=c.monitoring,

@@ -46,6 +46,9 @@ Method = Literal["GET", "HEAD", "OPTIONS"]
 KEY = "moontv:release"
 #: Upper bound of every replica count (the same as ``moontv:replicas``).
 MAX_REPLICAS = 50
+#: ``blueGreen.scaleDownDelaySeconds``: its default and its upper bound (an hour).
+DEFAULT_SCALE_DOWN_DELAY = 300
+MAX_SCALE_DOWN_DELAY = 3600
 HEADER: Literal["x-moontv-canary"] = "x-moontv-canary"
 ALLOW_LATEST = "allow_latest"
 """Validation context key: ``model_validate(data, context={ALLOW_LATEST: True})`` accepts the
@@ -245,6 +248,12 @@ class BlueGreenSettings(ConfigModel):
     active: Colour = "blue"
     scale_down_inactive: bool = False
     preview_replicas: Annotated[int, int_range(1, MAX_REPLICAS)] | None = None
+    #: Seconds the colour that lost the traffic keeps the replicas the autoscaler gave it, from
+    #: the `up` that switched (Argo Rollouts' scaleDownDelaySeconds): a switch back within it
+    #: finds the capacity still there. A later `up` scales it down (components/kubernetes/
+    #: capacity.py).
+    scale_down_delay_seconds: Annotated[int, int_range(0, MAX_SCALE_DOWN_DELAY)] = (
+        DEFAULT_SCALE_DOWN_DELAY)
     mirror: MirrorSettings | None = None
 
     @model_validator(mode="after")

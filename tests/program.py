@@ -24,7 +24,7 @@ import pulumi
 import yaml
 
 from components import passwords, settings
-from components.kubernetes import preflight
+from components.kubernetes import capacity, preflight
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Plain-text values of secrets that tests look for in places they must never appear.
@@ -217,11 +217,13 @@ def fill_placeholder_digests(value: Any) -> Any:
 
 def run_stack(stack: str, overrides: dict[str, Any] | None = None,
               secrets: dict[str, str] | None = None,
-              cluster: Any = ready_cluster, preview: bool = False) -> Run:
+              cluster: Any = ready_cluster, preview: bool = False,
+              live: capacity.Live | None = None) -> Run:
     """Run the program for ``stack``; ``secrets`` are set as secret config values.
 
     ``cluster`` answers the program's preflight questions to a cluster (``preflight.gather``)
-    for stacks that deploy to one. An update (``preview=False``) runs with the placeholder
+    for stacks that deploy to one; ``live`` is what runs there (``capacity.gather``; default:
+    nothing yet). An update (``preview=False``) runs with the placeholder
     digests of the stack file filled in (:func:`fill_placeholder_digests`); a preview runs the
     file as it is."""
     config = stack_config(stack, overrides)
@@ -229,11 +231,13 @@ def run_stack(stack: str, overrides: dict[str, Any] | None = None,
         config = fill_placeholder_digests(config)
     config.update(secrets or {})
     asked, preflight.gather = preflight.gather, cluster
+    running, capacity.gather = capacity.gather, lambda *_: live or capacity.Live({}, None)
     try:
         with language_host_config(config, list((secrets or {}).keys())):
             run = run_program(lambda: load_program().main(), stack, preview)
     finally:
         preflight.gather = asked
+        capacity.gather = running
     run.secrets.extend((secrets or {}).values())
     return run
 

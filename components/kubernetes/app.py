@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components import app_facts, naming
-from components.kubernetes import pod
+from components.kubernetes import capacity, pod
 from components.kubernetes.storage import SCRIPT, SCRIPT_DIR, Storage, StorageArgs, tool_config_map
 from components.kubernetes.traffic import SERVICE_PORT, RouteArgs, router_for
 from components.passwords import owner_password
-from components.release import Track, image_ref
+from components.release import DEFAULT_SCALE_DOWN_DELAY, Track, image_ref
 from components.settings import DnsEgressSettings, MoonTVSettings, Settings
 
 PRE_STOP_SECONDS = 10
@@ -50,6 +51,8 @@ class MoonTVKubernetesArgs:
     settings: Settings
     #: Image references to use instead of ``repository:version`` (e.g. a freshly built digest).
     image_overrides: Mapping[str, pulumi.Input[str]] | None = None
+    #: The app's Deployments as the cluster runs them (:func:`capacity.gather`); None: unknown.
+    live: capacity.Live | None = None
 
 
 #: How long `up` waits for a Deployment beyond its progress deadline before it gives up.
@@ -127,10 +130,19 @@ class MoonTVKubernetes(pulumi.ComponentResource):
 
         self.deployments = {}
         self.services = {}
+        bg = c.release.blue_green
+        delay = bg.scale_down_delay_seconds if bg is not None else DEFAULT_SCALE_DOWN_DELAY
+        self._scales = capacity.decide(s.plan, c.autoscaling, delay, args.live,
+                                       datetime.now(UTC))
+        for scale in self._scales.values():
+            if scale.note:
+                pulumi.log.info(scale.note, self)
         # Traffic moves only to Ready capacity: the routes and the host Services wait for the
-        # Deployments they point at (the provider awaits each rollout), and a track that goes
-        # idle (a colour scaled to 0) is scaled down only once they point elsewhere.
-        idle = [t for t in s.plan.tracks if t.role == "idle"]
+        # Deployments they point at (the provider awaits each rollout, at the size the track
+        # must carry: components/kubernetes/capacity.py), and a track that goes idle (a colour
+        # scaled to 0) or loses the traffic changes only once they point elsewhere.
+        idle = [t for t in s.plan.tracks
+                if t.role == "idle" or self._scales[t.name].after_routes]
         for track in s.plan.tracks:
             if track not in idle:
                 self._track(name, track)
@@ -170,15 +182,20 @@ class MoonTVKubernetes(pulumi.ComponentResource):
                          "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {"metadata": {"labels": labels}, "spec": self._pod_spec(track, selector)},
         }
-        if not self._hpa_managed(track):
-            spec["replicas"] = track.replicas
+        scale = self._scales[track.name]
+        if scale.replicas is not None:
+            spec["replicas"] = scale.replicas
+        annotations = pod.skip_checks("CKV_K8S_40", "container-security-context-user-group-id",
+                                      "CKV_K8S_35", *pod.image_checks(self._image(track)))
+        if scale.primary_until:
+            annotations[capacity.PRIMARY_UNTIL] = scale.primary_until
+        if c.autoscaling.enabled:
+            annotations[capacity.PATCH_FORCE] = "true"
         timeout = f"{c.kubernetes.progress_deadline_seconds + ROLLOUT_MARGIN_SECONDS}s"
         deployment = k8s.apps.v1.Deployment(
             f"{name}-{track.name}",
             metadata={"name": resource, "namespace": self.namespace, "labels": labels,
-                      "annotations": pod.skip_checks(
-                          "CKV_K8S_40", "container-security-context-user-group-id",
-                          "CKV_K8S_35", *pod.image_checks(self._image(track)))},
+                      "annotations": annotations},
             spec=spec,
             # `up` waits for the rollout no longer than its progress deadline (and a margin):
             # a version that never gets Ready fails `up` with the Deployment's reasons.
@@ -222,7 +239,9 @@ class MoonTVKubernetes(pulumi.ComponentResource):
                     **({"behavior": c.autoscaling.behavior.spec()}
                        if c.autoscaling.behavior else {}),
                 },
-                opts=self._opts,
+                # it moves to an incoming primary once that one is Ready at its size
+                opts=pulumi.ResourceOptions.merge(self._opts, pulumi.ResourceOptions(
+                    depends_on=[deployment])),
             )
 
     def _pod_spec(self, track: Track, selector: dict[str, str]) -> dict[str, Any]:
@@ -303,7 +322,8 @@ class MoonTVKubernetes(pulumi.ComponentResource):
 
     def _stable_services(self, name: str) -> list[pulumi.Resource]:
         """``moontv`` selects the primary track, ``moontv-preview`` the preview track; each
-        waits for its track's Deployment to be Ready."""
+        waits for its track's Deployment to be Ready (a track losing the traffic is Ready: it
+        served until now, and it changes only after the Services and routes moved)."""
         s = self._settings
         made: list[pulumi.Resource] = []
         roles = {naming.PRIMARY_SERVICE: s.plan.primary,
@@ -318,7 +338,7 @@ class MoonTVKubernetes(pulumi.ComponentResource):
                 spec={"selector": naming.selector_labels(s.stack, "app", track),
                       "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http"}]},
                 opts=pulumi.ResourceOptions.merge(self._opts, pulumi.ResourceOptions(
-                    depends_on=[self.deployments[track]])),
+                    depends_on=[self.deployments[track]] if track in self.deployments else [])),
             )
             self.services[service] = svc.metadata.name
             made.append(svc)

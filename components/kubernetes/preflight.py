@@ -162,7 +162,7 @@ def _storage_problem(wanted: str | None, classes: tuple[StorageClass, ...]) -> s
             "storageclass.kubernetes.io/is-default-class=true)")
 
 
-def _api_client(target: KubernetesSettings) -> Any:
+def api_client(target: KubernetesSettings) -> Any:
     """A ``kubernetes`` API client for the stack's kubeconfig (a path or its content) and
     context, the way the Pulumi Kubernetes provider reads them."""
     import yaml
@@ -184,7 +184,7 @@ def gather(target: KubernetesSettings, need: Needs) -> ClusterFacts:
     from kubernetes.client.exceptions import ApiException
 
     unknown: list[str] = []
-    api = _api_client(target)
+    api = api_client(target)
     classes: tuple[StorageClass, ...] | None = None
     if need.volumes:
         try:

@@ -7,7 +7,7 @@ import pytest
 
 from components import app_facts, settings
 from components.errors import ConfigError
-from components.kubernetes import pod, preflight
+from components.kubernetes import capacity, pod, preflight
 from tests.conftest import ROOT
 from tests.program import RecordingMocks, Resource, Run, manifest, run_stack, stack_config
 
@@ -139,7 +139,12 @@ def test_storage_persists_and_waits_before_the_app(stack_run: Run):
 def test_given_prod_then_it_is_highly_available_and_digest_pinned(run):
     prod = run("prod")
     primary = prod.named("Deployment", "moontv-blue")
-    assert "replicas" not in primary.inputs["spec"]  # the HPA owns the count
+    # the first up: the HPA's minimum, Ready before the routes point at it
+    assert primary.inputs["spec"]["replicas"] == 3
+    # once the HPA owns the count (it changed it), no up sets it
+    held = {"blue": capacity.LiveDeployment(7, 7, autoscaled=True)}
+    again = run("prod", live=capacity.Live(held, "blue")).named("Deployment", "moontv-blue")
+    assert "replicas" not in again.inputs["spec"]
     hpa = prod.kind("HorizontalPodAutoscaler")[0].inputs["spec"]
     assert hpa["minReplicas"] >= 3 and hpa["scaleTargetRef"]["name"] == "moontv-blue"
     assert prod.named("PodDisruptionBudget", "moontv-blue").inputs["spec"]["maxUnavailable"] == 1

@@ -171,7 +171,8 @@ def test_given_bad_plan_arguments_then_release_error(
             [
                 (
                     "moontv:release.blueGreen.scale_down_inactive: unknown key; accepted keys: "
-                    "blue, green, active, scaleDownInactive, previewReplicas, mirror"
+                    "blue, green, active, scaleDownInactive, previewReplicas, "
+                    "scaleDownDelaySeconds, mirror"
                 )
             ],
         ),
