@@ -264,6 +264,17 @@ class Node:
         if result.returncode != 0:
             raise AssertionError(f"node-import failed:\n{result.stdout}{result.stderr}")
 
+    def tag_image(self, source: str, target: str) -> None:
+        """Give the imported image ``source`` a second name ``target`` in the node's containerd:
+        a module's own name, which another test session's import of ``source`` (the same tag
+        built from another tree) does not replace while the module runs."""
+        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+        result = subprocess.run([*sudo, "ctr", "-a", self.containerd, "-n", "k8s.io", "images",
+                                 "tag", "--force", source, target],
+                                capture_output=True, text=True, check=False, timeout=60)
+        if result.returncode != 0:
+            raise AssertionError(f"ctr images tag {source} {target} failed:\n{result.stderr}")
+
     def exec(self, namespace: str, pod: str, *command: str, check: bool = False,
              container: str | None = None, timeout: int = 60) -> subprocess.CompletedProcess[str]:
         args = ["kubectl", "--kubeconfig", self.kubeconfig, "--context", self.context, "exec",

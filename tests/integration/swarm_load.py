@@ -35,6 +35,8 @@ class Tally:
     failures: list[str] = field(default_factory=list)
     #: seconds each request took, answered or not
     durations: list[float] = field(default_factory=list, repr=False)
+    #: when each of them started (``time.monotonic()``), in the same order
+    starts: list[float] = field(default_factory=list, repr=False)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -45,9 +47,14 @@ class Tally:
         ok = sum(self.tracks.values())
         return self.tracks[track] / ok if ok else 0.0
 
-    def percentile_ms(self, q: float) -> float:
-        """The ``q`` quantile (0.99: p99) of the request durations, nearest rank, in ms."""
-        ordered = sorted(self.durations)
+    def percentile_ms(self, q: float, since: float = -math.inf, until: float = math.inf) -> float:
+        """The ``q`` quantile (0.99: p99) of the request durations, nearest rank, in ms; of the
+        requests started between ``since`` and ``until`` (``time.monotonic()``) when given."""
+        timed = len(self.starts) == len(self.durations)
+        if not timed and (since, until) != (-math.inf, math.inf):
+            raise ValueError("a window needs each request's start (a tally made by _one)")
+        ordered = sorted(d for d, s in zip(self.durations, self.starts, strict=True)
+                         if since <= s <= until) if timed else sorted(self.durations)
         if not ordered:
             return math.nan
         return 1000 * ordered[max(0, math.ceil(q * len(ordered)) - 1)]
@@ -61,6 +68,7 @@ def pooled(tallies: Iterable[Tally]) -> Tally:
         out.tracks.update(tally.tracks)
         out.failures += tally.failures
         out.durations += tally.durations
+        out.starts += tally.starts
     return out
 
 
@@ -124,6 +132,7 @@ def _one(
         outcome += f" (started {_clock(started)}, {time.monotonic() - started:.1f} s)"
     with tally.lock:
         tally.durations.append(time.monotonic() - started)
+        tally.starts.append(started)
         if answered:
             tally.tracks[outcome] += 1
         else:

@@ -78,3 +78,13 @@ def test_pooled_rounds_give_percentiles_over_all_their_requests():
     assert quick.percentile_ms(0.99) == 10.0 and pooled.percentile_ms(0.99) == 500.0
     assert pooled.percentile_ms(0.5) == 10.0
     assert quick.durations == [0.010] * 99  # the rounds are left as they were
+
+
+def test_a_tally_gives_the_p99_of_the_requests_started_in_a_window():
+    tally = load.Tally(durations=[0.010, 0.020, 0.500, 0.030], starts=[1.0, 2.0, 3.0, 4.0])
+    assert tally.percentile_ms(0.99) == 500
+    assert tally.percentile_ms(0.99, since=3.5) == 30
+    assert tally.percentile_ms(0.99, until=2.5) == 20
+    assert load.Tally(durations=[0.010]).percentile_ms(0.99) == 10
+    with pytest.raises(ValueError):
+        load.Tally(durations=[0.010]).percentile_ms(0.99, since=1.0)
