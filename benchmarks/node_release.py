@@ -9,7 +9,11 @@ canary, blue-green, each way) and of the switch to a colour at 0, weight edit to
 never-ready version to `up` failing, and a faulty canary to weight 0 under `rollout auto`;
 mirroring: the canary's share of 1000 GETs at 50 % (at its pods and at the gateway), POSTs that
 reached it, p99 of open-loop GETs with and without mirroring (on the node and on Swarm), and
-user-facing failures while a faulty canary is stopped in the mirror step.
+user-facing failures while a faulty canary is stopped in the mirror step; the HPA under load
+(``tests/integration/test_node_autoscaling.py``): time to the first scale-up, peak replicas,
+and for a switch, a strategy change, a promotion and a rolling update with the HPA scaled up,
+the ready replicas of the outgoing and the incoming primary when the traffic moved, failed
+requests, and p99 before and while the traffic moved.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ("tests/integration/test_node_release.py", "tests/integration/test_node_mirror.py",
-         "tests/integration/test_swarm_stack.py")
-PREFIXES = ("[release] figures ", "[mirror] figures ", "[swarm] figures ")
+         "tests/integration/test_node_autoscaling.py", "tests/integration/test_swarm_stack.py")
+PREFIXES = ("[release] figures ", "[mirror] figures ", "[autoscaling] figures ",
+            "[swarm] figures ")
 
 
 def figures(output: str) -> dict[str, object]:

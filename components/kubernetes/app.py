@@ -215,7 +215,9 @@ class MoonTVKubernetes(pulumi.ComponentResource):
             opts=self._opts,
         )
         self.services[track.name] = service.metadata.name
-        min_replicas = c.autoscaling.min_replicas if self._hpa_managed(track) else track.replicas
+        # (a colour that keeps the replicas the HPA gave it keeps its budget too)
+        count = scale.replicas if scale.replicas is not None else track.replicas
+        min_replicas = c.autoscaling.min_replicas if self._hpa_managed(track) else count
         if min_replicas > 1 or self._hpa_managed(track):
             k8s.policy.v1.PodDisruptionBudget(
                 f"{name}-{track.name}-pdb",

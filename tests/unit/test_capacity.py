@@ -154,6 +154,8 @@ def test_given_a_live_switch_then_the_program_sizes_green_and_keeps_blue_after_t
     assert blue["spec"]["replicas"] == 6
     assert capacity.PRIMARY_UNTIL in blue["metadata"]["annotations"]
     assert blue["metadata"]["annotations"][capacity.PATCH_FORCE] == "true"
+    # it keeps its PodDisruptionBudget while it keeps its replicas (the policy pack's rule)
+    assert run.named("PodDisruptionBudget", "moontv-blue").inputs["spec"]["maxUnavailable"] == 1
     # blue is declared after the routes and Services it loses (it depends on them)
     order = [(r.kind, r.metadata_name) for r in run.resources]
     assert order.index(("Deployment", "moontv-blue")) > order.index(("HTTPRoute", "moontv"))
