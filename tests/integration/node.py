@@ -14,6 +14,7 @@ import fcntl
 import http.client
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -264,16 +265,34 @@ class Node:
         if result.returncode != 0:
             raise AssertionError(f"node-import failed:\n{result.stdout}{result.stderr}")
 
-    def tag_image(self, source: str, target: str) -> None:
-        """Give the imported image ``source`` a second name ``target`` in the node's containerd:
-        a module's own name, which another test session's import of ``source`` (the same tag
-        built from another tree) does not replace while the module runs."""
-        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-        result = subprocess.run([*sudo, "ctr", "-a", self.containerd, "-n", "k8s.io", "images",
-                                 "tag", "--force", source, target],
-                                capture_output=True, text=True, check=False, timeout=60)
-        if result.returncode != 0:
-            raise AssertionError(f"ctr images tag {source} {target} failed:\n{result.stderr}")
+    def import_as(self, tarball: Path | str, target: str, tries: int = 3) -> None:
+        """Import the image ``tarball`` and give it a second name ``target`` in the node's
+        containerd: a module's own name, which another test session's import of the same tag
+        (built from another tree) does not replace while the module runs. Such an import can
+        land between this import and the tag: the tag is checked to be this tarball's image,
+        and the two steps are retried when it is not."""
+        ctr = [*([] if os.geteuid() == 0 else ["sudo", "-n"]), "ctr", "-a", self.containerd,
+               "-n", "k8s.io", "images"]
+
+        def run(*args: str) -> str:
+            result = subprocess.run([*ctr, *args], capture_output=True, text=True, check=False,
+                                    timeout=600)
+            if result.returncode != 0:
+                raise AssertionError(f"ctr images {' '.join(args)} failed:\n{result.stderr}")
+            return result.stdout
+
+        found: list[str] = []
+        for _ in range(tries):
+            imported = re.search(r"unpacking (\S+) \((sha256:[0-9a-f]{64})\)",
+                                 run("import", str(tarball)))
+            assert imported, f"ctr images import {tarball} named no image"
+            source, digest = imported.groups()
+            run("tag", "--force", source, target)
+            found = [line.split()[2] for line in run("ls", f"name=={target}").splitlines()[1:]]
+            if found == [digest]:
+                return
+        raise AssertionError(f"{target} is not the image of {tarball} after {tries} tries: "
+                             f"{found}")
 
     def exec(self, namespace: str, pod: str, *command: str, check: bool = False,
              container: str | None = None, timeout: int = 60) -> subprocess.CompletedProcess[str]:

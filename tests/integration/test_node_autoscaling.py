@@ -54,7 +54,7 @@ STACK = "node"
 NAMESPACE = "moontv-autoscaling"
 HOST = "autoscaling.node.local"
 STABLE, CANDIDATE = "v100.1.1", "v100.1.2"
-#: The twin's images under this module's own name on the node (``Node.tag_image``).
+#: The twin's images under this module's own name on the node (``Node.import_as``).
 REPOSITORY = "moontv.local/lunatv-twin-autoscaling"
 IMAGE = {**CONFIG["moontv:image"], "repository": REPOSITORY}
 VERSION = {tag: reported_version(tag) for tag in (STABLE, CANDIDATE)}
@@ -73,8 +73,12 @@ AUTOSCALING = {
                       "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]},
     },
 }
+#: The app pods request 50m of CPU (the default is 100m): the node's two cores are allocated
+#: to every stack on it, and this one runs up to 16 app pods at once (two colours at 5 during
+#: the scale-down delay, then stable at 5 beside them).
+RESOURCES = {"requests": {"cpu": "50m"}}
 #: The load: 10 requests/s of 25 ms of CPU each (a quarter of a core and the app's own work
-#: per request: above the HPA's target of 50 % of the 100m request even at 5 pods), from 6
+#: per request: above the HPA's target of 50 % of the 50m request even at 5 pods), from 6
 #: clients.
 BURN = "/api/burn?ms=25"
 RATE = 10.0
@@ -123,6 +127,7 @@ def stack_config(node) -> dict[str, Any]:
         "moontv:monitoring": {"enabled": False},
         "moontv:image": {**IMAGE, "tag": STABLE},
         "moontv:autoscaling": AUTOSCALING,
+        "moontv:resources": RESOURCES,
         "moontv:release": blue_green("blue", blue=STABLE, green=CANDIDATE, previewReplicas=1,
                                      scaleDownDelaySeconds=DELAY),
     }
@@ -247,7 +252,7 @@ def wait_settled(node) -> None:
 @pytest.fixture(scope="module")
 def scaled(node, node_images, tmp_path_factory):  # noqa: F811
     for tag in (STABLE, CANDIDATE):
-        node.tag_image(f"{images.APP_REPOSITORY}:{tag}", f"{REPOSITORY}:{tag}")
+        node.import_as(node_images[f"{images.APP_REPOSITORY}:{tag}"], f"{REPOSITORY}:{tag}")
     project = Project(tmp_path_factory.mktemp("node-autoscaling"), require_engine())
     stack = project.stack(STACK, stack_config(node),
                           secrets={"moontv:ownerPassword": OWNER_PASSWORD})
