@@ -196,8 +196,8 @@ def add_parser(sub: Any, common: Any) -> None:
     )
     check.add_argument(
         "--expect-version",
-        help="version /api/server-config must report "
-        "(default: the primary track's tag without its v)",
+        help="version /api/server-config must report (default: the primary track's tag "
+        "without its v when it names a release; a branch build's, e.g. main, is not compared)",
     )
     check.add_argument(
         "--key-tolerance",

@@ -320,6 +320,20 @@ def test_given_the_intended_version_then_it_is_the_primary_tag_without_v():
     assert check_post.intended_version(target(bg, expect_version="9")) == "9"
 
 
+def test_given_a_branch_build_as_the_primary_version_then_no_version_is_intended():
+    """The pipeline deploys `main@sha256:…`: the app reports the version of the LunaTV commit
+    it was built from, which the tag does not name (it used to be compared with "main")."""
+    digest = "sha256:" + "c" * 64
+    for tag in ("main", "sha-abc1234", "pr-7"):
+        cfg = config("staging", image={"repository": "ghcr.io/acme/moontv", "tag": tag,
+                                       "digest": digest})
+        assert check_post.intended_version(target(cfg)) is None, tag
+        assert check_post.intended_version(target(cfg, expect_version="9")) == "9"
+    faulty = config("staging", image={"repository": "ghcr.io/acme/moontv",
+                                      "tag": "v100.1.3-faulty"})
+    assert check_post.intended_version(target(faulty)) == "100.1.3-faulty"
+
+
 def test_given_each_shipped_release_tag_then_check_post_expects_the_version_it_reports():
     """Pinned pairs, read from each release's image: v100.1.1 compiles in 100.1.0."""
     assert {tag: reported_version(tag) for tag in UPSTREAM_RELEASES} == {
@@ -658,3 +672,35 @@ def test_given_an_unset_optional_storage_secret_then_check_pre_skips_the_snapsho
     assert args.storage_url is None
     monkeypatch.setenv("MOONTV_STORAGE_URL", "redis://:pw@127.0.0.1:1")
     assert parser().parse_args(["check", "pre"]).storage_url == "redis://:pw@127.0.0.1:1"
+
+
+def test_given_a_branch_build_live_then_smoke_passes_naming_the_version_it_did_not_compare():
+    from tests.helpers import LocalServer, QuietHandler
+
+    class Site(QuietHandler):
+        def _answer(self) -> None:
+            body = {"Version": "100.1.2"} if self.path == "/api/server-config" else {}
+            self.reply(200, "application/json", json.dumps(body).encode())
+
+        do_GET = do_POST = _answer
+
+    server = LocalServer(Site)
+    digest = "sha256:" + "d" * 64
+    try:
+        cfg = config("staging", image={"repository": "ghcr.io/acme/moontv", "tag": "main",
+                                       "digest": digest})
+        branch = check_post.check_smoke(
+            target(cfg, url=f"http://{server.address}", owner_password="pw")
+        )
+        pinned = check_post.check_smoke(
+            target(cfg, url=f"http://{server.address}", owner_password="pw",
+                   expect_version="100.1.3")
+        )
+    finally:
+        server.stop()
+    assert branch.status == PASS, branch.reason
+    assert branch.reason.endswith(
+        "version 100.1.2; the tag main names no release: not compared (--expect-version compares)"
+    )
+    assert pinned.status == FAIL
+    assert pinned.reason == "/api/server-config reports version 100.1.2, intended 100.1.3"
