@@ -13,7 +13,7 @@ from typing import Any
 from components import release as rel
 from components.errors import ConfigError
 from rollout.check_types import validated
-from rollout.health import HealthPolicy, QueryError, check, query
+from rollout.health import Health, HealthPolicy, QueryError, check, has_samples, query
 from rollout.stack import (
     IMAGE_KEY,
     NAMESPACE,
@@ -274,12 +274,19 @@ def _describe(cfg: Mapping[str, Any]) -> str:
 
 
 def _mirror_words(mirror: rel.Mirror) -> str:
-    return (f"{mirror.percent}% of {', '.join(mirror.methods)} requests copied to "
-            f"{mirror.track} (answers from {mirror.source})")
+    return (
+        f"{mirror.percent}% of {', '.join(mirror.methods)} requests copied to "
+        f"{mirror.track} (answers from {mirror.source})"
+    )
 
 
-def auto(ctx: Context, policy: HealthPolicy, steps: Sequence[int], interval: float,
-         mirror: float | None = None) -> int:
+def auto(
+    ctx: Context,
+    policy: HealthPolicy,
+    steps: Sequence[int],
+    interval: float,
+    mirror: float | None = None,
+) -> int:
     """Canary: raise the weight step by step while healthy, then promote. Blue-green: switch
     to the preview colour if healthy, and back if it turns unhealthy. Any failure rolls back,
     records the reason and returns FAILED. With ``mirror`` (seconds), a first step: the
@@ -328,19 +335,22 @@ def _active_mirror(settings: rel.ReleaseSettings, image: Mapping[str, Any]) -> r
     if settings.strategy == "canary" and settings.canary and settings.canary.weight > 0:
         raise UsageError(
             f"--mirror: the canary already takes {settings.canary.weight}% of traffic; the "
-            "mirror step comes before the first weight (roll back to 0 first, or drop --mirror)")
+            "mirror step comes before the first weight (roll back to 0 first, or drop --mirror)"
+        )
     tag = image.get("tag")
     stable = rel.join_version(str(tag), image.get("digest")) if tag is not None else "unused"
     plan: rel.ReleasePlan = _transition(lambda: rel.plan(settings, stable, 1))
     if plan.mirror is None:
         raise UsageError(
             f"--mirror: the stack mirrors nothing: set {key}.percent (1..100) and run up, so the "
-            "release candidate gets copies of read requests before the mirror step")
+            "release candidate gets copies of read requests before the mirror step"
+        )
     return plan.mirror
 
 
-def _mirror_step(ctx: Context, policy: HealthPolicy, release: dict[str, Any],
-                 mirror: rel.Mirror, seconds: float) -> int | None:
+def _mirror_step(
+    ctx: Context, policy: HealthPolicy, release: dict[str, Any], mirror: rel.Mirror, seconds: float
+) -> int | None:
     """Wait while ``mirror`` copies requests to the candidate, then check it: None when healthy,
     else the decision is recorded (nothing else changes: no user reaches it) and FAILED."""
     step = f"mirror step ({seconds:g}s, {mirror.percent}% of {', '.join(mirror.methods)})"
@@ -354,8 +364,10 @@ def _mirror_step(ctx: Context, policy: HealthPolicy, release: dict[str, Any],
     ctx.out(f"{step}: {mirror.track}: {health.summary}")
     if health.ok:
         return None
-    reason = f"{step}: {mirror.track} unhealthy on mirrored requests, no user was sent to it: " \
-             f"{health.summary}"
+    reason = (
+        f"{step}: {mirror.track} unhealthy on mirrored requests, no user was sent to it: "
+        f"{health.summary}"
+    )
     if ctx.dry_run:
         ctx.out(f"dry run: would stop here: {reason}")
         return FAILED
@@ -380,6 +392,8 @@ def _auto_canary(
         step = f"step {number}/{total}"
         ctx.out(f"{step}: checking canary health before {weight}% -> {target}%")
         health = check(policy, "canary")
+        if number == 1:
+            health = _after_first_samples(ctx, policy, "canary", interval, health)
         ctx.out(f"{step}: {health.summary}")
         if not health.ok:
             return _roll_back(ctx, release, f"{step} at {weight}%: {health.summary}")
@@ -413,6 +427,34 @@ def _auto_canary(
     return OK
 
 
+#: How often the first check's wait for samples asks Prometheus again (seconds).
+SAMPLES_POLL = 5.0
+
+
+def _after_first_samples(
+    ctx: Context, policy: HealthPolicy, track: str, interval: float, health: Health
+) -> Health:
+    """The first check of a candidate deployed moments ago (the pipeline's `pulumi up` just
+    made its probe) may find no samples yet, and no data counts as unhealthy: then wait up to
+    ``interval`` for the gate's queries to return data and check again. Any other answer
+    stands."""
+    if health.ok or ctx.dry_run or not health.summary.endswith("no data"):
+        return health
+    ctx.out(
+        f"{track}: no samples in Prometheus yet ({health.summary}); waiting up to "
+        f"{interval:g}s for them"
+    )
+    waited = 0.0
+    while waited < interval:
+        pause = min(SAMPLES_POLL, interval - waited)
+        ctx.sleep(pause)
+        waited += pause
+        if has_samples(policy, track):
+            ctx.out(f"{track}: first samples after {waited:g}s")
+            break
+    return check(policy, track)
+
+
 def _roll_back(ctx: Context, release: dict[str, Any], reason: str) -> int:
     ctx.out(f"rolling back: {reason}")
     apply(ctx, rel.rollback(release), "rollback", reason)
@@ -428,7 +470,7 @@ def _auto_blue_green(
     old, new = bg.active, bg.inactive
     switched = _transition(lambda: rel.switch(release, new))
     ctx.out(f"checking preview {new} health before switching from {old}")
-    health = check(policy, new)
+    health = _after_first_samples(ctx, policy, new, interval, check(policy, new))
     ctx.out(f"preview {new}: {health.summary}")
     if not health.ok:
         reason = f"preview {new} unhealthy, {old} stays active: {health.summary}"

@@ -40,8 +40,9 @@ class Gate:
 def stack_gates(outputs: Mapping[str, Any]) -> dict[str, Gate]:
     """The gate of every monitored track, from the stack outputs (none without monitoring)."""
     return {
-        track: Gate(q["success"], q["latency"], float(q["successMin"]),
-                    float(q["latencyMaxSeconds"]) * 1000)
+        track: Gate(
+            q["success"], q["latency"], float(q["successMin"]), float(q["latencyMaxSeconds"]) * 1000
+        )
         for track, q in (outputs.get(OUTPUT) or {}).items()
     }
 
@@ -65,8 +66,10 @@ class HealthPolicy:
     def gate(self, track: str) -> Gate | None:
         """The stack's gate of ``track`` with the overrides applied (None: no gate)."""
         given: dict[str, Any] = {
-            "success_query": self.success_query, "latency_query": self.latency_query,
-            "min_success": self.min_success, "max_p99_ms": self.max_p99_ms,
+            "success_query": self.success_query,
+            "latency_query": self.latency_query,
+            "min_success": self.min_success,
+            "max_p99_ms": self.max_p99_ms,
         }
         overrides = {k: v for k, v in given.items() if v is not None}
         stack = self.gates.get(track)
@@ -126,6 +129,21 @@ def smoke(url: str, track: str, timeout: float = 10.0) -> str | None:
     except (urllib.error.URLError, OSError) as exc:
         return f"smoke GET {url} failed: {getattr(exc, 'reason', exc)}"
     return None if status < 400 else f"smoke GET {url} answered {status}"
+
+
+def has_samples(policy: HealthPolicy, track: str) -> bool:
+    """Whether the gate's queries of ``track`` return data yet (any other answer, a failure
+    included, is for :func:`check` to judge). False also for a track without a gate."""
+    gate = policy.gate(track)
+    if gate is None:
+        return False
+    for text in (gate.success_query, gate.latency_query):
+        try:
+            query(policy.prometheus, Template(text).safe_substitute(track=track), policy.timeout)
+        except QueryError as exc:
+            if str(exc).endswith(("no data", "no data (NaN)")):
+                return False
+    return True
 
 
 def check(policy: HealthPolicy, track: str) -> Health:
