@@ -867,3 +867,35 @@ def test_given_a_whole_up_then_the_policy_pack_runs_and_a_route_step_skips_it(
     stack.up(ROUTE_TARGETS)
     assert calls[0]["policy_packs"] == [str(ROOT / "policy")] and calls[0]["target"] is None
     assert calls[1]["policy_packs"] is None and calls[1]["target"] == list(ROUTE_TARGETS)
+
+
+def test_given_no_samples_yet_when_auto_starts_then_it_waits_for_them_and_goes_on(
+    prometheus: FakePrometheus,
+) -> None:
+    """A candidate the pipeline's up deployed moments ago has no samples at the first check:
+    auto waits (polling) up to --interval for them instead of rolling back a healthy release."""
+    prometheus.success = [None, None, 1.0]
+    stack = FakeStack(CANARY)
+    slept: list[float] = []
+    lines: list[str] = []
+    ctx = commands.Context(stack=stack, out=lines.append, sleep=slept.append)
+    policy = HealthPolicy(prometheus.url, stack_gates(stack.outputs()))
+    assert commands.auto(ctx, policy, [25, 100], 30.0) == 0, lines
+    assert slept[:2] == [commands.SAMPLES_POLL] * 2 and slept[2:] == [30.0, 30.0], slept
+    assert any("first samples after 10s" in line for line in lines), lines
+    assert stack.release.get("lastDecision", {}).get("action") == "promote"
+
+
+def test_given_no_samples_within_the_interval_when_auto_starts_then_it_rolls_back(
+    prometheus: FakePrometheus,
+) -> None:
+    prometheus.success = [None]
+    stack = FakeStack(CANARY)
+    slept: list[float] = []
+    ctx = commands.Context(stack=stack, out=lambda line: None, sleep=slept.append)
+    policy = HealthPolicy(prometheus.url, stack_gates(stack.outputs()))
+    assert commands.auto(ctx, policy, [25, 100], 12.0) != 0
+    assert slept == [5.0, 5.0, 2.0], slept  # the whole interval, then no more
+    assert stack.weights_at_each_up() == [0]
+    decision = stack.release["lastDecision"]
+    assert decision["action"] == "rollback" and "no data" in decision["reason"], decision
