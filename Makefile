@@ -48,7 +48,7 @@ bench-node: setup ## Real node figures: cold build of its binaries, start to Rea
 bench-release: setup ## Real node and Swarm release figures: canary split, switch/rolling failures, rollback time, mirroring
 	source tools/env.sh || true; $(PY) -m benchmarks.node_release
 
-bench-browser: setup ## Browser figures: broken page loads per 100 (Chromium) behind a weighted split, per page and weight
+bench-browser: setup ## Browser figures: broken page loads (Chromium) per page and weight, per-request split vs the node Gateway with affinity
 	source tools/env.sh || true; $(PY) -m benchmarks.browser
 
 bench-ci: setup ## The last `make test`'s breakdown: wall time, outcome and counts per group

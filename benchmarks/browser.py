@@ -10,16 +10,19 @@ Each phase is a router address per weight, measured by the same function
 * before: the app twin's two versions (APP_V1 stable, APP_V2 canary) behind the toolchain's
   Traefik on 127.0.0.1 with a per-request weighted split, no affinity: what LunaTV's users got
   (issue table: /login 10 and / 19 of 100 at weight 10, 32 and 39 at 50);
-* after: the same pages through a router with track affinity (the node's Gateway, the Swarm
-  edge), once the program sets it; until then the column says so.
+* after: the same pages through the node's Gateway in a canary stack with track affinity on
+  (``tests/integration/test_node_browser.py``, run by pytest: 40 loads per page at weights 10
+  and 50; it prints the same figures line).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,44 +49,62 @@ def before() -> Iterator[tuple[str, dict[int, str], list[dict[str, object]]]]:
         yield "per-request weighted split, no affinity (Traefik on 127.0.0.1)", urls, cookies
 
 
-#: phase → its routers; "after" (track affinity through the node's Gateway and the Swarm edge)
-#: joins here when the program sets affinity.
-PHASES: dict[str, Callable[[], contextlib.AbstractContextManager[
-    tuple[str, dict[int, str], list[dict[str, object]]]]]] = {"before": before}
+Pages = dict[str, dict[str, dict[str, int]]]  # page -> weight -> broken, threw, loads
+AFTER_TEST = "tests/integration/test_node_browser.py"
+PREFIX = "[browser] figures "
 
 
-def cell(tally: browser.Tally | None) -> str:
-    if tally is None:
-        return "not measured yet"
-    return f"{tally.broken} of {len(tally.loads)} ({tally.threw} threw)"
+def as_pages(tallies: Tallies) -> Pages:
+    return {page: {str(weight): {"broken": t.broken, "threw": t.threw, "loads": len(t.loads)}
+                   for weight, t in by_weight.items()} for page, by_weight in tallies.items()}
+
+
+def after() -> tuple[str, Pages, str]:
+    """The "after" figures: :data:`AFTER_TEST`'s figures lines (router, pages), and its
+    outcome line."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", AFTER_TEST],
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=3600)
+    router = ""
+    pages: Pages = {}
+    for line in result.stdout.splitlines():
+        if line.startswith(PREFIX):
+            found = json.loads(line.removeprefix(PREFIX))
+            router = found["router"]
+            for page, by_weight in found["pages"].items():
+                pages.setdefault(page, {}).update(by_weight)
+    outcome = (result.stdout.strip().splitlines() or ["no output"])[-1]
+    return router, pages, outcome
+
+
+def cell(counts: dict[str, int] | None) -> str:
+    if counts is None:
+        return "not measured"
+    return f"{counts['broken']} of {counts['loads']} ({counts['threw']} threw)"
 
 
 def main() -> int:
-    measured: dict[str, Tallies] = {}
-    routers: dict[str, str] = {}
     started = time.monotonic()
-    with browser.Browser() as chromium:
-        for phase, routed in PHASES.items():
-            with routed() as (description, urls, cookies):
-                routers[phase] = description
-                measured[phase] = browser.page_loads(chromium, urls, LOADS, cookies)
-                print(browser.figures(phase, description, measured[phase]), file=sys.stderr)
+    with browser.Browser() as chromium, before() as (description, urls, cookies):
+        measured = browser.page_loads(chromium, urls, LOADS, cookies)
+        print(browser.figures("before", description, measured), file=sys.stderr)
         version = chromium.version
+        examples = {page: by_weight[max(LOADS)].examples(1) for page, by_weight in measured.items()}
+    router, after_pages, outcome = after()
+    phases = {"before": as_pages(measured), "after": after_pages}
     print(f"page loads broken, Chromium {version} (Debian), a fresh context per load; "
           f"{time.monotonic() - started:.0f} s")
-    for phase in ("before", "after"):
-        print(f"  {phase}: {routers.get(phase, 'track affinity: not built yet')}")
+    print(f"  before: {description}")
+    print(f"  after: {router or 'no figures'} ({AFTER_TEST}: {outcome})")
     print("  broken of loads (of which the page threw: ChunkLoadError, React #423)")
     print(f"  {'page':8} {'weight':>6}  {'before':24} {'after':24}")
     for page in browser.PAGES:
         for weight in LOADS:
-            cells = [cell(measured.get(p, {}).get(page, {}).get(weight))
-                     for p in ("before", "after")]
+            cells = [cell(phases[p].get(page, {}).get(str(weight))) for p in ("before", "after")]
             print(f"  {page:8} {weight:>6}  {cells[0]:24} {cells[1]:24}")
-    for phase, tallies in measured.items():
-        for page, by_weight in tallies.items():
-            for example in by_weight[max(LOADS)].examples(1):
-                print(f"  e.g. {phase} {page}: {example}")
+    for page, shown in examples.items():
+        for example in shown:
+            print(f"  e.g. before {page}: {example}")
     return 0
 
 
