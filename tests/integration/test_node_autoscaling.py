@@ -50,7 +50,7 @@ from tests.integration.test_node_engine import (  # noqa: F401  (node_images is 
 )
 
 # The `node` group (the shorter of the two node groups: tests/README.md).
-pytestmark = [pytest.mark.integration, pytest.mark.ci_group("node")]
+pytestmark = [pytest.mark.integration, pytest.mark.ci_group("swarm")]
 STACK = "node"
 NAMESPACE = "moontv-autoscaling"
 HOST = "autoscaling.node.local"

@@ -33,7 +33,7 @@ from tests.integration.test_node_engine import (  # noqa: F401  (node_images is 
 )
 from tests.integration.test_node_release import Release
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.ci_group("node-release")]
 NAMESPACE = "moontv-browser"
 HOST = "browser.node.local"
 STABLE, CANARY = "v100.1.1", "v100.1.2"
