@@ -106,6 +106,11 @@ def decide(plan: ReleasePlan, autoscaling: AutoscalingSettings, delay_seconds: i
                 scales[track.name] = Scale(None if current.autoscaled else current.replicas)
                 continue
             before = live.deployments.get(outgoing) if outgoing else None
+            if before is None and current is None:
+                # the first up: no traffic moves, so the HPA sizes it from the start (a static
+                # count on an HPA's target is what kube-score calls critical)
+                scales[track.name] = Scale(None)
+                continue
             wanted = max(autoscaling.min_replicas, before.ready if before else 0,
                          current.replicas if current else 0)
             count = min(wanted, autoscaling.max_replicas)

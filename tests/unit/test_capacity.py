@@ -110,8 +110,10 @@ def test_given_a_strategy_change_then_the_new_primary_gets_the_old_ones_ready_re
     assert capacity.decide(to_blue_green, HPA, 300, live, NOW)["blue"].replicas == 5
 
 
-def test_given_the_first_up_then_the_primary_starts_at_the_hpa_minimum():
-    assert capacity.decide(switch_plan("blue"), HPA, 300, Live({}, None), NOW)["blue"] == Scale(2)
+def test_given_the_first_up_then_the_hpa_sizes_the_primary_from_the_start():
+    """No traffic moves at the first up: no static count on the HPA's target."""
+    assert capacity.decide(switch_plan("blue"), HPA, 300, Live({}, None), NOW)["blue"] == Scale(
+        None)
 
 
 def test_given_no_autoscaling_then_the_counts_are_the_planned_ones_and_no_delay_applies():
