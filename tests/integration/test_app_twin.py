@@ -674,8 +674,8 @@ def test_carrying_the_previous_release_an_open_tab_loads_its_lazy_chunk_after_a_
 
     old_only = listed(images.APP_V1) - listed(images.APP_V2)
     assert old_only and listed(images.APP_V2_CARRY) == listed(images.APP_V2), sorted(old_only)
-    present = docker("run", "--rm", "--network", "none", "--entrypoint", "ls", "-d",
-                     images.APP_V2_CARRY, *(f"/app/{f}" for f in sorted(old_only)))
+    present = docker("run", "--rm", "--network", "none", "--entrypoint", "ls",
+                     images.APP_V2_CARRY, "-d", *(f"/app/{f}" for f in sorted(old_only)))
     assert len(present.stdout.split()) == len(old_only), present.stdout
 
 
