@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, skip_or_fail
+from tests.conftest import ROOT, require_tools, skip_or_fail
 from tests.integration import images
 from tests.integration import node as node_host
 from tests.integration.engine import toolchain_bin
@@ -151,3 +153,20 @@ def local_images() -> dict[str, Path]:
         return images.build_all()
     except images.ImageBuildError as exc:
         pytest.fail(f"building the test images failed: {exc}")
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (tests/integration/browser.py): one process, a
+    ``browser.Browser``."""
+    from tests.integration import browser
+
+    require_tools(["chromium"])
+    try:
+        driven = browser.Browser()
+    except browser.BrowserUnavailable as exc:
+        skip_or_fail(str(exc))
+    try:
+        yield driven
+    finally:
+        driven.close()

@@ -522,20 +522,6 @@ SPLIT_LOADS = {0: 5, 10: 15, 50: 10}
 
 
 @pytest.fixture(scope="module")
-def chromium() -> Iterator[browser.Browser]:
-    """Debian's Chromium driven by Playwright (tests/integration/browser.py): one process."""
-    require_tools(["chromium"])
-    try:
-        driven = browser.Browser()
-    except browser.BrowserUnavailable as exc:
-        skip_or_fail(str(exc))
-    try:
-        yield driven
-    finally:
-        driven.close()
-
-
-@pytest.fixture(scope="module")
 def split(local_images: dict[str, Path]) -> Iterator[browser.Split]:
     """The two versions behind a local Traefik: entry point ``w<weight>`` for each weight of
     SPLIT_LOADS, and ``switch`` (all stable until a test switches it)."""
@@ -610,6 +596,27 @@ def test_behind_a_per_request_split_page_loads_break_as_two_lunatv_releases_do(
                 assert bool(_chunk_404s(load)) == bool(load.failed), load.summary()
 
 
+def _tabs_across_a_switch(
+    split: browser.Split, chromium: browser.Browser, shown: str
+) -> tuple[browser.PageLoad, browser.PageLoad, str]:
+    """Two tabs opened on the stable version of entry point ``switch``, which is then switched to
+    the canary: the first clicks the lazy-code button, the second navigates. Returns the click,
+    the navigation and the text of ``shown`` in the first tab."""
+    url = split.url("switch")
+    context = chromium.context(_cookies(url))
+    try:
+        opened = [chromium.open(f"{url}/", context) for _ in range(2)]
+        for _, load in opened:
+            assert not load.broken and load.version == split.versions["stable"], load.summary()
+        split.switch("switch", 100)
+        lazy = opened[0][0].click(browser.MORE)
+        text = opened[0][0].page.inner_text(shown)
+        navigated = opened[1][0].goto(f"{url}/")
+    finally:
+        context.close()
+    return lazy, navigated, text
+
+
 def test_after_a_complete_switch_an_open_tab_navigates_on_but_its_lazy_chunk_is_gone(
     split: browser.Split, chromium: browser.Browser
 ) -> None:
@@ -617,19 +624,8 @@ def test_after_a_complete_switch_an_open_tab_navigates_on_but_its_lazy_chunk_is_
     one (weights 100/0 → 0/100). A full navigation gets the new build's page and chunks (as
     measured on LunaTV); code the open page loads lazily is asked for by the old build's name,
     which the new build does not have."""
-    url = split.url("switch")
     stable, canary = split.versions["stable"], split.versions["canary"]
-    context = chromium.context(_cookies(url))
-    try:
-        opened = [chromium.open(f"{url}/", context) for _ in range(2)]
-        for _, load in opened:
-            assert not load.broken and load.version == stable, load.summary()
-        split.switch("switch", 100)
-        lazy = opened[0][0].click(browser.MORE)
-        navigated = opened[1][0].goto(f"{url}/")
-        error = opened[0][0].page.inner_text("[data-testid=lazy-error]")
-    finally:
-        context.close()
+    lazy, navigated, error = _tabs_across_a_switch(split, chromium, "[data-testid=lazy-error]")
     print(f"\n[browser] before, a tab opened before a switch: lazy chunk {lazy.summary()}; "
           f"navigation {navigated.summary()}")
     assert not navigated.broken and navigated.version == canary, navigated.summary()
@@ -648,19 +644,8 @@ def test_carrying_the_previous_release_an_open_tab_loads_its_lazy_chunk_after_a_
     build's files (``.next/static-files.txt``), so the next release carries one release back."""
     images.build_app_carrying()
     with browser.twin_split(images.APP_V1, images.APP_V2_CARRY, {"switch": 0}) as split:
-        url = split.url("switch")
         stable, canary = split.versions["stable"], split.versions["canary"]
-        context = chromium.context(_cookies(url))
-        try:
-            opened = [chromium.open(f"{url}/", context) for _ in range(2)]
-            for _, load in opened:
-                assert not load.broken and load.version == stable, load.summary()
-            split.switch("switch", 100)
-            lazy = opened[0][0].click(browser.MORE)
-            panel = opened[0][0].page.inner_text(browser.LAZY_PANEL)
-            navigated = opened[1][0].goto(f"{url}/")
-        finally:
-            context.close()
+        lazy, navigated, panel = _tabs_across_a_switch(split, chromium, browser.LAZY_PANEL)
     print(f"\n[browser] after (previous release carried), a tab opened before a switch: lazy "
           f"chunk {lazy.summary()}; navigation {navigated.summary()}")
     assert not lazy.broken and lazy.requests == 1, lazy.summary()

@@ -23,63 +23,27 @@ import pytest
 from components.image_settings import reported_version
 from tests.helpers import canary
 from tests.integration import browser
-from tests.integration import node as node_host
-from tests.integration.engine import Project, require_engine
 from tests.integration.test_node_engine import (  # noqa: F401  (node_images is a fixture)
-    CONFIG,
     OWNER,
     OWNER_PASSWORD,
     node_images,
 )
 from tests.integration.test_node_release import Release
+from tests.integration.test_node_track_affinity import CANARY, STABLE, twin_canary
 
 pytestmark = [pytest.mark.integration, pytest.mark.ci_group("node-release")]
 NAMESPACE = "moontv-browser"
 HOST = "browser.node.local"
-STABLE, CANARY = "v100.1.1", "v100.1.2"
 VERSIONS = {reported_version(STABLE), reported_version(CANARY)}
 #: Page loads per page (/login as a new user, / logged in) at each weight.
 LOADS = 40
 #: Tabs opened before the weight step (browsers that already have their track).
 TABS = 12
-READY_TIMEOUT = 300
-
-
-def stack_config(node: Any, release: dict[str, Any]) -> dict[str, Any]:
-    return {
-        **CONFIG,
-        "moontv:namespace": NAMESPACE,
-        "moontv:image": {**CONFIG["moontv:image"], "tag": STABLE},
-        "moontv:traffic": {**CONFIG["moontv:traffic"], "host": HOST},
-        "moontv:kubernetes": {"context": node.context, "kubeconfig": node.kubeconfig},
-        "moontv:release": release,
-        "moontv:monitoring": {"enabled": False},
-        "moontv:storage": {**CONFIG["moontv:storage"], "backup": {"enabled": False}},
-    }
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[browser.Browser]:
-    try:
-        with browser.Browser() as opened:
-            yield opened
-    except browser.BrowserUnavailable as exc:
-        from tests.conftest import skip_or_fail
-
-        skip_or_fail(str(exc))
 
 
 @pytest.fixture(scope="module")
 def stack(node, node_images, tmp_path_factory) -> Iterator[Release]:  # noqa: F811
-    project = Project(tmp_path_factory.mktemp("node-browser"), require_engine())
-    config = stack_config(node, canary(10, CANARY))
-    made = project.stack("node", config, secrets={"moontv:ownerPassword": OWNER_PASSWORD})
-    try:
-        assert made.up().summary.result == "succeeded"
-        node_host.wait_settled(node, NAMESPACE, READY_TIMEOUT)
-        yield Release(node, made, config)
-    finally:
-        made.destroy()
+    yield from twin_canary(node, tmp_path_factory, NAMESPACE, HOST)
 
 
 def base_url(release: Release) -> str:

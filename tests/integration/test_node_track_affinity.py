@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -47,32 +48,37 @@ FIGURES: dict[str, Any] = {}
 OPENED: list[load.Session] = []
 
 
-def stack_config(node, release: dict[str, Any]) -> dict[str, Any]:
-    return {
+def twin_canary(node: Any, tmp_path_factory: Any, namespace: str,
+                host: str) -> Iterator[Release]:
+    """The twin's stable and canary versions at weight 10 in a small stack of their own
+    (``namespace``, ``host``) on the node, until the generator is closed; then destroyed."""
+    config = {
         **CONFIG,
-        "moontv:namespace": NAMESPACE,
+        "moontv:namespace": namespace,
         "moontv:image": {**CONFIG["moontv:image"], "tag": STABLE},
-        "moontv:traffic": {**CONFIG["moontv:traffic"], "host": HOST},
+        "moontv:traffic": {**CONFIG["moontv:traffic"], "host": host},
         "moontv:kubernetes": {"context": node.context, "kubeconfig": node.kubeconfig},
-        "moontv:release": release,
+        "moontv:release": canary(10, CANARY),
         # what these tests do not read, left out to keep the stack small and quick
         "moontv:monitoring": {"enabled": False},
         "moontv:storage": {**CONFIG["moontv:storage"], "backup": {"enabled": False}},
     }
+    project = Project(tmp_path_factory.mktemp(namespace), require_engine())
+    stack = project.stack("node", config, secrets={"moontv:ownerPassword": OWNER_PASSWORD})
+    try:
+        assert stack.up().summary.result == "succeeded"
+        node_host.wait_settled(node, namespace, READY_TIMEOUT)
+        yield Release(node, stack, config)
+    finally:
+        stack.destroy()
 
 
 @pytest.fixture(scope="module")
 def affinity(node, node_images, tmp_path_factory):  # noqa: F811
-    project = Project(tmp_path_factory.mktemp("node-affinity"), require_engine())
-    config = stack_config(node, canary(10, CANARY))
-    stack = project.stack("node", config, secrets={"moontv:ownerPassword": OWNER_PASSWORD})
     try:
-        assert stack.up().summary.result == "succeeded"
-        node_host.wait_settled(node, NAMESPACE, READY_TIMEOUT)
-        yield Release(node, stack, config)
+        yield from twin_canary(node, tmp_path_factory, NAMESPACE, HOST)
     finally:
         print("\n[affinity] figures " + json.dumps(FIGURES, sort_keys=True))
-        stack.destroy()
 
 
 def sessions(release: Release, count: int = NEW_SESSIONS) -> list[load.Session]:
